@@ -1,0 +1,170 @@
+"""The LLM call: one activity per turn, streaming from any OpenAI-compatible endpoint.
+
+Tokens go to the gateway while they are generated (see relay_publisher); the activity's result,
+recorded once in workflow history, is the turn's durable record. Progress is heartbeated, so a
+retry after a worker crash knows what the client was already shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import openai
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from engram.activities.relay_publisher import RelayChannels, TurnPublisher
+from engram.messages import to_server_message
+from engram.workflows.types import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    RESTART,
+    TEXT,
+    Event,
+    LLMRequest,
+    LLMResult,
+    StreamPiece,
+)
+
+# A refused connection is retried this many times (about 1.5 s with the workflow's retry policy)
+# before the turn fails: long enough to ride out an endpoint restart, short enough that a
+# misconfigured endpoint is reported at once.
+UNREACHABLE_ATTEMPTS = 3
+HEARTBEAT_EVERY = 1.0
+
+
+@dataclass(frozen=True)
+class LLMEndpoint:
+    base_url: str
+    # Read from the worker's environment; never part of an activity input or a log line.
+    api_key: str = field(default="", repr=False)
+    timeout: float = 60.0
+
+
+class LLMActivities:
+    def __init__(self, endpoint: LLMEndpoint, relay: RelayChannels | None = None) -> None:
+        self.endpoint = endpoint
+        self.relay = relay or RelayChannels()
+        self.client = openai.AsyncOpenAI(
+            base_url=endpoint.base_url,
+            # Local servers need no key, but the client insists on one.
+            api_key=endpoint.api_key or "unused",
+            # Temporal retries durably, with backoff; the client's own retries would hide that.
+            max_retries=0,
+            timeout=endpoint.timeout,
+        )
+
+    @activity.defn(name="stream_chat")
+    async def stream_chat(self, request: LLMRequest) -> LLMResult:
+        info = activity.info()
+        pieces = _pieces(info.heartbeat_details)
+        publisher = TurnPublisher(self.relay, request.reply_to)
+
+        def publish(piece: StreamPiece) -> None:
+            seq = request.first_text_seq + len(pieces)
+            pieces.append(piece)
+            event = Event(seq, piece.kind, piece.text, message_id=request.message_id, ts=time.time())
+            publisher.send(to_server_message(request.agent_id, event))
+
+        for event in request.prelude:
+            publisher.send(to_server_message(request.agent_id, event))
+        if pieces:
+            # An earlier attempt already streamed part of a reply that cannot be resumed.
+            publish(StreamPiece(RESTART, ""))
+
+        heartbeats = asyncio.create_task(_heartbeat_forever(pieces))
+        try:
+            tokens = await self._generate(request, publish)
+            return LLMResult(COMPLETED, pieces, tokens=tokens or _count_text(pieces))
+        except asyncio.CancelledError:
+            details = activity.cancellation_details()
+            if details is None or not details.cancel_requested:
+                raise  # worker shutdown or timeout: let Temporal retry elsewhere
+            return LLMResult(CANCELLED, pieces, "CANCELLED", "turn cancelled")
+        except openai.APIConnectionError as err:
+            if isinstance(err, openai.APITimeoutError):
+                raise self._retryable("LLM_TIMEOUT", "timed out", pieces) from err
+            if info.attempt < UNREACHABLE_ATTEMPTS:
+                raise self._retryable("LLM_UNREACHABLE", "is unreachable", pieces) from err
+            return self._failed("LLM_UNREACHABLE", f"is unreachable ({_root_cause(err)})", pieces)
+        except openai.APIStatusError as err:
+            if err.status_code == 429 or err.status_code >= 500:
+                raise self._retryable(f"LLM_HTTP_{err.status_code}", _describe(err), pieces) from err
+            return self._failed(_status_code_name(err), _describe(err), pieces)
+        finally:
+            heartbeats.cancel()
+            await publisher.close()
+
+    async def _generate(self, request: LLMRequest, publish: Any) -> int:
+        kwargs: dict[str, Any] = {}
+        if request.temperature is not None:
+            kwargs["temperature"] = request.temperature
+        stream = await self.client.chat.completions.create(
+            model=request.model,
+            messages=[asdict(m) for m in request.messages],  # type: ignore[misc]
+            stream=True,
+            stream_options={"include_usage": True},
+            **kwargs,
+        )
+        tokens = 0
+        async with contextlib.aclosing(stream):  # type: ignore[type-var]
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    tokens = chunk.usage.total_tokens
+                for choice in chunk.choices:
+                    if choice.delta is not None and choice.delta.content:
+                        publish(StreamPiece(TEXT, choice.delta.content))
+        return tokens
+
+    def _failed(self, code: str, what: str, pieces: list[StreamPiece]) -> LLMResult:
+        message = f"LLM endpoint {self.endpoint.base_url} {what}"
+        activity.logger.warning("turn failed: %s", message)
+        return LLMResult(FAILED, pieces, code, message)
+
+    def _retryable(self, code: str, what: str, pieces: list[StreamPiece]) -> ApplicationError:
+        message = f"LLM endpoint {self.endpoint.base_url} {what}"
+        return ApplicationError(message, [asdict(p) for p in pieces], type=code)
+
+
+async def _heartbeat_forever(pieces: list[StreamPiece]) -> None:
+    # Heartbeats carry cancellation back to the activity; a model that is slow to start must not
+    # make a cancel wait for its first token.
+    while True:
+        activity.heartbeat([asdict(p) for p in pieces])
+        await asyncio.sleep(HEARTBEAT_EVERY)
+
+
+def _pieces(details: Any) -> list[StreamPiece]:
+    if details and isinstance(details[0], list):
+        return [StreamPiece(**p) for p in details[0]]
+    return []
+
+
+def _count_text(pieces: list[StreamPiece]) -> int:
+    return sum(1 for p in pieces if p.kind == TEXT)
+
+
+def _status_code_name(err: openai.APIStatusError) -> str:
+    names = {401: "LLM_UNAUTHENTICATED", 403: "LLM_PERMISSION_DENIED", 404: "LLM_NOT_FOUND"}
+    return names.get(err.status_code, f"LLM_HTTP_{err.status_code}")
+
+
+def _describe(err: openai.APIStatusError) -> str:
+    body = err.body
+    detail = ""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        detail = str(inner.get("message", "")) if isinstance(inner, dict) else str(inner)
+    hint = {401: " (check ENGRAM_LLM_API_KEY)", 404: " (unknown model or wrong base URL)"}
+    return f"answered HTTP {err.status_code}: {detail or err.message}{hint.get(err.status_code, '')}"
+
+
+def _root_cause(err: BaseException) -> str:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return str(err) or type(err).__name__

@@ -1,0 +1,74 @@
+"""Sends a turn's messages from the LLM activity to the gateway serving the turn, as they are made.
+
+Best effort by design: the durable record of a turn is the activity's result, so a gateway that is
+down or slow must never slow down or fail the generation. Messages queue in memory and go out on
+one client-streaming call per attempt; channels are reused across turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from engram.relay.v1 import relay_pb2_grpc
+from engram.v1 import agent_pb2
+
+log = logging.getLogger(__name__)
+
+_DONE = object()
+
+
+class RelayChannels:
+    """One gRPC channel per gateway address, for the life of the worker."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def stub(self, address: str) -> relay_pb2_grpc.TokenRelayStub:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(address)
+            self._channels[address] = channel
+        return relay_pb2_grpc.TokenRelayStub(channel)
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+
+class TurnPublisher:
+    """Publishes one attempt's messages; `send` never blocks and never raises."""
+
+    def __init__(self, channels: RelayChannels, address: str) -> None:
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        if address:
+            self._task = asyncio.create_task(self._run(channels.stub(address), address))
+
+    def send(self, message: agent_pb2.ServerMessage) -> None:
+        if self._task is not None and not self._task.done():
+            self._queue.put_nowait(message)
+
+    async def close(self, timeout: float = 2.0) -> None:
+        """Flush what is queued, waiting at most `timeout` for a slow gateway."""
+        if self._task is None:
+            return
+        self._queue.put_nowait(_DONE)
+        done, _ = await asyncio.wait({self._task}, timeout=timeout)
+        if not done:
+            self._task.cancel()
+
+    async def _messages(self) -> AsyncIterator[agent_pb2.ServerMessage]:
+        while (item := await self._queue.get()) is not _DONE:
+            assert isinstance(item, agent_pb2.ServerMessage)
+            yield item
+
+    async def _run(self, stub: relay_pb2_grpc.TokenRelayStub, address: str) -> None:
+        try:
+            await stub.Publish(self._messages(), timeout=900)
+        except grpc.aio.AioRpcError as err:
+            log.warning("token relay to gateway %s failed: %s", address, err.code().name)

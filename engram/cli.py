@@ -1,0 +1,162 @@
+"""`engram dev | worker | gateway`: run the engine, or its parts against any Temporal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from temporalio.client import Client
+
+from engram import llm_settings
+from engram.gateway.agent_service import GatewaySettings
+from engram.gateway.server import GRACE_SECONDS, start_gateway
+from engram.temporal_connection import TemporalSettings
+from engram.worker import build_worker, ensure_search_attributes
+
+log = logging.getLogger("engram")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="engram", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="Temporal dev server + worker + gateway, one process")
+    dev.add_argument("--data-dir", type=Path, default=Path(os.environ.get("ENGRAM_DATA_DIR", ".engram")))
+    dev.add_argument("--temporal-port", type=int, default=7233)
+    dev.add_argument("--ui-port", type=int, default=8233)
+    _gateway_arguments(dev)
+    llm_settings.add_arguments(dev)
+
+    worker = commands.add_parser("worker", help="run agent workflows and LLM activities")
+    TemporalSettings.add_arguments(worker)
+    llm_settings.add_arguments(worker)
+
+    gateway = commands.add_parser("gateway", help="serve the gRPC API")
+    TemporalSettings.add_arguments(gateway)
+    _gateway_arguments(gateway)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("temporalio").setLevel(logging.WARNING)
+    runners: dict[str, Callable[[argparse.Namespace], Awaitable[None]]] = {
+        "dev": run_dev,
+        "worker": run_worker,
+        "gateway": run_gateway,
+    }
+    try:
+        asyncio.run(runners[args.command](args))
+    except KeyboardInterrupt:
+        pass
+
+
+def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    group = parser.add_argument_group("gateway")
+    group.add_argument("--host", default=env("ENGRAM_HOST", "localhost"), help="interface to listen on")
+    group.add_argument("--port", type=int, default=int(env("ENGRAM_PORT", "50051")))
+    group.add_argument(
+        "--advertise-address",
+        default=env("ENGRAM_ADVERTISE_ADDRESS", ""),
+        help="host:port at which workers reach this gateway (default: localhost:PORT)",
+    )
+    group.add_argument(
+        "--max-message-bytes", type=int, default=int(env("ENGRAM_MAX_MESSAGE_BYTES", str(64 * 1024)))
+    )
+    group.add_argument(
+        "--default-model", default=env("ENGRAM_DEFAULT_MODEL", ""),
+        help="model for agents created without one",
+    )
+
+
+def _gateway_settings(args: argparse.Namespace) -> GatewaySettings:
+    return GatewaySettings(
+        advertise_address=args.advertise_address or f"localhost:{args.port}",
+        max_message_bytes=args.max_message_bytes,
+        default_model=args.default_model,
+    )
+
+
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def connect(settings: TemporalSettings, timeout: float = 60.0) -> Client:
+    """Connect, waiting for a server that is still starting (as in docker compose)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await settings.connect()
+        except RuntimeError as err:
+            if asyncio.get_running_loop().time() > deadline:
+                raise SystemExit(f"cannot reach Temporal at {settings.address}: {err}") from None
+            await asyncio.sleep(0.5)
+
+
+async def run_worker(args: argparse.Namespace) -> None:
+    client = await connect(TemporalSettings.from_args(args))
+    await ensure_search_attributes(client)
+    endpoint = llm_settings.endpoint_from_args(args)
+    log.info("worker on %s/%s, LLM endpoint %s", args.temporal_address, args.namespace, endpoint.base_url)
+    async with build_worker(client, endpoint):
+        await _until_stopped()
+    log.info("worker stopped")
+
+
+async def run_gateway(args: argparse.Namespace) -> None:
+    client = await connect(TemporalSettings.from_args(args))
+    settings = _gateway_settings(args)
+    server = await start_gateway(client, f"{args.host}:{args.port}", settings)
+    log.info("gateway on %s:%d (workers reach it at %s)", args.host, args.port, settings.advertise_address)
+    await _until_stopped()
+    await server.stop(GRACE_SECONDS)
+    log.info("gateway stopped")
+
+
+async def run_dev(args: argparse.Namespace) -> None:
+    from engram.dev_server import start_dev_server, wait_for_port
+
+    temporal = start_dev_server(args.data_dir, args.temporal_port, args.ui_port)
+    try:
+        await wait_for_port("127.0.0.1", args.temporal_port, temporal, timeout=60)
+        client = await connect(TemporalSettings(address=f"127.0.0.1:{args.temporal_port}"))
+        endpoint = llm_settings.endpoint_from_args(args)
+        settings = _gateway_settings(args)
+        async with build_worker(client, endpoint):
+            server = await start_gateway(client, f"{args.host}:{args.port}", settings)
+            print(
+                f"Engram is running.\n"
+                f"  gateway (gRPC)   {args.host}:{args.port}\n"
+                f"  Temporal         127.0.0.1:{args.temporal_port}\n"
+                f"  Temporal Web UI  http://localhost:{args.ui_port}\n"
+                f"  LLM endpoint     {endpoint.base_url}\n"
+                f"  data             {args.data_dir.resolve()}\n"
+                f"Ctrl-C stops everything.",
+                flush=True,
+            )
+            await _until_stopped()
+            await server.stop(GRACE_SECONDS)
+    finally:
+        _stop(temporal)
+        print("Engram stopped.", flush=True)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,437 @@
+"""AgentService: the public gRPC API, mapped onto agent workflows.
+
+CreateAgent starts a workflow; Chat turns each user input into a `chat` update and streams the
+turn back; controls are updates and signals; reads are queries and visibility lists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import functools
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import empty_pb2
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.json_format import MessageToDict, ParseDict
+from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowUpdateStage as Stage
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+from engram import TASK_QUEUE, WORKFLOW_ID_PREFIX
+from engram.gateway import validation
+from engram.gateway.errors import GatewayError, from_temporal, invalid
+from engram.gateway.token_hub import TokenHub, TurnFeed
+from engram.gateway.turn_stream import Cursor, Messages, follow_turn
+from engram.messages import timestamp, to_server_message
+from engram.v1 import agent_pb2, agent_pb2_grpc
+from engram.workflows.agent_workflow import STATUS_ATTRIBUTE, AgentWorkflow
+from engram.workflows.types import (
+    DELETED,
+    IDLE,
+    AgentInfo,
+    AgentSpec,
+    AgentState,
+    ChatInput,
+    Event,
+    TurnResult,
+)
+
+log = logging.getLogger(__name__)
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+CONTROL_COMMANDS = {"pause": "pause", "resume": "resume", "cancel": "cancel", "retry": "retry"}
+STATUS_COMMANDS = {
+    "paused": "pause",
+    "active": "resume",
+    "idle": "resume",
+    "running": "resume",
+    "cancelled": "cancel",
+}
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    # host:port at which workers reach this gateway's TokenRelay.
+    advertise_address: str
+    max_message_bytes: int = 64 * 1024
+    default_model: str = ""
+
+
+def _reports_errors(
+    method: Callable[[Any, Request, Context], Awaitable[Response]],
+) -> Callable[[Any, Request, Context], Awaitable[Response]]:
+    """Answer every failure with a gRPC status and a plain message, never a stack trace."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Request, context: Context) -> Response:
+        try:
+            return await method(self, request, context)
+        except Exception as err:
+            await _abort(context, err, getattr(request, "agent_id", ""))
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+async def _abort(context: Context, err: Exception, agent_id: str) -> None:
+    status = from_temporal(err, agent_id)
+    if status.code == grpc.StatusCode.INTERNAL:
+        log.error("request for agent %s failed", agent_id, exc_info=err)
+    await context.abort(status.code, status.message)
+
+
+class AgentService(agent_pb2_grpc.AgentServiceServicer):
+    def __init__(self, client: Client, hub: TokenHub, settings: GatewaySettings) -> None:
+        self.client = client
+        self.hub = hub
+        self.settings = settings
+
+    def _agent(self, agent_id: str) -> WorkflowHandle[AgentWorkflow, str]:
+        return self.client.get_workflow_handle_for(AgentWorkflow.run, WORKFLOW_ID_PREFIX + agent_id)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @_reports_errors
+    async def CreateAgent(
+        self, request: agent_pb2.CreateAgentRequest, context: Context
+    ) -> agent_pb2.CreateAgentResponse:
+        model = validation.create_request(request, self.settings.default_model)
+        agent_id = str(uuid.uuid4())
+        spec = AgentSpec(
+            agent_id=agent_id,
+            goal=request.goal,
+            model=model,
+            system_prompt=request.system_prompt,
+            metadata=dict(request.metadata),
+            tools=[MessageToDict(tool) for tool in request.tools],
+            config=MessageToDict(request.config),
+            temperature=request.config.temperature or None,
+            max_context_tokens=request.config.max_context_tokens,
+        )
+        now = time.time()
+        await self.client.start_workflow(
+            AgentWorkflow.run,
+            AgentState(spec=spec, created_at=now, updated_at=now),
+            id=WORKFLOW_ID_PREFIX + agent_id,
+            task_queue=TASK_QUEUE,
+            memo={"goal": spec.goal, "model": model, "created_at": now, "metadata": spec.metadata},
+            search_attributes=TypedSearchAttributes([SearchAttributePair(STATUS_ATTRIBUTE, IDLE)]),
+            request_eager_start=True,
+        )
+        info = AgentInfo(spec, IDLE, now, now, 0, 0, 0.0, 0, 0)
+        return agent_pb2.CreateAgentResponse(agent_id=agent_id, agent=_agent_message(info))
+
+    @_reports_errors
+    async def GetAgent(self, request: agent_pb2.GetAgentRequest, context: Context) -> agent_pb2.Agent:
+        handle = self._agent(validation.agent_id(request.agent_id))
+        info, description = await asyncio.gather(
+            handle.query(AgentWorkflow.describe), handle.describe()
+        )
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            info.status = DELETED  # a force-deleted agent never got to say so itself
+        return _agent_message(info)
+
+    @_reports_errors
+    async def ListAgents(
+        self, request: agent_pb2.ListAgentsRequest, context: Context
+    ) -> agent_pb2.ListAgentsResponse:
+        status = validation.status_filter(request.status_filter)
+        if request.page_size < 0:
+            raise invalid("page_size must not be negative")
+        page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        query = "WorkflowType = 'AgentWorkflow'"
+        if status == DELETED:
+            query += " AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew'"
+        else:
+            query += " AND ExecutionStatus = 'Running'"
+            if status:
+                query += f" AND {STATUS_ATTRIBUTE.name} = '{status}'"
+        executions = self.client.list_workflows(
+            query, page_size=page_size, next_page_token=_decode_token(request.page_token)
+        )
+        await executions.fetch_next_page()
+        agents = [await _listed_agent(e) for e in executions.current_page or []]
+        token = executions.next_page_token
+        return agent_pb2.ListAgentsResponse(
+            agents=agents,
+            next_page_token=base64.urlsafe_b64encode(token).decode() if token else "",
+        )
+
+    @_reports_errors
+    async def DeleteAgent(
+        self, request: agent_pb2.DeleteAgentRequest, context: Context
+    ) -> empty_pb2.Empty:
+        handle = self._agent(validation.agent_id(request.agent_id))
+        description = await handle.describe()
+        if description.status == WorkflowExecutionStatus.RUNNING:
+            if request.force:
+                await handle.terminate(reason="DeleteAgent(force=true)")
+            else:
+                await handle.signal(AgentWorkflow.delete)
+        return empty_pb2.Empty()
+
+    @_reports_errors
+    async def ControlAgent(
+        self, request: agent_pb2.ControlAgentRequest, context: Context
+    ) -> agent_pb2.ControlAgentResponse:
+        agent_id = validation.agent_id(request.agent_id)
+        command = request.WhichOneof("command")
+        if command is None:
+            raise invalid("one of pause, resume, cancel or retry is required")
+        status = await self._agent(agent_id).execute_update(
+            AgentWorkflow.control, CONTROL_COMMANDS[command]
+        )
+        return agent_pb2.ControlAgentResponse(status=status)
+
+    @_reports_errors
+    async def SetAgentStatus(
+        self, request: agent_pb2.SetAgentStatusRequest, context: Context
+    ) -> agent_pb2.SetAgentStatusResponse:
+        handle = self._agent(validation.agent_id(request.agent_id))
+        wanted = request.status.strip().lower()
+        if wanted == DELETED:
+            await handle.signal(AgentWorkflow.delete)
+            return agent_pb2.SetAgentStatusResponse(status=DELETED)
+        if wanted not in STATUS_COMMANDS:
+            choices = ", ".join([*STATUS_COMMANDS, DELETED])
+            raise invalid(f"status must be one of {choices}")
+        status = await handle.execute_update(AgentWorkflow.control, STATUS_COMMANDS[wanted])
+        return agent_pb2.SetAgentStatusResponse(status=status)
+
+    @_reports_errors
+    async def GetHistory(
+        self, request: agent_pb2.GetHistoryRequest, context: Context
+    ) -> agent_pb2.GetHistoryResponse:
+        turns = await self._agent(validation.agent_id(request.agent_id)).query(
+            AgentWorkflow.history
+        )
+        return agent_pb2.GetHistoryResponse(
+            turns=[
+                agent_pb2.Turn(
+                    message_id=t.message_id,
+                    user=t.user,
+                    reply=t.reply,
+                    outcome=t.outcome,
+                    error=t.error,
+                    first_sequence_id=t.first_seq,
+                    last_sequence_id=t.last_seq,
+                    started_at=timestamp(t.started_at),
+                    ended_at=timestamp(t.ended_at) if t.ended_at else None,
+                )
+                for t in turns
+            ]
+        )
+
+    # --- streams --------------------------------------------------------------------------
+
+    async def Chat(
+        self, request_iterator: AsyncIterator[agent_pb2.ClientMessage], context: Context
+    ) -> AsyncIterator[agent_pb2.ServerMessage]:
+        # Inputs are submitted as they arrive (so they queue durably, in order, and a cancel can
+        # reach the turn in progress); turns stream back one at a time.
+        turns: asyncio.Queue[_PendingTurn | Exception | None] = asyncio.Queue()
+        reader = asyncio.create_task(self._read_chat(request_iterator, turns))
+        cursor = Cursor()
+        try:
+            while (turn := await turns.get()) is not None:
+                if isinstance(turn, Exception):
+                    await _abort(context, turn, "")
+                    return
+                try:
+                    async for message in self._follow(turn, cursor):
+                        yield message
+                except Exception as err:
+                    await _abort(context, err, turn.agent_id)
+        finally:
+            reader.cancel()
+            while not turns.empty():
+                if isinstance(pending := turns.get_nowait(), _PendingTurn):
+                    self._close(pending)
+
+    async def _read_chat(
+        self,
+        request_iterator: AsyncIterator[agent_pb2.ClientMessage],
+        turns: asyncio.Queue[_PendingTurn | Exception | None],
+    ) -> None:
+        try:
+            async for message in request_iterator:
+                turn = await self._submit(message)
+                if turn is not None:
+                    turns.put_nowait(turn)
+        except Exception as err:
+            turns.put_nowait(from_temporal(err, "") if not isinstance(err, GatewayError) else err)
+        else:
+            turns.put_nowait(None)
+
+    async def _submit(self, message: agent_pb2.ClientMessage) -> _PendingTurn | None:
+        agent_id = validation.agent_id(message.agent_id)
+        handle = self._agent(agent_id)
+        kind = message.WhichOneof("payload")
+        try:
+            if kind == "user_input":
+                content = validation.content(
+                    message.user_input.content, self.settings.max_message_bytes
+                )
+                message_id = validation.message_id(message.message_id or str(uuid.uuid4()))
+                # Listen before submitting: the first tokens may come before the update returns.
+                feed = self.hub.open((agent_id, message_id))
+                try:
+                    update = await handle.start_update(
+                        AgentWorkflow.chat,
+                        ChatInput(message_id, content, self.settings.advertise_address),
+                        id=f"chat-{message_id}",
+                        wait_for_stage=Stage.ACCEPTED,
+                    )
+                except BaseException:
+                    self.hub.release(feed)
+                    raise
+                result = asyncio.ensure_future(update.result())
+                return _PendingTurn(agent_id, message_id, feed, result)
+            if kind in ("pause", "resume", "cancel"):
+                await handle.execute_update(AgentWorkflow.control, kind)
+                return None
+            if kind == "edit":
+                raise GatewayError(grpc.StatusCode.UNIMPLEMENTED, "edit is not supported yet")
+            raise invalid("a ClientMessage needs user_input, pause, resume or cancel")
+        except Exception as err:
+            raise from_temporal(err, agent_id) from err
+
+    async def _follow(
+        self, turn: _PendingTurn, cursor: Cursor
+    ) -> AsyncIterator[agent_pb2.ServerMessage]:
+        async def record() -> Messages:
+            return _messages(turn.agent_id, (await turn.result).events)
+
+        try:
+            async for message in follow_turn(
+                turn.agent_id,
+                turn.message_id,
+                turn.feed,
+                record(),
+                functools.partial(self._stored_since, turn.agent_id),
+                cursor,
+            ):
+                yield message
+        finally:
+            self._close(turn)
+
+    def _close(self, turn: _PendingTurn) -> None:
+        self.hub.release(turn.feed)
+        turn.result.cancel()
+
+    async def Replay(
+        self, request: agent_pb2.ReplayRequest, context: Context
+    ) -> AsyncIterator[agent_pb2.ServerMessage]:
+        try:
+            agent_id = validation.agent_id(request.agent_id)
+            if request.from_sequence < 0:
+                raise invalid("from_sequence must not be negative")
+            start = 0 if request.include_history else request.from_sequence
+            handle = self._agent(agent_id)
+            page = await handle.query(AgentWorkflow.events_since, start)
+            cursor = Cursor()
+            cursor.last[agent_id] = start
+            for event in page.events:
+                yield to_server_message(agent_id, event)
+                cursor.last[agent_id] = event.seq
+            live = page.in_flight
+            if live is None:
+                return
+
+            async def record() -> Messages:
+                result = await handle.execute_update(AgentWorkflow.wait_turn, live.message_id)
+                return _messages(agent_id, result.events)
+
+            with self.hub.reading((agent_id, live.message_id)) as feed:
+                async for message in follow_turn(
+                    agent_id,
+                    live.message_id,
+                    feed,
+                    record(),
+                    functools.partial(self._stored_since, agent_id),
+                    cursor,
+                ):
+                    yield message
+        except Exception as err:
+            await _abort(context, err, request.agent_id)
+
+    async def _stored_since(self, agent_id: str, seq: int) -> Messages:
+        page = await self._agent(agent_id).query(AgentWorkflow.events_since, seq)
+        return _messages(agent_id, page.events)
+
+
+@dataclass
+class _PendingTurn:
+    """A submitted user input whose turn a Chat stream has yet to send."""
+
+    agent_id: str
+    message_id: str
+    feed: TurnFeed
+    result: asyncio.Future[TurnResult]
+
+
+def _messages(agent_id: str, events: list[Event]) -> Messages:
+    return [to_server_message(agent_id, e) for e in events]
+
+
+def _agent_message(info: AgentInfo) -> agent_pb2.Agent:
+    spec = info.spec
+    duration = Duration()
+    duration.FromNanoseconds(round(info.busy_seconds * 1e9))
+    return agent_pb2.Agent(
+        agent_id=spec.agent_id,
+        goal=spec.goal,
+        status=info.status,
+        created_at=timestamp(info.created_at),
+        updated_at=timestamp(info.updated_at),
+        metadata=spec.metadata,
+        stats=agent_pb2.AgentStats(
+            total_steps=info.completed_turns,
+            total_duration=duration,
+            tokens_used=info.tokens_used,
+        ),
+        model=spec.model,
+        system_prompt=spec.system_prompt,
+        tools=[ParseDict(t, agent_pb2.Tool()) for t in spec.tools],
+        config=ParseDict(spec.config, agent_pb2.AgentConfig()),
+        queued_messages=info.queued_messages,
+        last_sequence_id=info.last_seq,
+    )
+
+
+async def _listed_agent(execution: WorkflowExecution) -> agent_pb2.Agent:
+    memo = await execution.memo()
+    running = execution.status == WorkflowExecutionStatus.RUNNING
+    status = execution.typed_search_attributes.get(STATUS_ATTRIBUTE) if running else DELETED
+    updated = execution.close_time or execution.start_time
+    return agent_pb2.Agent(
+        agent_id=execution.id.removeprefix(WORKFLOW_ID_PREFIX),
+        goal=memo.get("goal", ""),
+        status=status or IDLE,
+        created_at=timestamp(float(memo.get("created_at", execution.start_time.timestamp()))),
+        updated_at=timestamp(updated.timestamp()),
+        metadata=memo.get("metadata", {}),
+        model=memo.get("model", ""),
+    )
+
+
+def _decode_token(token: str) -> bytes | None:
+    if not token:
+        return None
+    try:
+        return base64.urlsafe_b64decode(token.encode())
+    except (binascii.Error, ValueError):
+        raise invalid("page_token is not a token this service issued") from None

@@ -1,0 +1,51 @@
+"""Failures the gateway reports to clients as gRPC statuses, and their translation from Temporal."""
+
+from __future__ import annotations
+
+import grpc
+from temporalio.client import (
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+
+class GatewayError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def invalid(message: str) -> GatewayError:
+    return GatewayError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def from_temporal(err: BaseException, agent_id: str) -> GatewayError:
+    """The client-facing status for a Temporal failure concerning one agent."""
+    if isinstance(err, GatewayError):
+        return err
+    if isinstance(err, RPCError):
+        if err.status == RPCStatusCode.NOT_FOUND:
+            if "completed" in err.message.lower():
+                return GatewayError(
+                    grpc.StatusCode.FAILED_PRECONDITION, f"agent {agent_id} has been deleted"
+                )
+            return GatewayError(grpc.StatusCode.NOT_FOUND, f"agent {agent_id} not found")
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            return GatewayError(grpc.StatusCode.UNAVAILABLE, "Temporal is unavailable; try again")
+        return GatewayError(grpc.StatusCode.INTERNAL, f"Temporal error: {err.status.name}")
+    if isinstance(err, WorkflowUpdateFailedError):
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type == "FailedPrecondition":
+            return GatewayError(grpc.StatusCode.FAILED_PRECONDITION, cause.message)
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        return GatewayError(grpc.StatusCode.INVALID_ARGUMENT, message)
+    if isinstance(err, WorkflowUpdateRPCTimeoutOrCancelledError):
+        return GatewayError(grpc.StatusCode.UNAVAILABLE, "timed out waiting for the agent")
+    if isinstance(err, (WorkflowQueryFailedError, WorkflowQueryRejectedError)):
+        return GatewayError(grpc.StatusCode.INTERNAL, f"agent {agent_id} could not be read")
+    return GatewayError(grpc.StatusCode.INTERNAL, "internal error")

@@ -1,0 +1,118 @@
+"""Where tokens from the workers meet the client streams that wait for them.
+
+Workers publish each turn's messages here (the TokenRelay service); Chat and Replay calls follow
+the feed of the turn they serve. A feed outlives its readers for a while, so a client that
+reconnects mid-turn can pick the turn up again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import grpc
+from google.protobuf import empty_pb2
+
+from engram.relay.v1 import relay_pb2_grpc
+from engram.v1 import agent_pb2
+
+TurnKey = tuple[str, str]  # (agent_id, message_id)
+
+FEED_TTL_SECONDS = 300.0
+SWEEP_EVERY_SECONDS = 30.0
+
+
+class TurnFeed:
+    """The messages of one turn received so far, keyed by sequence id."""
+
+    def __init__(self) -> None:
+        self.messages: dict[int, agent_pb2.ServerMessage] = {}
+        self.readers = 0
+        self.touched = time.monotonic()
+        self._version = 0
+        self._changed = asyncio.Condition()
+
+    async def put(self, message: agent_pb2.ServerMessage) -> None:
+        # A retried activity re-sends what its first attempt sent: first copy wins.
+        self.touched = time.monotonic()
+        if message.sequence_id in self.messages:
+            return
+        self.messages[message.sequence_id] = message
+        async with self._changed:
+            self._version += 1
+            self._changed.notify_all()
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    async def wait_past(self, version: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._version > version)
+
+
+class TokenHub:
+    def __init__(self) -> None:
+        self._feeds: dict[TurnKey, TurnFeed] = {}
+        self._last_sweep = time.monotonic()
+
+    def feed(self, key: TurnKey) -> TurnFeed:
+        self._sweep()
+        feed = self._feeds.get(key)
+        if feed is None:
+            feed = self._feeds[key] = TurnFeed()
+        return feed
+
+    def open(self, key: TurnKey) -> TurnFeed:
+        """The feed, kept at least until `release` is called as often as `open`."""
+        feed = self.feed(key)
+        feed.readers += 1
+        return feed
+
+    @staticmethod
+    def release(feed: TurnFeed) -> None:
+        feed.readers -= 1
+        feed.touched = time.monotonic()
+
+    @contextmanager
+    def reading(self, key: TurnKey) -> Iterator[TurnFeed]:
+        feed = self.open(key)
+        try:
+            yield feed
+        finally:
+            self.release(feed)
+
+    def __len__(self) -> int:
+        return len(self._feeds)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        if now - self._last_sweep < SWEEP_EVERY_SECONDS:
+            return
+        self._last_sweep = now
+        stale = [
+            key
+            for key, feed in self._feeds.items()
+            if feed.readers == 0 and now - feed.touched > FEED_TTL_SECONDS
+        ]
+        for key in stale:
+            del self._feeds[key]
+
+
+class TokenRelayServicer(relay_pb2_grpc.TokenRelayServicer):
+    def __init__(self, hub: TokenHub) -> None:
+        self.hub = hub
+
+    async def Publish(
+        self,
+        request_iterator: AsyncIterator[agent_pb2.ServerMessage],
+        context: grpc.aio.ServicerContext[agent_pb2.ServerMessage, empty_pb2.Empty],
+    ) -> empty_pb2.Empty:
+        feed: TurnFeed | None = None
+        async for message in request_iterator:
+            if feed is None:
+                feed = self.hub.feed((message.agent_id, message.message_id))
+            await feed.put(message)
+        return empty_pb2.Empty()

@@ -1,0 +1,68 @@
+"""Checks on client input, so bad requests fail fast with INVALID_ARGUMENT and change nothing."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from engram.gateway.errors import invalid
+from engram.v1 import agent_pb2
+
+MESSAGE_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+MAX_FIELD_BYTES = 64 * 1024
+MAX_METADATA_ENTRIES = 64
+STATUSES = ("idle", "thinking", "paused", "deleted")
+
+
+def agent_id(value: str) -> str:
+    if not value:
+        raise invalid("agent_id is required")
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise invalid(f"agent_id {value[:80]!r} is not a valid agent id (a UUID)") from None
+    if str(parsed) != value.lower():
+        raise invalid(f"agent_id {value[:80]!r} is not a valid agent id (a UUID)")
+    return value.lower()
+
+
+def message_id(value: str) -> str:
+    if not MESSAGE_ID.match(value):
+        raise invalid("message_id must be 1-128 characters of letters, digits and ._:@-")
+    return value
+
+
+def content(value: str, limit: int) -> str:
+    if not value.strip():
+        raise invalid("user_input.content is empty")
+    size = len(value.encode())
+    if size > limit:
+        raise invalid(f"user_input.content is {size} bytes; the limit is {limit}")
+    return value
+
+
+def create_request(req: agent_pb2.CreateAgentRequest, default_model: str) -> str:
+    """Check a CreateAgentRequest; returns the model to use."""
+    for name in ("goal", "system_prompt"):
+        if len(getattr(req, name).encode()) > MAX_FIELD_BYTES:
+            raise invalid(f"{name} is longer than {MAX_FIELD_BYTES} bytes")
+    if len(req.metadata) > MAX_METADATA_ENTRIES:
+        raise invalid(f"at most {MAX_METADATA_ENTRIES} metadata entries")
+    model = req.model.strip() or default_model
+    if not model:
+        raise invalid("model is required (no default model is configured)")
+    config = req.config
+    if not 0 <= config.temperature <= 2:
+        raise invalid("config.temperature must be between 0 and 2")
+    if config.max_context_tokens < 0 or config.max_steps < 0:
+        raise invalid("config limits must not be negative")
+    names = [t.name for t in req.tools]
+    if any(not n for n in names) or len(set(names)) != len(names):
+        raise invalid("every tool needs a unique, non-empty name")
+    return model
+
+
+def status_filter(value: str) -> str:
+    if value and value not in STATUSES:
+        raise invalid(f"status_filter must be one of {', '.join(STATUSES)} (or empty)")
+    return value

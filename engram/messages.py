@@ -1,0 +1,55 @@
+"""Conversion between Engram's stored Events and the wire's ServerMessages."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from engram.v1 import agent_pb2
+from engram.workflows.types import (
+    ERROR,
+    FINAL_ANSWER,
+    RESTART,
+    STATUS,
+    TEXT,
+    USER_MESSAGE,
+    Event,
+)
+
+RESTART_NOTICE = "the reply restarts from the beginning; discard the text shown so far"
+
+
+def timestamp(seconds: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(round(seconds * 1e9))
+    return ts
+
+
+def to_server_message(agent_id: str, event: Event) -> agent_pb2.ServerMessage:
+    msg = agent_pb2.ServerMessage(
+        agent_id=agent_id,
+        sequence_id=event.seq,
+        timestamp=timestamp(event.ts),
+        message_id=event.message_id,
+    )
+    if event.kind == TEXT:
+        msg.text.content = event.text
+    elif event.kind == FINAL_ANSWER:
+        msg.final_answer.content = event.text
+    elif event.kind == ERROR:
+        msg.error.code = event.code
+        msg.error.message = event.text
+    elif event.kind == USER_MESSAGE:
+        msg.user_message.content = event.text
+    elif event.kind == STATUS:
+        msg.status.status = event.code
+        msg.status.message = event.text
+    elif event.kind == RESTART:
+        msg.status.status = "restarting"
+        msg.status.message = event.text or RESTART_NOTICE
+    else:
+        raise ValueError(f"unknown event kind {event.kind!r}")
+    return msg
+
+
+def ends_turn(msg: agent_pb2.ServerMessage) -> bool:
+    return msg.WhichOneof("payload") in ("final_answer", "error")

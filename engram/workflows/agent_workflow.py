@@ -1,0 +1,338 @@
+"""The agent: one long-running workflow whose state is the agent's whole memory.
+
+Chat messages arrive as updates and are answered one turn at a time, in arrival order. Each turn
+runs the LLM activity, which streams tokens to the gateway directly; only the finished turn is
+recorded here, so history grows by a handful of events per turn, not per token.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from engram.activities.llm_stream import LLMActivities
+    from engram.workflows.prompt import build_prompt
+    from engram.workflows.types import (
+        CANCELLED,
+        COMPLETED,
+        DELETED,
+        ERROR,
+        FAILED,
+        FINAL_ANSWER,
+        IDLE,
+        PAUSED,
+        STATUS,
+        THINKING,
+        USER_MESSAGE,
+        AgentInfo,
+        AgentState,
+        ChatInput,
+        Event,
+        EventsPage,
+        InFlight,
+        LLMRequest,
+        LLMResult,
+        PendingMessage,
+        StreamPiece,
+        Turn,
+        TurnResult,
+    )
+
+STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramStatus")
+
+# Continue-as-new well before Temporal's 50k-event / 50 MB history limits.
+MAX_HISTORY_EVENTS = 10_000
+
+LLM_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+)
+
+
+@workflow.defn(name="AgentWorkflow")
+class AgentWorkflow:
+    @workflow.init
+    def __init__(self, state: AgentState) -> None:
+        self.state = state
+        self.deleting = False
+        self.current: Turn | None = None
+        self.llm_call: workflow.ActivityHandle[LLMResult] | None = None
+        # Status notices raised mid-turn wait here so a turn's events stay contiguous.
+        self.deferred: list[tuple[str, str]] = []
+
+    @workflow.run
+    async def run(self, state: AgentState) -> str:
+        while True:
+            await workflow.wait_condition(
+                lambda: self.deleting or self._ready() or self._history_is_long()
+            )
+            if self.deleting:
+                break
+            if self._ready():
+                await self._run_turn(self.state.queue.pop(0))
+                continue
+            # Handlers still waiting can only be waiting for a turn, which needs this loop.
+            await workflow.wait_condition(
+                lambda: workflow.all_handlers_finished() or self._ready() or self.deleting
+            )
+            if workflow.all_handlers_finished() and not self._ready() and not self.deleting:
+                workflow.continue_as_new(self.state)
+
+        self.state.queue.clear()
+        self._set_status(DELETED)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return DELETED
+
+    def _ready(self) -> bool:
+        return bool(self.state.queue) and not self.state.paused
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > MAX_HISTORY_EVENTS
+        )
+
+    # --- one turn -------------------------------------------------------------------------
+
+    async def _run_turn(self, pending: PendingMessage) -> None:
+        spec = self.state.spec
+        now = workflow.now().timestamp()
+        turn = Turn(
+            message_id=pending.message_id,
+            user=pending.content,
+            reply_to=pending.reply_to,
+            first_seq=self.state.next_seq,
+            started_at=now,
+        )
+        request = LLMRequest(
+            agent_id=spec.agent_id,
+            message_id=turn.message_id,
+            model=spec.model,
+            messages=build_prompt(spec, self.state.turns, turn.user),
+            prelude=[
+                self._emit(USER_MESSAGE, turn.user, message_id=turn.message_id),
+                self._emit(STATUS, f"model {spec.model}", THINKING, turn.message_id),
+            ],
+            first_text_seq=self.state.next_seq,
+            reply_to=turn.reply_to,
+            temperature=spec.temperature,
+        )
+        self.state.turns.append(turn)
+        self.current = turn
+        self._set_status(THINKING)
+
+        result = await self._call_llm(request)
+
+        for piece in result.pieces:
+            self._emit(piece.kind, piece.text, message_id=turn.message_id)
+        turn.ended_at = workflow.now().timestamp()
+        turn.tokens = result.tokens
+        turn.outcome = result.outcome
+        if result.outcome == COMPLETED:
+            turn.reply = result.reply
+            self._emit(FINAL_ANSWER, turn.reply, message_id=turn.message_id)
+        else:
+            turn.error = result.error_message
+            self._emit(ERROR, result.error_message, result.error_code, turn.message_id)
+        turn.last_seq = self.state.next_seq - 1
+        self.state.tokens_used += result.tokens
+        self.state.busy_seconds += turn.ended_at - turn.started_at
+        self.current = None
+        self.llm_call = None
+        self._set_status(PAUSED if self.state.paused else IDLE)
+        for status, text in self.deferred:
+            self._emit(STATUS, text, status)
+        self.deferred.clear()
+
+    async def _call_llm(self, request: LLMRequest) -> LLMResult:
+        self.llm_call = workflow.start_activity_method(
+            LLMActivities.stream_chat,
+            request,
+            start_to_close_timeout=timedelta(minutes=10),
+            # Short, so a turn whose worker died moves to another worker within seconds.
+            heartbeat_timeout=timedelta(seconds=10),
+            retry_policy=LLM_RETRY,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        try:
+            return await self.llm_call
+        except ActivityError as err:
+            return _failed_result(err)
+
+    # --- handlers -------------------------------------------------------------------------
+
+    @workflow.update
+    async def chat(self, message: ChatInput) -> TurnResult:
+        if self._find_turn(message.message_id) is None and not any(
+            p.message_id == message.message_id for p in self.state.queue
+        ):
+            self.state.queue.append(
+                PendingMessage(message.message_id, message.content, message.reply_to)
+            )
+            self._touch()
+        return await self.wait_turn(message.message_id)
+
+    @chat.validator
+    def _validate_chat(self, message: ChatInput) -> None:
+        if self.deleting:
+            raise ValueError("agent is being deleted")
+        if not message.message_id:
+            raise ValueError("message_id is required")
+        if not message.content.strip() and self._find_turn(message.message_id) is None:
+            raise ValueError("content is empty")
+
+    @workflow.update
+    async def wait_turn(self, message_id: str) -> TurnResult:
+        """The events of a turn once it has ended (at once if it already has)."""
+        await workflow.wait_condition(lambda: self._turn_ended(message_id))
+        turn = self._find_turn(message_id)
+        assert turn is not None
+        return TurnResult(message_id, self._events_between(turn.first_seq, turn.last_seq))
+
+    @wait_turn.validator
+    def _validate_wait_turn(self, message_id: str) -> None:
+        if self._find_turn(message_id) is None and not any(
+            p.message_id == message_id for p in self.state.queue
+        ):
+            raise ValueError(f"no message {message_id!r}")
+
+    @workflow.update
+    def control(self, command: str) -> str:
+        """pause, resume, cancel (the turn in progress) or retry (the last failed turn)."""
+        if command == "pause" and not self.state.paused:
+            self.state.paused = True
+            self._notice(PAUSED, "paused: new messages wait until resume")
+            if self.current is None:
+                self._set_status(PAUSED)
+        elif command == "resume" and self.state.paused:
+            self.state.paused = False
+            self._notice("resumed", "resumed")
+            if self.current is None:
+                self._set_status(IDLE)
+        elif command == "cancel" and self.llm_call is not None:
+            self.llm_call.cancel()
+        elif command == "retry":
+            failed = next(
+                (t for t in reversed(self.state.turns) if t.outcome in (FAILED, CANCELLED)), None
+            )
+            if failed is None:
+                raise ApplicationError("no failed turn to retry", type="FailedPrecondition")
+            retries = sum(1 for t in self.state.turns if t.message_id.startswith(failed.message_id))
+            self.state.queue.append(
+                PendingMessage(f"{failed.message_id}#retry{retries}", failed.user, failed.reply_to)
+            )
+        self._touch()
+        return self.state.status
+
+    @control.validator
+    def _validate_control(self, command: str) -> None:
+        if command not in ("pause", "resume", "cancel", "retry"):
+            raise ValueError(f"unknown command {command!r}")
+        if self.deleting:
+            raise ValueError("agent is being deleted")
+
+    @workflow.signal
+    def delete(self) -> None:
+        """End the agent: stop the turn in progress and drop queued messages."""
+        self.deleting = True
+        if self.llm_call is not None:
+            self.llm_call.cancel()
+
+    @workflow.query
+    def describe(self) -> AgentInfo:
+        s = self.state
+        return AgentInfo(
+            spec=s.spec,
+            status=s.status,
+            created_at=s.created_at,
+            updated_at=s.updated_at,
+            completed_turns=sum(1 for t in s.turns if t.outcome == COMPLETED),
+            tokens_used=s.tokens_used,
+            busy_seconds=s.busy_seconds,
+            queued_messages=len(s.queue),
+            last_seq=s.next_seq - 1,
+        )
+
+    @workflow.query
+    def events_since(self, seq: int) -> EventsPage:
+        events = [e for e in self.state.events if e.seq > seq]
+        in_flight = None
+        if self.current is not None:
+            t = self.current
+            in_flight = InFlight(t.message_id, t.reply_to, t.first_seq)
+        return EventsPage(events, in_flight)
+
+    @workflow.query
+    def history(self) -> list[Turn]:
+        return self.state.turns
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _emit(self, kind: str, text: str, code: str = "", message_id: str = "") -> Event:
+        event = Event(
+            self.state.next_seq, kind, text, code, message_id, workflow.now().timestamp()
+        )
+        self.state.events.append(event)
+        self.state.next_seq += 1
+        self._touch()
+        return event
+
+    def _notice(self, status: str, text: str) -> None:
+        if self.current is None:
+            self._emit(STATUS, text, status)
+        else:
+            self.deferred.append((status, text))
+
+    def _set_status(self, status: str) -> None:
+        if status != self.state.status:
+            self.state.status = status
+            workflow.upsert_search_attributes([STATUS_ATTRIBUTE.value_set(status)])
+        self._touch()
+
+    def _touch(self) -> None:
+        self.state.updated_at = workflow.now().timestamp()
+
+    def _find_turn(self, message_id: str) -> Turn | None:
+        for turn in reversed(self.state.turns):
+            if turn.message_id == message_id:
+                return turn
+        return None
+
+    def _turn_ended(self, message_id: str) -> bool:
+        turn = self._find_turn(message_id)
+        if turn is not None:
+            return bool(turn.outcome)
+        # A queued message dropped by delete will never run.
+        return self.deleting and not any(p.message_id == message_id for p in self.state.queue)
+
+    def _events_between(self, first: int, last: int) -> list[Event]:
+        return [e for e in self.state.events if first <= e.seq <= last]
+
+
+def _failed_result(err: ActivityError) -> LLMResult:
+    """Turn an activity failure into a failed turn, keeping what the attempt already streamed."""
+    cause = err.cause
+    details: tuple[object, ...] = ()
+    if isinstance(cause, (ApplicationError, CancelledError)):
+        details = tuple(cause.details)
+    elif isinstance(cause, TimeoutError):
+        details = tuple(cause.last_heartbeat_details)
+    pieces = [StreamPiece(**p) if isinstance(p, dict) else p for p in _first_list(details)]
+    if isinstance(cause, CancelledError):
+        return LLMResult(CANCELLED, pieces, "CANCELLED", "turn cancelled")
+    code = cause.type if isinstance(cause, ApplicationError) and cause.type else "LLM_ERROR"
+    message = cause.message if cause is not None else err.message
+    return LLMResult(FAILED, pieces, code, message)
+
+
+def _first_list(details: tuple[object, ...]) -> list[StreamPiece | dict[str, str]]:
+    if details and isinstance(details[0], list):
+        return details[0]
+    return []

@@ -1,0 +1,55 @@
+"""What the LLM is sent for a turn: the agent's instructions, then as much conversation as fits."""
+
+from __future__ import annotations
+
+from engram.workflows.types import COMPLETED, AgentSpec, ChatMessage, Turn
+
+# Without a tokenizer for every model, budgets use the common estimate of four characters a token,
+# plus a few tokens of chat-template overhead per message.
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
+
+
+def estimate_tokens(message: ChatMessage) -> int:
+    return TOKENS_PER_MESSAGE + (len(message.content) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+
+
+def system_message(spec: AgentSpec) -> ChatMessage | None:
+    parts = [p for p in (spec.system_prompt.strip(), _goal_line(spec.goal)) if p]
+    return ChatMessage("system", "\n\n".join(parts)) if parts else None
+
+
+def _goal_line(goal: str) -> str:
+    return f"Your goal: {goal.strip()}" if goal.strip() else ""
+
+
+def build_prompt(spec: AgentSpec, turns: list[Turn], user: str) -> list[ChatMessage]:
+    """System message, completed turns oldest first, then the new user message.
+
+    Failed and cancelled turns are left out: a half reply is never part of the agent's memory.
+    With a context budget, the oldest turns are dropped whole until the prompt fits; the system
+    message and the new user message are always sent.
+    """
+    head = system_message(spec)
+    tail = ChatMessage("user", user)
+    history: list[ChatMessage] = []
+    for turn in turns:
+        if turn.outcome == COMPLETED:
+            history += [ChatMessage("user", turn.user), ChatMessage("assistant", turn.reply)]
+
+    if spec.max_context_tokens > 0:
+        budget = spec.max_context_tokens - estimate_tokens(tail)
+        if head is not None:
+            budget -= estimate_tokens(head)
+        kept: list[ChatMessage] = []
+        # Walk back a user/assistant pair at a time so a reply never loses its question.
+        for i in range(len(history) - 2, -1, -2):
+            pair = history[i : i + 2]
+            cost = sum(estimate_tokens(m) for m in pair)
+            if cost > budget:
+                break
+            budget -= cost
+            kept[:0] = pair
+        history = kept
+
+    return ([head] if head else []) + history + [tail]

@@ -1,0 +1,191 @@
+"""Typed inputs, outputs and state shared by the workflow, its activities and the gateway.
+
+Everything here is plain dataclasses so the default Temporal JSON converter can carry it and the
+workflow sandbox can import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Kinds of Event, mirroring the ServerMessage payloads Engram emits.
+USER_MESSAGE = "user_message"
+STATUS = "status"
+TEXT = "text"
+FINAL_ANSWER = "final_answer"
+ERROR = "error"
+TURN_ENDS = (FINAL_ANSWER, ERROR)
+
+# Agent statuses (Agent.status, the EngramStatus search attribute).
+IDLE = "idle"
+THINKING = "thinking"
+PAUSED = "paused"
+DELETED = "deleted"
+
+# Turn outcomes.
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+
+
+@dataclass
+class AgentSpec:
+    """What the agent was created with; only an Edit changes it."""
+
+    agent_id: str
+    goal: str
+    model: str
+    system_prompt: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    # Tool and AgentConfig messages as proto3 JSON, stored verbatim for later use.
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    temperature: float | None = None
+    max_context_tokens: int = 0
+
+
+@dataclass
+class Event:
+    """One message of the agent's stream; `seq` is its ServerMessage.sequence_id."""
+
+    seq: int
+    kind: str
+    text: str = ""
+    # The status name for STATUS, the error code for ERROR.
+    code: str = ""
+    message_id: str = ""
+    ts: float = 0.0
+
+
+@dataclass
+class Turn:
+    """One user message and what became of it."""
+
+    message_id: str
+    user: str
+    reply_to: str = ""
+    first_seq: int = 0
+    last_seq: int = 0
+    outcome: str = ""
+    reply: str = ""
+    error: str = ""
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    tokens: int = 0
+
+
+@dataclass
+class PendingMessage:
+    message_id: str
+    content: str
+    reply_to: str = ""
+
+
+@dataclass
+class AgentState:
+    """The whole of an agent; carried across continue-as-new."""
+
+    spec: AgentSpec
+    created_at: float
+    updated_at: float = 0.0
+    status: str = IDLE
+    paused: bool = False
+    next_seq: int = 1
+    events: list[Event] = field(default_factory=list)
+    turns: list[Turn] = field(default_factory=list)
+    queue: list[PendingMessage] = field(default_factory=list)
+    tokens_used: int = 0
+    busy_seconds: float = 0.0
+
+
+@dataclass
+class ChatInput:
+    message_id: str
+    content: str
+    # Address of the gateway serving this turn: where the activity sends tokens.
+    reply_to: str = ""
+
+
+@dataclass
+class TurnResult:
+    """Every event of one turn, from its user message to its final answer or error."""
+
+    message_id: str
+    events: list[Event]
+
+
+@dataclass
+class InFlight:
+    message_id: str
+    reply_to: str
+    first_seq: int
+
+
+@dataclass
+class EventsPage:
+    events: list[Event]
+    in_flight: InFlight | None = None
+
+
+@dataclass
+class AgentInfo:
+    spec: AgentSpec
+    status: str
+    created_at: float
+    updated_at: float
+    completed_turns: int
+    tokens_used: int
+    busy_seconds: float
+    queued_messages: int
+    last_seq: int
+
+
+@dataclass
+class ChatMessage:
+    role: str
+    content: str
+
+
+@dataclass
+class LLMRequest:
+    """Input of the LLM activity. Holds no secret: the endpoint key lives in the worker."""
+
+    agent_id: str
+    message_id: str
+    model: str
+    messages: list[ChatMessage]
+    # Events already recorded for this turn, re-sent so the gateway can stream from the start.
+    prelude: list[Event]
+    first_text_seq: int
+    reply_to: str = ""
+    temperature: float | None = None
+
+
+@dataclass
+class StreamPiece:
+    """A message the activity published; RESTART marks a regenerated reply."""
+
+    kind: str
+    text: str
+
+
+RESTART = "restart"
+
+
+@dataclass
+class LLMResult:
+    outcome: str
+    pieces: list[StreamPiece]
+    error_code: str = ""
+    error_message: str = ""
+    tokens: int = 0
+
+    @property
+    def reply(self) -> str:
+        """The text after the last restart: what the model finally said."""
+        start = 0
+        for i, piece in enumerate(self.pieces):
+            if piece.kind == RESTART:
+                start = i + 1
+        return "".join(p.text for p in self.pieces[start:] if p.kind == TEXT)

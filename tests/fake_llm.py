@@ -1,0 +1,197 @@
+"""A small OpenAI-compatible chat server for tests and benchmarks.
+
+Real HTTP and real server-sent-event streaming, with configurable latency and failures, and a
+record of every request it was sent. Run it alone with `python tests/fake_llm.py --port 8000`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Messages = list[dict[str, Any]]
+
+
+def default_reply(messages: Messages) -> str:
+    """Echo the last user message; asked which table, recall one quoted earlier in the chat."""
+    last = messages[-1]["content"] if messages else ""
+    if "what table" in last.lower():
+        for message in reversed(messages[:-1]):
+            found = re.search(r"'(\w+)' table", message["content"])
+            if found:
+                return f"We were talking about the '{found.group(1)}' table."
+        return "I don't know which table."
+    return f"You said: {last}"
+
+
+@dataclass
+class Failure:
+    status: int
+    message: str
+    times: int
+
+
+@dataclass
+class FakeLLM:
+    ttft: float = 0.0  # seconds before the first token
+    token_delay: float = 0.0  # seconds between tokens
+    reply: Callable[[Messages], str] = default_reply
+    models: set[str] | None = None  # None: every model exists
+    api_key: str | None = None  # None: no key needed
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    disconnects: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    server: ThreadingHTTPServer | None = None
+
+    def fail_next(self, status: int, times: int = 1, message: str = "injected failure") -> None:
+        with self.lock:
+            self.failures.append(Failure(status, message, times))
+
+    def _take_failure(self) -> Failure | None:
+        with self.lock:
+            if not self.failures:
+                return None
+            failure = self.failures[0]
+            failure.times -= 1
+            if failure.times <= 0:
+                self.failures.pop(0)
+            return failure
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def start(self, port: int = 0) -> FakeLLM:
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+    def requests_for(self, needle: str) -> list[dict[str, Any]]:
+        """Requests whose last message contains `needle`."""
+        with self.lock:
+            return [r for r in self.requests if needle in r["messages"][-1]["content"]]
+
+
+def tokens_of(text: str) -> list[str]:
+    return re.findall(r"\S+\s*|\s+", text) or [""]
+
+
+def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/") == "/v1/models":
+                data = [{"id": m, "object": "model"} for m in sorted(fake.models or {"fake"})]
+                self._json(200, {"object": "list", "data": data})
+            else:
+                self._json(404, {"error": {"message": "not found"}})
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if self.path.rstrip("/") != "/v1/chat/completions":
+                self._json(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            with fake.lock:
+                fake.requests.append(body)
+                fake.headers.append(dict(self.headers))
+            if fake.api_key is not None and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+                self._json(401, {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}})
+                return
+            if fake.models is not None and body.get("model") not in fake.models:
+                self._json(404, {"error": {"message": f"model '{body.get('model')}' not found"}})
+                return
+            failure = fake._take_failure()
+            if failure is not None:
+                self._json(failure.status, {"error": {"message": failure.message}})
+                return
+            text = fake.reply(body.get("messages", []))
+            if body.get("stream"):
+                self._stream(body, text)
+            else:
+                self._json(200, _completion(body, text))
+
+        def _stream(self, body: dict[str, Any], text: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            created = int(time.time())
+            base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
+                    "model": body.get("model", "")}
+            tokens = tokens_of(text)
+            try:
+                time.sleep(fake.ttft)
+                for i, token in enumerate(tokens):
+                    if i:
+                        time.sleep(fake.token_delay)
+                    delta = {"role": "assistant", "content": token} if i == 0 else {"content": token}
+                    self._event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+                self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    prompt = sum(len(m.get("content", "")) // 4 + 4 for m in body.get("messages", []))
+                    usage = {"prompt_tokens": prompt, "completion_tokens": len(tokens),
+                             "total_tokens": prompt + len(tokens)}
+                    self._event({**base, "choices": [], "usage": usage})
+                self._chunk(b"data: [DONE]\n\n")
+                self._chunk(b"")
+            except (BrokenPipeError, ConnectionResetError):
+                with fake.lock:
+                    fake.disconnects += 1
+
+        def _event(self, payload: dict[str, Any]) -> None:
+            self._chunk(f"data: {json.dumps(payload)}\n\n".encode())
+
+        def _chunk(self, data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+        def _json(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+def _completion(body: dict[str, Any], text: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+        "model": body.get("model", ""),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": "stop"}],
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--ttft", type=float, default=0.0)
+    parser.add_argument("--token-delay", type=float, default=0.0)
+    options = parser.parse_args()
+    llm = FakeLLM(ttft=options.ttft, token_delay=options.token_delay).start(options.port)
+    print(f"fake LLM at {llm.url}", flush=True)
+    threading.Event().wait()
