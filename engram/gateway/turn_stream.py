@@ -44,7 +44,8 @@ async def follow_turn(
         while True:
             version = feed.version
             known.update(feed.messages)
-            if result_task.done():
+            complete = result_task.done()
+            if complete:
                 known.update((m.sequence_id, m) for m in result_task.result())
 
             last = cursor.last.get(agent_id)
@@ -63,20 +64,19 @@ async def follow_turn(
                     filled_below = min(ahead)
                     known.update((m.sequence_id, m) for m in await stored_since(last))
                     continue
-                if result_task.done():
+                if complete:
                     if not ahead:
                         return  # this stream was already sent the whole turn
                     # The record is complete; what is missing no longer exists. Skip to it.
                     cursor.last[agent_id] = min(ahead) - 1
                     continue
 
-            waiters = [asyncio.ensure_future(feed.wait_past(version))]
-            if not result_task.done():
-                waiters.append(result_task)
-            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            waiters[0].cancel()
-            if result_task in done:
+            if result_task.done():
                 result_task.result()  # raises if the turn could not be read
+                continue  # it completed while we were yielding: merge it first
+            live = asyncio.ensure_future(feed.wait_past(version))
+            await asyncio.wait([live, result_task], return_when=asyncio.FIRST_COMPLETED)
+            live.cancel()
     finally:
         if not result_task.done():
             result_task.cancel()

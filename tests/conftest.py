@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engram.v1 import agent_pb2, agent_pb2_grpc
+from tests.engine import Engine, free_port, port_is_free
+from tests.fake_llm import FakeLLM, default_reply
+
+# The engine under test holds this key; no workflow history or log line may ever contain it.
+SECRET = "sk-engram-test-secret-4f1c9e07"
+DEFAULT_PORT = 50051
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeLLM]:
+    llm = FakeLLM().start()
+    yield llm
+    llm.stop()
+
+
+@pytest.fixture
+def llm(fake_llm: FakeLLM) -> Iterator[FakeLLM]:
+    """The shared fake LLM, put back to its defaults after the test."""
+    yield fake_llm
+    fake_llm.ttft = fake_llm.token_delay = 0.0
+    fake_llm.reply = default_reply
+    fake_llm.models = fake_llm.api_key = None
+    fake_llm.failures.clear()
+
+
+@pytest.fixture(scope="session")
+def engine(fake_llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    # The README's example dials localhost:50051; use that port when it is free.
+    port = DEFAULT_PORT if port_is_free(DEFAULT_PORT) else free_port()
+    eng = Engine(
+        tmp_path_factory.mktemp("engine"), fake_llm.url, port=port, ENGRAM_LLM_API_KEY=SECRET
+    ).start()
+    yield eng
+    eng.stop()
+
+
+@pytest.fixture
+def stub(engine: Engine) -> agent_pb2_grpc.AgentServiceStub:
+    return engine.stub()
+
+
+@pytest.fixture(scope="session")
+def sdk_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A separate virtualenv holding the published client, engram-sdk 0.1.1, and nothing of ours."""
+    venv = tmp_path_factory.mktemp("sdk-venv")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+         "engram-sdk==0.1.1"],
+        check=True,
+    )
+    return python
+
+
+def create_agent(stub: agent_pb2_grpc.AgentServiceStub, **fields: object) -> str:
+    fields.setdefault("goal", "Help the user.")
+    fields.setdefault("model", "fake-model")
+    return str(stub.CreateAgent(agent_pb2.CreateAgentRequest(**fields)).agent_id)  # type: ignore[arg-type]
+
+
+def user_message(agent_id: str, content: str, message_id: str = "") -> agent_pb2.ClientMessage:
+    return agent_pb2.ClientMessage(
+        agent_id=agent_id, message_id=message_id, user_input=agent_pb2.UserInput(content=content)
+    )
+
+
+def chat(
+    stub: agent_pb2_grpc.AgentServiceStub, agent_id: str, *contents: str, message_id: str = ""
+) -> list[agent_pb2.ServerMessage]:
+    """Send the messages on one stream, half-close, and collect everything until the call ends."""
+    messages = [user_message(agent_id, c, message_id) for c in contents]
+    return list(stub.Chat(iter(messages), timeout=60))
+
+
+def text_of(messages: list[agent_pb2.ServerMessage]) -> str:
+    return "".join(m.text.content for m in messages if m.HasField("text"))
+
+
+def finals(messages: list[agent_pb2.ServerMessage]) -> list[str]:
+    return [m.final_answer.content for m in messages if m.HasField("final_answer")]
+
+
+def unique(label: str) -> str:
+    return f"{label} [{uuid.uuid4().hex[:8]}]"

@@ -1,0 +1,100 @@
+"""Runs `engram dev` as a real process group, for tests and benchmarks to talk to and to kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+from engram.v1 import agent_pb2_grpc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class Engine:
+    def __init__(self, data_dir: Path, llm_url: str, port: int | None = None, **env: str) -> None:
+        self.data_dir = data_dir
+        self.llm_url = llm_url
+        self.port = port or free_port()
+        self.temporal_port = free_port()
+        self.ui_port = free_port()
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / "engine.log"
+        self._channel: grpc.Channel | None = None
+
+    @property
+    def address(self) -> str:
+        return f"localhost:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> Engine:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "ENGRAM_LLM_BASE_URL": self.llm_url, **self.env}
+        command = [
+            sys.executable, "-m", "engram.cli", "dev",
+            "--data-dir", str(self.data_dir),
+            "--port", str(self.port),
+            "--temporal-port", str(self.temporal_port),
+            "--ui-port", str(self.ui_port),
+        ]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the child's exit
+        self.process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while b"Engram is running" not in self.log_path.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"engine did not start:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.05)
+        return self
+
+    def stub(self) -> agent_pb2_grpc.AgentServiceStub:
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(self.address)
+        return agent_pb2_grpc.AgentServiceStub(self._channel)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: engine, worker, gateway and Temporal server."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self._close_channel()
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """Ctrl-C, as a user would; returns the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        try:
+            code = self.process.wait(timeout)
+        finally:
+            self._close_channel()
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        return code
+
+    def _close_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
