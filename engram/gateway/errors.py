@@ -40,6 +40,10 @@ def from_temporal(err: BaseException, agent_id: str) -> GatewayError:
         return GatewayError(grpc.StatusCode.INTERNAL, f"Temporal error: {err.status.name}")
     if isinstance(err, WorkflowUpdateFailedError):
         cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type == "AcceptedUpdateCompletedWorkflow":
+            return GatewayError(
+                grpc.StatusCode.FAILED_PRECONDITION, f"agent {agent_id} was deleted mid-turn"
+            )
         if isinstance(cause, ApplicationError) and cause.type == "FailedPrecondition":
             return GatewayError(grpc.StatusCode.FAILED_PRECONDITION, cause.message)
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)

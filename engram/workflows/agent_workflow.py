@@ -182,7 +182,7 @@ class AgentWorkflow:
     @chat.validator
     def _validate_chat(self, message: ChatInput) -> None:
         if self.deleting:
-            raise ValueError("agent is being deleted")
+            raise ApplicationError("agent is being deleted", type="FailedPrecondition")
         if not message.message_id:
             raise ValueError("message_id is required")
         if not message.content.strip() and self._find_turn(message.message_id) is None:
@@ -236,7 +236,7 @@ class AgentWorkflow:
         if command not in ("pause", "resume", "cancel", "retry"):
             raise ValueError(f"unknown command {command!r}")
         if self.deleting:
-            raise ValueError("agent is being deleted")
+            raise ApplicationError("agent is being deleted", type="FailedPrecondition")
 
     @workflow.signal
     def delete(self) -> None:
