@@ -57,11 +57,12 @@ class Engine:
             "--ui-port", str(self.ui_port),
         ]
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the child's exit
+        offset = log.tell()
         self.process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
         deadline = time.monotonic() + timeout
-        while b"Engram is running" not in self.log_path.read_bytes():
+        while b"Engram is running" not in self.log_path.read_bytes()[offset:]:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"engine did not start:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.05)

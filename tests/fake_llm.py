@@ -114,7 +114,7 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                 return
             with fake.lock:
                 fake.requests.append(body)
-                fake.headers.append(dict(self.headers))
+                fake.headers.append({k.lower(): v for k, v in self.headers.items()})
             if fake.api_key is not None and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
                 self._json(401, {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}})
                 return

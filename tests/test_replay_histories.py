@@ -1,0 +1,28 @@
+"""Every recorded agent history still replays against today's workflow code.
+
+A failure here means a workflow change would break running agents: guard the change with
+workflow.patched() (see the README's "Changing workflow code") instead of editing history.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from engram.workflows.agent_workflow import AgentWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_there_are_recorded_histories() -> None:
+    assert HISTORIES
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json("recorded", path.read_text())
+    result = await Replayer(workflows=[AgentWorkflow]).replay_workflow(history)
+    assert result.replay_failure is None
