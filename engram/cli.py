@@ -9,14 +9,17 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 
-from engram import llm_settings
+from engram import TASK_QUEUE, llm_settings
 from engram.gateway.agent_service import GatewaySettings
 from engram.gateway.server import GRACE_SECONDS, start_gateway
+from engram.probe import add_arguments as add_probe_arguments
+from engram.probe import probe_gateway, probe_worker
 from engram.temporal_connection import TemporalSettings
 from engram.worker import build_worker, ensure_search_attributes
 
@@ -28,7 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
 
     dev = commands.add_parser("dev", help="Temporal dev server + worker + gateway, one process")
-    dev.add_argument("--data-dir", type=Path, default=Path(os.environ.get("ENGRAM_DATA_DIR", ".engram")))
+    dev.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("ENGRAM_DATA_DIR", ".engram"))
+    )
     dev.add_argument("--temporal-port", type=int, default=7233)
     dev.add_argument("--ui-port", type=int, default=8233)
     _gateway_arguments(dev)
@@ -42,15 +47,21 @@ def main(argv: list[str] | None = None) -> None:
     TemporalSettings.add_arguments(gateway)
     _gateway_arguments(gateway)
 
+    probe = commands.add_parser("probe", help="health check: exit 0 when the part is healthy")
+    add_probe_arguments(probe)
+
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     logging.getLogger("temporalio").setLevel(logging.WARNING)
-    runners: dict[str, Callable[[argparse.Namespace], Awaitable[None]]] = {
+    runners: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, None]]] = {
         "dev": run_dev,
         "worker": run_worker,
         "gateway": run_gateway,
+        "probe": run_probe,
     }
     try:
         asyncio.run(runners[args.command](args))
@@ -61,7 +72,9 @@ def main(argv: list[str] | None = None) -> None:
 def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
     group = parser.add_argument_group("gateway")
-    group.add_argument("--host", default=env("ENGRAM_HOST", "localhost"), help="interface to listen on")
+    group.add_argument(
+        "--host", default=env("ENGRAM_HOST", "localhost"), help="interface to listen on"
+    )
     group.add_argument("--port", type=int, default=int(env("ENGRAM_PORT", "50051")))
     group.add_argument(
         "--advertise-address",
@@ -69,10 +82,13 @@ def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
         help="host:port at which workers reach this gateway (default: localhost:PORT)",
     )
     group.add_argument(
-        "--max-message-bytes", type=int, default=int(env("ENGRAM_MAX_MESSAGE_BYTES", str(64 * 1024)))
+        "--max-message-bytes",
+        type=int,
+        default=int(env("ENGRAM_MAX_MESSAGE_BYTES", str(64 * 1024))),
     )
     group.add_argument(
-        "--default-model", default=env("ENGRAM_DEFAULT_MODEL", ""),
+        "--default-model",
+        default=env("ENGRAM_DEFAULT_MODEL", ""),
         help="model for agents created without one",
     )
 
@@ -109,7 +125,9 @@ async def run_worker(args: argparse.Namespace) -> None:
     client = await connect(TemporalSettings.from_args(args))
     await ensure_search_attributes(client)
     endpoint = llm_settings.endpoint_from_args(args)
-    log.info("worker on %s/%s, LLM endpoint %s", args.temporal_address, args.namespace, endpoint.base_url)
+    log.info(
+        "worker on %s/%s, LLM endpoint %s", args.temporal_address, args.namespace, endpoint.base_url
+    )
     async with build_worker(client, endpoint):
         await _until_stopped()
     log.info("worker stopped")
@@ -119,10 +137,32 @@ async def run_gateway(args: argparse.Namespace) -> None:
     client = await connect(TemporalSettings.from_args(args))
     settings = _gateway_settings(args)
     server = await start_gateway(client, f"{args.host}:{args.port}", settings)
-    log.info("gateway on %s:%d (workers reach it at %s)", args.host, args.port, settings.advertise_address)
+    log.info(
+        "gateway on %s:%d (workers reach it at %s)",
+        args.host,
+        args.port,
+        settings.advertise_address,
+    )
     await _until_stopped()
     await server.stop(GRACE_SECONDS)
     log.info("gateway stopped")
+
+
+async def run_probe(args: argparse.Namespace) -> None:
+    try:
+        if args.part == "gateway":
+            probe_gateway(args.address)
+        elif not await probe_worker(TemporalSettings.from_args(args)):
+            raise RuntimeError(f"no worker is polling task queue {TASK_QUEUE}")
+    except Exception as err:
+        print(f"unhealthy: {err}", file=sys.stderr, flush=True)
+        code = 1
+    else:
+        print("healthy", flush=True)
+        code = 0
+    # Skip interpreter teardown: grpc's and Temporal's native threads can crash it, turning a
+    # healthy answer into a failed health check.
+    os._exit(code)
 
 
 async def run_dev(args: argparse.Namespace) -> None:

@@ -40,14 +40,20 @@ def start_dev_server(
         temporal_binary(),
         "server",
         "start-dev",
-        "--db-filename", str(data_dir / "temporal.db"),
-        "--port", str(port),
-        "--ui-port", str(ui_port),
-        "--ip", "127.0.0.1",
-        "--log-level", "warn",
-        "--search-attribute", f"{STATUS_ATTRIBUTE.name}=Keyword",
+        "--db-filename",
+        str(data_dir / "temporal.db"),
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--ip",
+        "127.0.0.1",
+        "--log-level",
+        "warn",
+        "--search-attribute",
+        f"{STATUS_ATTRIBUTE.name}=Keyword",
     ]
-    out = open(log_file or data_dir / "temporal.log", "ab")  # noqa: SIM115 - lives with the child
+    out = open(log_file or data_dir / "temporal.log", "ab")
     return subprocess.Popen(
         command,
         stdout=out,
@@ -57,7 +63,9 @@ def start_dev_server(
     )
 
 
-async def wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
+async def wait_for_port(
+    host: str, port: int, process: subprocess.Popen[bytes], timeout: float
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:

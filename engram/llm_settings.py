@@ -14,12 +14,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("LLM")
     group.add_argument(
         "--llm-base-url",
-        default=os.environ.get("ENGRAM_LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
+        default=os.environ.get("ENGRAM_LLM_BASE_URL")
+        or os.environ.get("OPENAI_BASE_URL")
         or OLLAMA_URL,
         help="OpenAI-compatible endpoint (ENGRAM_LLM_BASE_URL, else OPENAI_BASE_URL, else Ollama)",
     )
     group.add_argument(
-        "--llm-timeout", type=float, default=float(os.environ.get("ENGRAM_LLM_TIMEOUT", "60")),
+        "--llm-timeout",
+        type=float,
+        default=float(os.environ.get("ENGRAM_LLM_TIMEOUT", "60")),
         help="seconds to wait for the endpoint to answer or send the next token",
     )
 

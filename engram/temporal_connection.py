@@ -30,7 +30,9 @@ class TemporalSettings:
         )
         group.add_argument("--namespace", default=env("ENGRAM_TEMPORAL_NAMESPACE", "default"))
         group.add_argument(
-            "--tls", action="store_true", default=bool(env("ENGRAM_TEMPORAL_TLS")),
+            "--tls",
+            action="store_true",
+            default=bool(env("ENGRAM_TEMPORAL_TLS")),
             help="use TLS (implied by --tls-cert or an API key)",
         )
         group.add_argument("--tls-cert", default=env("ENGRAM_TEMPORAL_TLS_CERT", ""))
@@ -38,7 +40,9 @@ class TemporalSettings:
         group.add_argument("--tls-ca", default=env("ENGRAM_TEMPORAL_TLS_CA", ""))
         # No flag for the key itself: flags show up in process listings.
         group.add_argument(
-            "--temporal-api-key-env", default="ENGRAM_TEMPORAL_API_KEY", metavar="VAR",
+            "--temporal-api-key-env",
+            default="ENGRAM_TEMPORAL_API_KEY",
+            metavar="VAR",
             help="environment variable holding a Temporal Cloud API key",
         )
 

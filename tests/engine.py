@@ -50,13 +50,20 @@ class Engine:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "ENGRAM_LLM_BASE_URL": self.llm_url, **self.env}
         command = [
-            sys.executable, "-m", "engram.cli", "dev",
-            "--data-dir", str(self.data_dir),
-            "--port", str(self.port),
-            "--temporal-port", str(self.temporal_port),
-            "--ui-port", str(self.ui_port),
+            sys.executable,
+            "-m",
+            "engram.cli",
+            "dev",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--temporal-port",
+            str(self.temporal_port),
+            "--ui-port",
+            str(self.ui_port),
         ]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the child's exit
+        log = open(self.log_path, "ab")
         offset = log.tell()
         self.process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True

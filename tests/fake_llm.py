@@ -115,8 +115,14 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             with fake.lock:
                 fake.requests.append(body)
                 fake.headers.append({k.lower(): v for k, v in self.headers.items()})
-            if fake.api_key is not None and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
-                self._json(401, {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}})
+            if (
+                fake.api_key is not None
+                and self.headers.get("Authorization") != f"Bearer {fake.api_key}"
+            ):
+                self._json(
+                    401,
+                    {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}},
+                )
                 return
             if fake.models is not None and body.get("model") not in fake.models:
                 self._json(404, {"error": {"message": f"model '{body.get('model')}' not found"}})
@@ -137,21 +143,36 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             created = int(time.time())
-            base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
-                    "model": body.get("model", "")}
+            base = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": body.get("model", ""),
+            }
             tokens = tokens_of(text)
             try:
                 time.sleep(fake.ttft)
                 for i, token in enumerate(tokens):
                     if i:
                         time.sleep(fake.token_delay)
-                    delta = {"role": "assistant", "content": token} if i == 0 else {"content": token}
-                    self._event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-                self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                    delta = (
+                        {"role": "assistant", "content": token} if i == 0 else {"content": token}
+                    )
+                    self._event(
+                        {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                    )
+                self._event(
+                    {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                )
                 if (body.get("stream_options") or {}).get("include_usage"):
-                    prompt = sum(len(m.get("content", "")) // 4 + 4 for m in body.get("messages", []))
-                    usage = {"prompt_tokens": prompt, "completion_tokens": len(tokens),
-                             "total_tokens": prompt + len(tokens)}
+                    prompt = sum(
+                        len(m.get("content", "")) // 4 + 4 for m in body.get("messages", [])
+                    )
+                    usage = {
+                        "prompt_tokens": prompt,
+                        "completion_tokens": len(tokens),
+                        "total_tokens": prompt + len(tokens),
+                    }
                     self._event({**base, "choices": [], "usage": usage})
                 self._chunk(b"data: [DONE]\n\n")
                 self._chunk(b"")
@@ -179,10 +200,13 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
 
 def _completion(body: dict[str, Any], text: str) -> dict[str, Any]:
     return {
-        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": body.get("model", ""),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": "stop"}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
     }
 
 

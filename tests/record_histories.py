@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent / "histories"
 
 
 def scenario(engine: Engine, llm: FakeLLM) -> str:
-    """One agent through every path of the workflow: turns, pause, failure, retry, cancel, delete."""
+    """One agent down every path of the workflow: turns, pause, failure, retry, cancel, delete."""
     stub = engine.stub()
     agent_id = create_agent(stub, goal="Remember things.", system_prompt="Be brief.")
     chat(stub, agent_id, "My name is Ada.", "What is my name?")

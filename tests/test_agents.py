@@ -15,7 +15,10 @@ def test_create_stores_tools_config_and_metadata(stub: agent_pb2_grpc.AgentServi
     schema = Struct()
     schema.update({"type": "object", "properties": {"sql": {"type": "string"}}})
     tool = agent_pb2.Tool(
-        name="run_sql", description="Run a query", parameters_schema=schema, requires_confirmation=True
+        name="run_sql",
+        description="Run a query",
+        parameters_schema=schema,
+        requires_confirmation=True,
     )
     config = agent_pb2.AgentConfig(
         max_steps=7, temperature=0.25, max_context_tokens=2048, enable_thinking=True
@@ -23,7 +26,12 @@ def test_create_stores_tools_config_and_metadata(stub: agent_pb2_grpc.AgentServi
     config.max_duration.FromSeconds(90)
     response = stub.CreateAgent(
         agent_pb2.CreateAgentRequest(
-            goal="g", model="m", system_prompt="s", metadata={"team": "db"}, tools=[tool], config=config
+            goal="g",
+            model="m",
+            system_prompt="s",
+            metadata={"team": "db"},
+            tools=[tool],
+            config=config,
         )
     )
     assert response.agent.agent_id == response.agent_id and response.agent.status == "idle"
@@ -35,7 +43,9 @@ def test_create_stores_tools_config_and_metadata(stub: agent_pb2_grpc.AgentServi
     assert agent.created_at.ToNanoseconds() > 0
 
 
-def test_temperature_is_sent_to_the_llm(stub: agent_pb2_grpc.AgentServiceStub, llm: FakeLLM) -> None:
+def test_temperature_is_sent_to_the_llm(
+    stub: agent_pb2_grpc.AgentServiceStub, llm: FakeLLM
+) -> None:
     warm = create_agent(stub, config=agent_pb2.AgentConfig(temperature=0.75))
     default = create_agent(stub)
     a, b = unique("warm"), unique("default")
@@ -56,7 +66,7 @@ def test_context_budget_drops_the_oldest_turns(
     users = [m["content"] for m in sent if m["role"] == "user"]
     assert users[-1] == contents[-1]
     assert 1 < len(users) < len(contents)
-    assert users == contents[-len(users):]  # the newest turns, in order
+    assert users == contents[-len(users) :]  # the newest turns, in order
     assert sum(estimate_tokens(ChatMessage(m["role"], m["content"])) for m in sent) <= 120
     # Nothing is forgotten: the transcript still has every turn.
     turns = stub.GetHistory(agent_pb2.GetHistoryRequest(agent_id=agent_id)).turns
@@ -73,8 +83,10 @@ def test_prompt_keeps_pairs_and_skips_failed_turns() -> None:
     prompt = build_prompt(spec, turns, "q4")
     assert [(m.role, m.content) for m in prompt] == [
         ("system", "Be brief.\n\nYour goal: Win."),
-        ("user", "q1"), ("assistant", "a1"),
-        ("user", "q3"), ("assistant", "a3"),
+        ("user", "q1"),
+        ("assistant", "a1"),
+        ("user", "q3"),
+        ("assistant", "a3"),
         ("user", "q4"),
     ]
     spec.max_context_tokens = sum(estimate_tokens(m) for m in prompt) - 1

@@ -22,7 +22,8 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def get(stub: agent_pb2_grpc.AgentServiceStub, agent_id: str) -> agent_pb2.Agent:
-    return stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id))
+    agent: agent_pb2.Agent = stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id))
+    return agent
 
 
 def control(stub: agent_pb2_grpc.AgentServiceStub, agent_id: str, **command: object) -> str:
@@ -145,8 +146,13 @@ def test_retry_runs_the_failed_turn_again(
     llm.api_key = None
     control(stub, agent_id, retry=agent_pb2.Retry())
     eventually(
-        lambda: [t.outcome for t in stub.GetHistory(agent_pb2.GetHistoryRequest(agent_id=agent_id)).turns]
-        == ["failed", "completed"]
+        lambda: (
+            [
+                t.outcome
+                for t in stub.GetHistory(agent_pb2.GetHistoryRequest(agent_id=agent_id)).turns
+            ]
+            == ["failed", "completed"]
+        )
     )
     turns = stub.GetHistory(agent_pb2.GetHistoryRequest(agent_id=agent_id)).turns
     assert turns[1].user == content and turns[1].reply == f"You said: {content}"
@@ -164,9 +170,15 @@ def test_retry_without_a_failed_turn_is_a_failed_precondition(
 def test_set_agent_status(stub: agent_pb2_grpc.AgentServiceStub) -> None:
     agent_id = create_agent(stub)
     set_status = stub.SetAgentStatus
-    assert set_status(agent_pb2.SetAgentStatusRequest(agent_id=agent_id, status="paused")).status == "paused"
+    assert (
+        set_status(agent_pb2.SetAgentStatusRequest(agent_id=agent_id, status="paused")).status
+        == "paused"
+    )
     assert get(stub, agent_id).status == "paused"
-    assert set_status(agent_pb2.SetAgentStatusRequest(agent_id=agent_id, status="active")).status == "idle"
+    assert (
+        set_status(agent_pb2.SetAgentStatusRequest(agent_id=agent_id, status="active")).status
+        == "idle"
+    )
     with pytest.raises(grpc.RpcError) as raised:
         set_status(agent_pb2.SetAgentStatusRequest(agent_id=agent_id, status="sleepy"))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -182,7 +194,10 @@ def test_delete_ends_the_agent(stub: agent_pb2_grpc.AgentServiceStub, llm: FakeL
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     # Deleting again is harmless; the transcript stays readable.
     stub.DeleteAgent(agent_pb2.DeleteAgentRequest(agent_id=agent_id))
-    assert stub.GetHistory(agent_pb2.GetHistoryRequest(agent_id=agent_id)).turns[0].user == "remember me"
+    assert (
+        stub.GetHistory(agent_pb2.GetHistoryRequest(agent_id=agent_id)).turns[0].user
+        == "remember me"
+    )
     assert agent_id in [a.agent_id for a in list_all(stub, "deleted")]
     assert agent_id not in [a.agent_id for a in list_all(stub, "")]
 

@@ -60,7 +60,9 @@ def test_api_key_is_used_but_never_recorded(engine: Engine, llm: FakeLLM) -> Non
         client = await Client.connect(f"127.0.0.1:{engine.temporal_port}")
         found = []
         async for execution in client.list_workflows("WorkflowType = 'AgentWorkflow'"):
-            history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
+            history = await client.get_workflow_handle(
+                execution.id, run_id=execution.run_id
+            ).fetch_history()
             found.append(json.dumps(history.to_json_dict()))
         return found
 

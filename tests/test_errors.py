@@ -33,12 +33,17 @@ def test_unknown_and_malformed_agent_ids(stub: agent_pb2_grpc.AgentServiceStub) 
     assert code == grpc.StatusCode.NOT_FOUND and missing in details
     assert status_of(lambda: chat(stub, missing, "hello"))[0] == grpc.StatusCode.NOT_FOUND
     for bad in ("", "not-an-id", "agent-1; DROP TABLE", "x" * 500):
-        code, details = status_of(lambda: stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=bad)))
+        code, details = status_of(
+            lambda bad=bad: stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=bad))
+        )
         assert code == INVALID and "agent_id" in details
-        assert status_of(lambda: chat(stub, bad, "hello"))[0] == INVALID
-        assert status_of(
-            lambda: stub.DeleteAgent(agent_pb2.DeleteAgentRequest(agent_id=bad))
-        )[0] == INVALID
+        assert status_of(lambda bad=bad: chat(stub, bad, "hello"))[0] == INVALID
+        assert (
+            status_of(lambda bad=bad: stub.DeleteAgent(agent_pb2.DeleteAgentRequest(agent_id=bad)))[
+                0
+            ]
+            == INVALID
+        )
 
 
 def test_bad_chat_input_changes_nothing(
@@ -96,25 +101,33 @@ def test_bad_requests_elsewhere(stub: agent_pb2_grpc.AgentServiceStub) -> None:
     bad_creates = [
         agent_pb2.CreateAgentRequest(goal="g", model=""),
         agent_pb2.CreateAgentRequest(model="m", config=agent_pb2.AgentConfig(temperature=3)),
-        agent_pb2.CreateAgentRequest(model="m", config=agent_pb2.AgentConfig(max_context_tokens=-1)),
-        agent_pb2.CreateAgentRequest(model="m", tools=[agent_pb2.Tool(name="a"), agent_pb2.Tool(name="a")]),
+        agent_pb2.CreateAgentRequest(
+            model="m", config=agent_pb2.AgentConfig(max_context_tokens=-1)
+        ),
+        agent_pb2.CreateAgentRequest(
+            model="m", tools=[agent_pb2.Tool(name="a"), agent_pb2.Tool(name="a")]
+        ),
         agent_pb2.CreateAgentRequest(model="m", goal="g" * (64 * 1024 + 1)),
     ]
     for request in bad_creates:
         assert status_of(lambda r=request: create(r))[0] == INVALID
-    for request in (
+    for list_request in (
         agent_pb2.ListAgentsRequest(status_filter="sleeping"),
         agent_pb2.ListAgentsRequest(page_size=-1),
         agent_pb2.ListAgentsRequest(page_token="%%%not-a-token"),
     ):
-        assert status_of(lambda r=request: stub.ListAgents(r))[0] == INVALID
+        assert status_of(lambda r=list_request: stub.ListAgents(r))[0] == INVALID
     agent_id = create_agent(stub)
-    assert status_of(
-        lambda: stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=agent_id))
-    )[0] == INVALID
-    assert status_of(
-        lambda: stub.Replay(agent_pb2.ReplayRequest(agent_id=agent_id, from_sequence=-1))
-    )[0] == INVALID
+    assert (
+        status_of(lambda: stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=agent_id)))[0]
+        == INVALID
+    )
+    assert (
+        status_of(
+            lambda: stub.Replay(agent_pb2.ReplayRequest(agent_id=agent_id, from_sequence=-1))
+        )[0]
+        == INVALID
+    )
 
 
 def assert_failed_turn(messages: list[agent_pb2.ServerMessage], code: str, *words: str) -> str:
@@ -128,7 +141,9 @@ def assert_failed_turn(messages: list[agent_pb2.ServerMessage], code: str, *word
     return str(last.error.message)
 
 
-def assert_agent_recovers(stub: agent_pb2_grpc.AgentServiceStub, agent_id: str, llm: FakeLLM) -> None:
+def assert_agent_recovers(
+    stub: agent_pb2_grpc.AgentServiceStub, agent_id: str, llm: FakeLLM
+) -> None:
     follow_up = unique("are you ok")
     assert finals(chat(stub, agent_id, follow_up)) == [f"You said: {follow_up}"]
     sent = llm.requests_for(follow_up)[-1]["messages"]

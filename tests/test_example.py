@@ -10,7 +10,7 @@ from tests.conftest import DEFAULT_PORT
 from tests.engine import Engine
 from tests.fake_llm import FakeLLM
 
-EXAMPLE = '''
+EXAMPLE = """
 import grpc
 from engram.v1 import agent_pb2, agent_pb2_grpc
 
@@ -29,10 +29,10 @@ user_msg = agent_pb2.ClientMessage(
 for msg in stub.Chat(iter([user_msg])):
     if msg.HasField('text'):
         print(f"Agent: {msg.text.content}")
-'''
+"""
 
 # "Tomorrow", from a new process that knows only the agent id.
-FOLLOW_UP = '''
+FOLLOW_UP = """
 import sys
 import grpc
 from engram.v1 import agent_pb2, agent_pb2_grpc
@@ -43,7 +43,7 @@ msg = agent_pb2.ClientMessage(
     user_input=agent_pb2.UserInput(content="What table were we talking about?"),
 )
 print("".join(m.text.content for m in stub.Chat(iter([msg])) if m.HasField('text')))
-'''
+"""
 
 PRINT_AGENT_ID = "\nprint(f'AGENT_ID={agent_id}')\n"
 
@@ -52,7 +52,10 @@ def run_client(python: Path | str, source: str, engine: Engine, *args: str) -> s
     if engine.port != DEFAULT_PORT:  # only when 50051 was taken on this machine
         source = source.replace("localhost:50051", engine.address)
     done = subprocess.run(
-        [str(python), "-c", source, *args], capture_output=True, text=True, timeout=60,
+        [str(python), "-c", source, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
         cwd="/",  # so the engram package in this checkout cannot shadow the client's
     )
     assert done.returncode == 0, done.stderr
@@ -86,7 +89,10 @@ def test_example_with_engram_stubs(engine: Engine, llm: FakeLLM) -> None:
 def test_example_with_published_sdk(engine: Engine, llm: FakeLLM, sdk_python: Path) -> None:
     where = subprocess.run(
         [str(sdk_python), "-c", "import engram.v1.agent_pb2 as m; print(m.__file__)"],
-        capture_output=True, text=True, check=True, cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
     ).stdout
     assert "site-packages" in where and str(sdk_python.parent.parent) in where
     check_example(sdk_python, engine, llm)

@@ -28,7 +28,9 @@ def file_proto(descriptor: object) -> descriptor_pb2.FileDescriptorProto:
     return proto
 
 
-def messages(proto: descriptor_pb2.FileDescriptorProto) -> dict[str, descriptor_pb2.DescriptorProto]:
+def messages(
+    proto: descriptor_pb2.FileDescriptorProto,
+) -> dict[str, descriptor_pb2.DescriptorProto]:
     found = {}
 
     def walk(prefix: str, items: list[descriptor_pb2.DescriptorProto]) -> None:
@@ -42,7 +44,11 @@ def messages(proto: descriptor_pb2.FileDescriptorProto) -> dict[str, descriptor_
 
 def test_superset_of_published_sdk(sdk_python: Path) -> None:
     dumped = subprocess.run(
-        [str(sdk_python), "-c", DUMP_SDK_DESCRIPTOR], capture_output=True, text=True, check=True, cwd="/"
+        [str(sdk_python), "-c", DUMP_SDK_DESCRIPTOR],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
     ).stdout
     theirs = descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(dumped))
     ours = file_proto(agent_pb2.DESCRIPTOR)
@@ -56,7 +62,11 @@ def test_superset_of_published_sdk(sdk_python: Path) -> None:
             mine = our_fields.get(field.number)
             assert mine is not None, f"{name}.{field.name} = {field.number} is missing"
             for attribute in ("name", "type", "label", "type_name", "oneof_index"):
-                assert getattr(mine, attribute) == getattr(field, attribute), (name, field.name, attribute)
+                assert getattr(mine, attribute) == getattr(field, attribute), (
+                    name,
+                    field.name,
+                    attribute,
+                )
         assert [o.name for o in message.oneof_decl] == [
             o.name for o in our_messages[name].oneof_decl[: len(message.oneof_decl)]
         ]
@@ -66,9 +76,12 @@ def test_superset_of_published_sdk(sdk_python: Path) -> None:
     our_methods = {m.name: m for m in our_service.method}
     for method in their_service.method:
         assert method.name in our_methods, method.name
-        mine = our_methods[method.name]
+        our_method = our_methods[method.name]
         for attribute in ("input_type", "output_type", "client_streaming", "server_streaming"):
-            assert getattr(mine, attribute) == getattr(method, attribute), (method.name, attribute)
+            assert getattr(our_method, attribute) == getattr(method, attribute), (
+                method.name,
+                attribute,
+            )
 
 
 def test_generated_stubs_match_proto(tmp_path: Path) -> None:

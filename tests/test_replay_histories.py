@@ -14,15 +14,17 @@ from temporalio.worker import Replayer
 
 from engram.workflows.agent_workflow import AgentWorkflow
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORIES = {
+    p.stem: p.read_text() for p in sorted((Path(__file__).parent / "histories").glob("*.json"))
+}
 
 
 def test_there_are_recorded_histories() -> None:
     assert HISTORIES
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
-async def test_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json("recorded", path.read_text())
+@pytest.mark.parametrize("name", HISTORIES)
+async def test_history_replays(name: str) -> None:
+    history = WorkflowHistory.from_json(name, HISTORIES[name])
     result = await Replayer(workflows=[AgentWorkflow]).replay_workflow(history)
     assert result.replay_failure is None

@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -68,7 +69,9 @@ class LLMActivities:
         def publish(piece: StreamPiece) -> None:
             seq = request.first_text_seq + len(pieces)
             pieces.append(piece)
-            event = Event(seq, piece.kind, piece.text, message_id=request.message_id, ts=time.time())
+            event = Event(
+                seq, piece.kind, piece.text, message_id=request.message_id, ts=time.time()
+            )
             publisher.send(to_server_message(request.agent_id, event))
 
         for event in request.prelude:
@@ -94,25 +97,25 @@ class LLMActivities:
             return self._failed("LLM_UNREACHABLE", f"is unreachable ({_root_cause(err)})", pieces)
         except openai.APIStatusError as err:
             if err.status_code == 429 or err.status_code >= 500:
-                raise self._retryable(f"LLM_HTTP_{err.status_code}", _describe(err), pieces) from err
+                raise self._retryable(
+                    f"LLM_HTTP_{err.status_code}", _describe(err), pieces
+                ) from err
             return self._failed(_status_code_name(err), _describe(err), pieces)
         finally:
             heartbeats.cancel()
             await publisher.close()
 
     async def _generate(self, request: LLMRequest, publish: Any) -> int:
-        kwargs: dict[str, Any] = {}
-        if request.temperature is not None:
-            kwargs["temperature"] = request.temperature
+        messages = cast(list[ChatCompletionMessageParam], [asdict(m) for m in request.messages])
         stream = await self.client.chat.completions.create(
             model=request.model,
-            messages=[asdict(m) for m in request.messages],  # type: ignore[misc]
+            messages=messages,
             stream=True,
             stream_options={"include_usage": True},
-            **kwargs,
+            temperature=openai.omit if request.temperature is None else request.temperature,
         )
         tokens = 0
-        async with contextlib.aclosing(stream):  # type: ignore[type-var]
+        async with contextlib.aclosing(stream):
             async for chunk in stream:
                 if chunk.usage is not None:
                     tokens = chunk.usage.total_tokens
@@ -161,7 +164,9 @@ def _describe(err: openai.APIStatusError) -> str:
         inner = body.get("error", body)
         detail = str(inner.get("message", "")) if isinstance(inner, dict) else str(inner)
     hint = {401: " (check ENGRAM_LLM_API_KEY)", 404: " (unknown model or wrong base URL)"}
-    return f"answered HTTP {err.status_code}: {detail or err.message}{hint.get(err.status_code, '')}"
+    return (
+        f"answered HTTP {err.status_code}: {detail or err.message}{hint.get(err.status_code, '')}"
+    )
 
 
 def _root_cause(err: BaseException) -> str:

@@ -135,7 +135,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.CreateAgentResponse(agent_id=agent_id, agent=_agent_message(info))
 
     @_reports_errors
-    async def GetAgent(self, request: agent_pb2.GetAgentRequest, context: Context) -> agent_pb2.Agent:
+    async def GetAgent(
+        self, request: agent_pb2.GetAgentRequest, context: Context
+    ) -> agent_pb2.Agent:
         handle = self._agent(validation.agent_id(request.agent_id))
         info, description = await asyncio.gather(
             handle.query(AgentWorkflow.describe), handle.describe()

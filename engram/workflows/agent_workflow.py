@@ -11,7 +11,13 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    FailureError,
+    TimeoutError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from engram.activities.llm_stream import LLMActivities
@@ -177,7 +183,7 @@ class AgentWorkflow:
                 PendingMessage(message.message_id, message.content, message.reply_to)
             )
             self._touch()
-        return await self.wait_turn(message.message_id)
+        return await self._turn_result(message.message_id)
 
     @chat.validator
     def _validate_chat(self, message: ChatInput) -> None:
@@ -191,6 +197,9 @@ class AgentWorkflow:
     @workflow.update
     async def wait_turn(self, message_id: str) -> TurnResult:
         """The events of a turn once it has ended (at once if it already has)."""
+        return await self._turn_result(message_id)
+
+    async def _turn_result(self, message_id: str) -> TurnResult:
         await workflow.wait_condition(lambda: self._turn_ended(message_id))
         turn = self._find_turn(message_id)
         assert turn is not None
@@ -276,9 +285,7 @@ class AgentWorkflow:
     # --- helpers --------------------------------------------------------------------------
 
     def _emit(self, kind: str, text: str, code: str = "", message_id: str = "") -> Event:
-        event = Event(
-            self.state.next_seq, kind, text, code, message_id, workflow.now().timestamp()
-        )
+        event = Event(self.state.next_seq, kind, text, code, message_id, workflow.now().timestamp())
         self.state.events.append(event)
         self.state.next_seq += 1
         self._touch()
@@ -328,7 +335,7 @@ def _failed_result(err: ActivityError) -> LLMResult:
     if isinstance(cause, CancelledError):
         return LLMResult(CANCELLED, pieces, "CANCELLED", "turn cancelled")
     code = cause.type if isinstance(cause, ApplicationError) and cause.type else "LLM_ERROR"
-    message = cause.message if cause is not None else err.message
+    message = cause.message if isinstance(cause, FailureError) else err.message
     return LLMResult(FAILED, pieces, code, message)
 
 
