@@ -272,3 +272,16 @@ def test_list_agents_pages_and_filters(stub: agent_pb2_grpc.AgentServiceStub) ->
     assert pages >= 3
     assert len(seen) == len(set(seen))
     assert set(ids) <= set(seen)
+
+
+def test_delete_answers_queued_messages_with_an_error(
+    stub: agent_pb2_grpc.AgentServiceStub, llm: FakeLLM
+) -> None:
+    agent_id = create_agent(stub)
+    control(stub, agent_id, pause=agent_pb2.Pause())
+    received, done = chat_in_background(stub, agent_id, unique("never answered"))
+    eventually(lambda: get(stub, agent_id).queued_messages == 1)
+    stub.DeleteAgent(agent_pb2.DeleteAgentRequest(agent_id=agent_id))
+    assert done.wait(10)
+    assert received.status == grpc.StatusCode.FAILED_PRECONDITION and not received
+    eventually(lambda: get(stub, agent_id).status == "deleted")

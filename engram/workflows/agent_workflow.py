@@ -202,7 +202,10 @@ class AgentWorkflow:
     async def _turn_result(self, message_id: str) -> TurnResult:
         await workflow.wait_condition(lambda: self._turn_ended(message_id))
         turn = self._find_turn(message_id)
-        assert turn is not None
+        if turn is None:
+            raise ApplicationError(
+                "the agent was deleted before this message was answered", type="FailedPrecondition"
+            )
         return TurnResult(message_id, self._events_between(turn.first_seq, turn.last_seq))
 
     @wait_turn.validator
