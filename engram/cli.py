@@ -15,9 +15,11 @@ from typing import Any
 
 from temporalio.client import Client
 
-from engram import TASK_QUEUE, llm_settings
+from engram import TASK_QUEUE, llm_settings, local_model
+from engram.dev_server import start_dev_server, wait_for_port
 from engram.gateway.agent_service import GatewaySettings
 from engram.gateway.server import GRACE_SECONDS, start_gateway
+from engram.local_model import LocalModelServer
 from engram.probe import add_arguments as add_probe_arguments
 from engram.probe import probe_gateway, probe_worker
 from engram.temporal_connection import TemporalSettings
@@ -166,13 +168,30 @@ async def run_probe(args: argparse.Namespace) -> None:
 
 
 async def run_dev(args: argparse.Namespace) -> None:
-    from engram.dev_server import start_dev_server, wait_for_port
-
     temporal = start_dev_server(args.data_dir, args.temporal_port, args.ui_port)
+    local: LocalModelServer | None = None
     try:
+        base_url = llm_settings.configured_base_url(args)
+        llm_note = ""
+        if base_url is None and not local_model.ollama_is_running():
+            model = local_model.model_file()
+            if model is not None and local_model.available():
+                local = LocalModelServer(
+                    model, local_model.free_port(), args.data_dir / "local-model.log"
+                )
+                await local.start()
+                base_url = local.base_url
+                llm_note = f" (local {local_model.MODEL_ALIAS}, answers for every model name)"
+            else:
+                llm_note = (
+                    " (Ollama's default, not running: set ENGRAM_LLM_BASE_URL, or install "
+                    "the local model with ./scripts/dev)"
+                )
         await wait_for_port("127.0.0.1", args.temporal_port, temporal, timeout=60)
         client = await connect(TemporalSettings(address=f"127.0.0.1:{args.temporal_port}"))
-        endpoint = llm_settings.endpoint_from_args(args)
+        endpoint = llm_settings.endpoint_from_args(
+            args, base_url, local_model.MODEL_ALIAS if local else ""
+        )
         settings = _gateway_settings(args)
         async with build_worker(client, endpoint):
             server = await start_gateway(client, f"{args.host}:{args.port}", settings)
@@ -181,7 +200,7 @@ async def run_dev(args: argparse.Namespace) -> None:
                 f"  gateway (gRPC)   {args.host}:{args.port}\n"
                 f"  Temporal         127.0.0.1:{args.temporal_port}\n"
                 f"  Temporal Web UI  http://localhost:{args.ui_port}\n"
-                f"  LLM endpoint     {endpoint.base_url}\n"
+                f"  LLM endpoint     {endpoint.base_url}{llm_note}\n"
                 f"  data             {args.data_dir.resolve()}\n"
                 f"Ctrl-C stops everything.",
                 flush=True,
@@ -189,6 +208,8 @@ async def run_dev(args: argparse.Namespace) -> None:
             await _until_stopped()
             await server.stop(GRACE_SECONDS)
     finally:
+        if local is not None:
+            local.stop()
         _stop(temporal)
         print("Engram stopped.", flush=True)
 

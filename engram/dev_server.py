@@ -25,8 +25,10 @@ def temporal_binary() -> str:
     return found
 
 
-def _die_with_parent() -> None:
-    # If the engine is killed outright, the server must not live on holding the ports and the DB.
+def die_with_parent() -> None:
+    # If the engine is killed outright, its children must not live on holding ports and files.
+    if sys.platform != "linux":
+        return
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     pr_set_pdeathsig = 1
     libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
@@ -58,22 +60,26 @@ def start_dev_server(
         command,
         stdout=out,
         stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        preexec_fn=die_with_parent,
         env={**os.environ, "TEMPORAL_CLI_SHOW_TIPS": "false"},
     )
 
 
 async def wait_for_port(
-    host: str, port: int, process: subprocess.Popen[bytes], timeout: float
+    host: str,
+    port: int,
+    process: subprocess.Popen[bytes],
+    timeout: float,
+    what: str = "the Temporal dev server",
 ) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the Temporal dev server exited with code {process.returncode}")
+            raise SystemExit(f"{what} exited with code {process.returncode}")
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             await asyncio.sleep(0.1)
-    raise SystemExit(f"the Temporal dev server did not open port {port} within {timeout:.0f} s")
+    raise SystemExit(f"{what} did not open port {port} within {timeout:.0f} s")

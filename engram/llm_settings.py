@@ -1,4 +1,4 @@
-"""Which OpenAI-compatible endpoint the worker talks to, from the environment or flags."""
+"""Which OpenAI-compatible endpoint the worker talks to, from flags or the environment."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("LLM")
     group.add_argument(
         "--llm-base-url",
-        default=os.environ.get("ENGRAM_LLM_BASE_URL")
-        or os.environ.get("OPENAI_BASE_URL")
-        or OLLAMA_URL,
-        help="OpenAI-compatible endpoint (ENGRAM_LLM_BASE_URL, else OPENAI_BASE_URL, else Ollama)",
+        default=None,
+        help="OpenAI-compatible endpoint (default: ENGRAM_LLM_BASE_URL, else OPENAI_BASE_URL, "
+        "else Ollama's; `engram dev` falls back to its local model when Ollama is not running)",
     )
     group.add_argument(
         "--llm-timeout",
@@ -27,7 +26,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def endpoint_from_args(args: argparse.Namespace) -> LLMEndpoint:
+def configured_base_url(args: argparse.Namespace) -> str | None:
+    """The endpoint the user asked for, if any."""
+    return (
+        args.llm_base_url
+        or os.environ.get("ENGRAM_LLM_BASE_URL")
+        or os.environ.get("OPENAI_BASE_URL")
+        or None
+    )
+
+
+def endpoint_from_args(
+    args: argparse.Namespace, base_url: str | None = None, serve_every_model_as: str = ""
+) -> LLMEndpoint:
     # The key is only ever read from the environment, never from a flag.
     key = os.environ.get("ENGRAM_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY", "")
-    return LLMEndpoint(base_url=args.llm_base_url, api_key=key, timeout=args.llm_timeout)
+    return LLMEndpoint(
+        base_url=base_url or configured_base_url(args) or OLLAMA_URL,
+        api_key=key,
+        timeout=args.llm_timeout,
+        serve_every_model_as=serve_every_model_as,
+    )

@@ -31,7 +31,9 @@ def port_is_free(port: int) -> bool:
 
 
 class Engine:
-    def __init__(self, data_dir: Path, llm_url: str, port: int | None = None, **env: str) -> None:
+    def __init__(
+        self, data_dir: Path, llm_url: str | None, port: int | None = None, **env: str
+    ) -> None:
         self.data_dir = data_dir
         self.llm_url = llm_url
         self.port = port or free_port()
@@ -48,7 +50,9 @@ class Engine:
 
     def start(self, timeout: float = 60.0) -> Engine:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "ENGRAM_LLM_BASE_URL": self.llm_url, **self.env}
+        env = {**os.environ, **self.env}
+        if self.llm_url is not None:
+            env["ENGRAM_LLM_BASE_URL"] = self.llm_url
         command = [
             sys.executable,
             "-m",

@@ -25,6 +25,7 @@ from engram.workflows.types import (
     COMPLETED,
     FAILED,
     RESTART,
+    STATUS,
     TEXT,
     Event,
     LLMRequest,
@@ -45,6 +46,8 @@ class LLMEndpoint:
     # Read from the worker's environment; never part of an activity input or a log line.
     api_key: str = field(default="", repr=False)
     timeout: float = 60.0
+    # For a single-model server (the local fallback): every agent's turns go to this model.
+    serve_every_model_as: str = ""
 
 
 class LLMActivities:
@@ -69,9 +72,7 @@ class LLMActivities:
         def publish(piece: StreamPiece) -> None:
             seq = request.first_text_seq + len(pieces)
             pieces.append(piece)
-            event = Event(
-                seq, piece.kind, piece.text, message_id=request.message_id, ts=time.time()
-            )
+            event = Event(seq, piece.kind, piece.text, piece.code, request.message_id, time.time())
             publisher.send(to_server_message(request.agent_id, event))
 
         for event in request.prelude:
@@ -79,10 +80,15 @@ class LLMActivities:
         if pieces:
             # An earlier attempt already streamed part of a reply that cannot be resumed.
             publish(StreamPiece(RESTART, ""))
+        model = self.endpoint.serve_every_model_as or request.model
+        if model != request.model and not any(m.role == "assistant" for m in request.messages):
+            # Told once, on the agent's first exchange, rather than on every turn.
+            notice = f"model {request.model} is not available here; {model} answers instead"
+            publish(StreamPiece(STATUS, notice, "model_substituted"))
 
         heartbeats = asyncio.create_task(_heartbeat_forever(pieces))
         try:
-            tokens = await self._generate(request, publish)
+            tokens = await self._generate(request, model, publish)
             return LLMResult(COMPLETED, pieces, tokens=tokens or _count_text(pieces))
         except asyncio.CancelledError:
             details = activity.cancellation_details()
@@ -105,10 +111,10 @@ class LLMActivities:
             heartbeats.cancel()
             await publisher.close()
 
-    async def _generate(self, request: LLMRequest, publish: Any) -> int:
+    async def _generate(self, request: LLMRequest, model: str, publish: Any) -> int:
         messages = cast(list[ChatCompletionMessageParam], [asdict(m) for m in request.messages])
         stream = await self.client.chat.completions.create(
-            model=request.model,
+            model=model,
             messages=messages,
             stream=True,
             stream_options={"include_usage": True},

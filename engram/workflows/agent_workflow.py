@@ -137,7 +137,7 @@ class AgentWorkflow:
         result = await self._call_llm(request)
 
         for piece in result.pieces:
-            self._emit(piece.kind, piece.text, message_id=turn.message_id)
+            self._emit(piece.kind, piece.text, piece.code, turn.message_id)
         turn.ended_at = workflow.now().timestamp()
         turn.tokens = result.tokens
         turn.outcome = result.outcome

@@ -164,10 +164,11 @@ class LLMRequest:
 
 @dataclass
 class StreamPiece:
-    """A message the activity published; RESTART marks a regenerated reply."""
+    """A message the activity published: TEXT, a STATUS notice, or RESTART (a regenerated reply)."""
 
     kind: str
     text: str
+    code: str = ""
 
 
 RESTART = "restart"

@@ -1,0 +1,93 @@
+"""`engram dev` with nothing configured answers with the real local model (SmolLM2 on llama.cpp).
+
+Slow (a real model on the CPU); deselect with `-m "not local_model"`. CI runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engram import local_model
+from engram.v1 import agent_pb2
+from tests.conftest import chat, create_agent, finals, text_of
+from tests.engine import Engine
+
+pytestmark = pytest.mark.local_model
+
+
+@pytest.fixture(scope="module")
+def local_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    if not local_model.available():
+        pytest.fail("the local model is not installed: run ./scripts/test (it installs it)")
+    if local_model.ollama_is_running():
+        pytest.skip("Ollama is running here, so engram dev would rightly use it instead")
+    for name in ("ENGRAM_LLM_BASE_URL", "OPENAI_BASE_URL"):
+        os.environ.pop(name, None)
+    engine = Engine(tmp_path_factory.mktemp("local"), llm_url=None).start(timeout=180)
+    yield engine
+    engine.stop()
+
+
+def test_dev_answers_with_the_local_model(local_engine: Engine) -> None:
+    assert "local smollm2-135m-instruct" in local_engine.log()
+    stub = local_engine.stub()
+    agent_id = create_agent(stub, model="llama3.1:70b", system_prompt="Answer in one sentence.")
+
+    first = chat(stub, agent_id, "What is the capital of France?")
+    texts = [m.text.content for m in first if m.HasField("text")]
+    assert len(texts) >= 3, first
+    [answer] = finals(first)
+    assert answer.strip() and answer == text_of(first)
+    notices = [m.status for m in first if m.status.status == "model_substituted"]
+    assert len(notices) == 1 and "llama3.1:70b" in notices[0].message
+
+    second = chat(stub, agent_id, "Say that again, briefly.")
+    assert finals(second) and finals(second)[0].strip()
+    assert not any(m.status.status == "model_substituted" for m in second)  # told once
+    turns = stub.GetHistory(agent_pb2.GetHistoryRequest(agent_id=agent_id)).turns
+    assert [t.outcome for t in turns] == ["completed", "completed"]
+    assert turns[0].user == "What is the capital of France?" and turns[0].reply == answer
+    agent = stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id))
+    assert agent.model == "llama3.1:70b" and agent.stats.tokens_used > 0
+
+
+def children_running(parent: int, needle: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and needle in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def test_local_model_server_is_restarted_when_it_dies(local_engine: Engine) -> None:
+    assert local_engine.process is not None
+    [server] = children_running(local_engine.process.pid, "llama_cpp.server")
+    os.kill(server, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while "restarting it" not in local_engine.log():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    stub = local_engine.stub()
+    agent_id = create_agent(stub, model="any-model")
+    deadline = time.monotonic() + 120
+    while True:  # the first request after the restart waits for the model to load
+        messages = chat(stub, agent_id, "Hello!")
+        if finals(messages) or time.monotonic() > deadline:
+            break
+    assert finals(messages) and finals(messages)[0].strip()
+    [restarted] = children_running(local_engine.process.pid, "llama_cpp.server")
+    assert restarted != server
