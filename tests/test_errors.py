@@ -156,6 +156,7 @@ def test_wrong_api_key(stub: agent_pb2_grpc.AgentServiceStub, llm: FakeLLM, engi
     start = time.monotonic()
     messages = chat(stub, agent_id, "hello")
     assert time.monotonic() - start < 5
+    assert engine.llm_url is not None
     assert_failed_turn(messages, "LLM_UNAUTHENTICATED", engine.llm_url, "401", "ENGRAM_LLM_API_KEY")
     llm.api_key = None
     assert_agent_recovers(stub, agent_id, llm)
