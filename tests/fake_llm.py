@@ -32,6 +32,27 @@ def default_reply(messages: Messages) -> str:
 
 
 @dataclass
+class Scenario:
+    """Latency and length chosen per request through the model name, for benchmarks:
+    `bench-ttft300-delay0-tokens2000` waits 300 ms, then sends 2000 tokens with no delay."""
+
+    ttft: float
+    token_delay: float
+    tokens: int | None
+
+    @staticmethod
+    def from_model(model: str) -> Scenario | None:
+        if not model.startswith("bench"):
+            return None
+        values = dict(re.findall(r"([a-z]+)(\d+)", model))
+        return Scenario(
+            ttft=int(values.get("ttft", 0)) / 1000,
+            token_delay=int(values.get("delay", 0)) / 1000,
+            tokens=int(values.get("tokens", 20)),
+        )
+
+
+@dataclass
 class Failure:
     status: int
     message: str
@@ -131,13 +152,19 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             if failure is not None:
                 self._json(failure.status, {"error": {"message": failure.message}})
                 return
-            text = fake.reply(body.get("messages", []))
+            scenario = Scenario.from_model(str(body.get("model", "")))
+            if scenario is None:
+                scenario = Scenario(fake.ttft, fake.token_delay, None)
+            if scenario.tokens is not None:
+                text = "tok " * scenario.tokens
+            else:
+                text = fake.reply(body.get("messages", []))
             if body.get("stream"):
-                self._stream(body, text)
+                self._stream(body, text, scenario)
             else:
                 self._json(200, _completion(body, text))
 
-        def _stream(self, body: dict[str, Any], text: str) -> None:
+        def _stream(self, body: dict[str, Any], text: str, scenario: Scenario) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
@@ -151,10 +178,10 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             }
             tokens = tokens_of(text)
             try:
-                time.sleep(fake.ttft)
+                time.sleep(scenario.ttft)
                 for i, token in enumerate(tokens):
-                    if i:
-                        time.sleep(fake.token_delay)
+                    if i and scenario.token_delay:
+                        time.sleep(scenario.token_delay)
                     delta = (
                         {"role": "assistant", "content": token} if i == 0 else {"content": token}
                     )

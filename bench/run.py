@@ -1,0 +1,306 @@
+"""Engram's latency and scale benchmark: `python -m bench.run [--quick]`.
+
+Starts its own embedded engine (as `engram dev`) and a fake OpenAI-compatible LLM in a separate
+process, then measures, against a baseline taken in the same run:
+  1. CreateAgent latency;
+  2. time to first token through Engram vs straight to the LLM (interleaved), and their ratio at
+     300 ms LLM TTFT;
+  3. time to the last token, and tokens/s delivered vs produced (2,000 tokens, no delay);
+  4. chat turns/s with 1, 10 and 100 agents at once against a zero-delay LLM, and CPU per turn;
+  5. memory of the engine and Temporal with 1,000 and 10,000 idle agents, and the extra latency of
+     an agent evicted from the worker's cache.
+Prints a table and writes bench/results/<date>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import openai
+
+from engram.v1 import agent_pb2, agent_pb2_grpc
+from tests.engine import Engine, free_port
+
+RESULTS = Path(__file__).resolve().parent / "results"
+Stub = agent_pb2_grpc.AgentServiceStub
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def summary(values: list[float], scale: float = 1000.0) -> dict[str, float]:
+    """p50/p90/p99 (milliseconds by default)."""
+    return {f"p{q}": round(pct(values, q) * scale, 2) for q in (50, 90, 99)} | {"n": len(values)}
+
+
+def model(ttft_ms: int = 0, delay_ms: int = 0, tokens: int = 20) -> str:
+    return f"bench-ttft{ttft_ms}-delay{delay_ms}-tokens{tokens}"
+
+
+class Bench:
+    def __init__(self, engine: Engine, llm_url: str) -> None:
+        self.engine = engine
+        self.channel = grpc.aio.insecure_channel(engine.address)
+        self.stub = Stub(self.channel)
+        self.llm = openai.AsyncOpenAI(base_url=llm_url, api_key="unused", max_retries=0)
+
+    async def create(self, model_name: str) -> str:
+        response = await self.stub.CreateAgent(
+            agent_pb2.CreateAgentRequest(goal="benchmark", model=model_name)
+        )
+        return str(response.agent_id)
+
+    async def engram_turn(self, agent_id: str, text: str = "hi") -> tuple[float, float, int]:
+        """(time to first text, time to final answer, text messages) through the gateway."""
+        message = agent_pb2.ClientMessage(
+            agent_id=agent_id, user_input=agent_pb2.UserInput(content=text)
+        )
+        start = time.perf_counter()
+        first = 0.0
+        chunks = 0
+        async for reply in self.stub.Chat(iter([message])):
+            if reply.HasField("text"):
+                chunks += 1
+                if not first:
+                    first = time.perf_counter() - start
+            elif reply.HasField("error"):
+                raise RuntimeError(reply.error.message)
+        return first, time.perf_counter() - start, chunks
+
+    async def direct_turn(self, model_name: str, text: str = "hi") -> tuple[float, float, int]:
+        """The same, straight to the LLM with the openai client."""
+        start = time.perf_counter()
+        first = 0.0
+        chunks = 0
+        stream = await self.llm.chat.completions.create(
+            model=model_name, messages=[{"role": "user", "content": text}], stream=True
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                chunks += 1
+                if not first:
+                    first = time.perf_counter() - start
+        return first, time.perf_counter() - start, chunks
+
+    async def paired(self, model_name: str, rounds: int) -> dict[str, Any]:
+        """Interleaved Engram and direct turns; one agent, so the conversation grows as in use."""
+        agent_id = await self.create(model_name)
+        await self.engram_turn(agent_id)  # warm the agent and the channels
+        await self.direct_turn(model_name)
+        engram: list[tuple[float, float, int]] = []
+        direct: list[tuple[float, float, int]] = []
+        for i in range(rounds):
+            # Alternate which goes first, so neither always meets a warmer machine.
+            if i % 2:
+                e = await self.engram_turn(agent_id)
+                d = await self.direct_turn(model_name)
+            else:
+                d = await self.direct_turn(model_name)
+                e = await self.engram_turn(agent_id)
+            engram.append(e)
+            direct.append(d)
+        ttft_over = [e[0] - d[0] for e, d in zip(engram, direct, strict=True)]
+        last_over = [e[1] - d[1] for e, d in zip(engram, direct, strict=True)]
+        return {
+            "engram_ttft_ms": summary([e[0] for e in engram]),
+            "direct_ttft_ms": summary([d[0] for d in direct]),
+            "ttft_overhead_ms": summary(ttft_over),
+            "ttft_ratio_p50": round(
+                statistics.median(e[0] for e in engram) / statistics.median(d[0] for d in direct), 4
+            ),
+            "last_token_overhead_ms": summary(last_over),
+            "engram_tokens_per_s": round(statistics.median(e[2] / e[1] for e in engram), 1),
+            "direct_tokens_per_s": round(statistics.median(d[2] / d[1] for d in direct), 1),
+        }
+
+    async def throughput(self, agents: int, turns: int) -> dict[str, Any]:
+        ids = await asyncio.gather(*(self.create(model(tokens=20)) for _ in range(agents)))
+        await asyncio.gather(*(self.engram_turn(a) for a in ids))  # warm
+        cpu_before = engine_cpu(self.engine)
+        start = time.perf_counter()
+
+        async def converse(agent_id: str) -> None:
+            for _ in range(turns):
+                await self.engram_turn(agent_id)
+
+        await asyncio.gather(*(converse(a) for a in ids))
+        elapsed = time.perf_counter() - start
+        cpu = engine_cpu(self.engine) - cpu_before
+        total = agents * turns
+        return {
+            "agents": agents,
+            "turns": total,
+            "turns_per_s": round(total / elapsed, 1),
+            "cpu_ms_per_turn": round(cpu / total * 1000, 2),
+        }
+
+    async def scale(self, counts: list[int], probes: int) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        created: list[str] = []
+        semaphore = asyncio.Semaphore(32)
+
+        async def one() -> str:
+            async with semaphore:
+                return await self.create(model(tokens=5))
+
+        for count in counts:
+            created += await asyncio.gather(*(one() for _ in range(count - len(created))))
+            await asyncio.sleep(2)
+            results[f"idle_{count}"] = memory(self.engine)
+        # The oldest agents have been evicted from the worker's cache (1,000 workflows by
+        # default); the newest are still in it.
+        dormant = [await self.engram_turn(a) for a in created[:probes]]
+        hot_agent = created[-1]
+        await self.engram_turn(hot_agent)
+        hot = [await self.engram_turn(hot_agent) for _ in range(probes)]
+        results["dormant_turn_ms"] = summary([d[1] for d in dormant])
+        results["hot_turn_ms"] = summary([h[1] for h in hot])
+        results["dormant_extra_ms_p50"] = round(
+            (statistics.median(d[1] for d in dormant) - statistics.median(h[1] for h in hot))
+            * 1000,
+            2,
+        )
+        return results
+
+
+def proc_children(pid: int) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(proc.name))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def engine_cpu(engine: Engine) -> float:
+    assert engine.process is not None
+    pids = [engine.process.pid, *proc_children(engine.process.pid)]
+    return sum(cpu_seconds(p) for p in pids)
+
+
+def memory(engine: Engine) -> dict[str, float]:
+    assert engine.process is not None
+    [temporal] = proc_children(engine.process.pid)
+    return {
+        "engine_rss_mb": rss_mb(engine.process.pid),
+        "temporal_rss_mb": rss_mb(temporal),
+    }
+
+
+async def timed(call: Callable[[], Awaitable[object]], n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        await call()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+async def run(engine: Engine, llm_url: str, quick: bool) -> dict[str, Any]:
+    bench = Bench(engine, llm_url)
+    rounds = 30 if quick else 200
+    results: dict[str, Any] = {}
+    await bench.create(model())  # warm up
+    results["create_agent_ms"] = summary(await timed(lambda: bench.create(model()), rounds))
+    print("create", results["create_agent_ms"], flush=True)
+    results["ttft_llm_0ms"] = await bench.paired(model(tokens=20), rounds)
+    print("ttft 0", results["ttft_llm_0ms"], flush=True)
+    results["ttft_llm_300ms"] = await bench.paired(model(ttft_ms=300, tokens=20), rounds // 4)
+    print("ttft 300", results["ttft_llm_300ms"], flush=True)
+    results["long_reply_2000_tokens"] = await bench.paired(model(tokens=2000), rounds // 10 or 3)
+    print("2000 tokens", results["long_reply_2000_tokens"], flush=True)
+    results["throughput"] = [
+        await bench.throughput(n, turns)
+        for n, turns in ((1, 50), (10, 10), (100, 3) if quick else (100, 5))
+    ]
+    print("throughput", results["throughput"], flush=True)
+    counts = [200, 1200] if quick else [1000, 10000]
+    results["scale"] = await bench.scale(counts, probes=10 if quick else 30)
+    print("scale", results["scale"], flush=True)
+    await bench.channel.close(None)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, 1,200 agents at most")
+    parser.add_argument(
+        "--output", type=Path, help="results file (default: bench/results/DATE.json)"
+    )
+    args = parser.parse_args()
+
+    llm_port = free_port()
+    llm = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parent.parent / "tests" / "fake_llm.py"),
+            "--port",
+            str(llm_port),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    llm_url = f"http://127.0.0.1:{llm_port}/v1"
+    with tempfile.TemporaryDirectory() as data:
+        engine = Engine(Path(data), llm_url).start()
+        try:
+            results = asyncio.run(run(engine, llm_url, args.quick))
+        finally:
+            engine.stop()
+            llm.terminate()
+    report = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "conditions": "engram dev (embedded Temporal, SQLite) on loopback; fake LLM in its own "
+        "process; client, engine, Temporal and LLM share the machine",
+        "quick": args.quick,
+        "results": results,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    output = (
+        args.output or RESULTS / f"{datetime.date.today()}{'-quick' if args.quick else ''}.json"
+    )
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
