@@ -132,7 +132,7 @@ class Bench:
     async def throughput(self, agents: int, turns: int) -> dict[str, Any]:
         ids = await asyncio.gather(*(self.create(model(tokens=20)) for _ in range(agents)))
         await asyncio.gather(*(self.engram_turn(a) for a in ids))  # warm
-        cpu_before = engine_cpu(self.engine)
+        cpu_before = cpu_split(self.engine)
         start = time.perf_counter()
 
         async def converse(agent_id: str) -> None:
@@ -141,13 +141,15 @@ class Bench:
 
         await asyncio.gather(*(converse(a) for a in ids))
         elapsed = time.perf_counter() - start
-        cpu = engine_cpu(self.engine) - cpu_before
+        cpu_after = cpu_split(self.engine)
         total = agents * turns
+        per_turn = {k: round((cpu_after[k] - cpu_before[k]) / total * 1000, 2) for k in cpu_after}
         return {
             "agents": agents,
             "turns": total,
             "turns_per_s": round(total / elapsed, 1),
-            "cpu_ms_per_turn": round(cpu / total * 1000, 2),
+            "cpu_ms_per_turn": round(sum(per_turn.values()), 2),
+            "cpu_ms_per_turn_by_process": per_turn,
         }
 
     async def scale(self, counts: list[int], probes: int) -> dict[str, Any]:
@@ -204,10 +206,10 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def engine_cpu(engine: Engine) -> float:
+def cpu_split(engine: Engine) -> dict[str, float]:
     assert engine.process is not None
-    pids = [engine.process.pid, *proc_children(engine.process.pid)]
-    return sum(cpu_seconds(p) for p in pids)
+    [temporal] = proc_children(engine.process.pid)
+    return {"engine": cpu_seconds(engine.process.pid), "temporal": cpu_seconds(temporal)}
 
 
 def memory(engine: Engine) -> dict[str, float]:

@@ -128,6 +128,8 @@ class LLMActivities:
                 for choice in chunk.choices:
                     if choice.delta is not None and choice.delta.content:
                         publish(StreamPiece(TEXT, choice.delta.content))
+                # A fast model's chunks arrive already buffered: let the relay send between them.
+                await asyncio.sleep(0)
         return tokens
 
     def _failed(self, code: str, what: str, pieces: list[StreamPiece]) -> LLMResult:

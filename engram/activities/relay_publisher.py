@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from engram.relay.v1 import relay_pb2_grpc
+from engram.relay.v1 import relay_pb2, relay_pb2_grpc
 from engram.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -62,13 +62,25 @@ class TurnPublisher:
         if not done:
             self._task.cancel()
 
-    async def _messages(self) -> AsyncIterator[agent_pb2.ServerMessage]:
-        while (item := await self._queue.get()) is not _DONE:
-            assert isinstance(item, agent_pb2.ServerMessage)
-            yield item
+    async def _batches(self) -> AsyncIterator[relay_pb2.RelayBatch]:
+        done = False
+        while not done:
+            batch = relay_pb2.RelayBatch()
+            item = await self._queue.get()
+            while True:
+                if item is _DONE:
+                    done = True
+                    break
+                assert isinstance(item, agent_pb2.ServerMessage)
+                batch.messages.append(item)
+                if self._queue.empty():
+                    break
+                item = self._queue.get_nowait()
+            if batch.messages:
+                yield batch
 
     async def _run(self, stub: relay_pb2_grpc.TokenRelayStub, address: str) -> None:
         try:
-            await stub.Publish(self._messages(), timeout=900)
+            await stub.Publish(self._batches(), timeout=900)
         except grpc.aio.AioRpcError as err:
             log.warning("token relay to gateway %s failed: %s", address, err.code().name)

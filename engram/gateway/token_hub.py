@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
 
 import grpc
 from google.protobuf import empty_pb2
 
-from engram.relay.v1 import relay_pb2_grpc
+from engram.relay.v1 import relay_pb2, relay_pb2_grpc
 from engram.v1 import agent_pb2
 
 TurnKey = tuple[str, str]  # (agent_id, message_id)
@@ -34,12 +34,11 @@ class TurnFeed:
         self._version = 0
         self._changed = asyncio.Condition()
 
-    async def put(self, message: agent_pb2.ServerMessage) -> None:
+    async def put(self, messages: Iterable[agent_pb2.ServerMessage]) -> None:
         # A retried activity re-sends what its first attempt sent: first copy wins.
         self.touched = time.monotonic()
-        if message.sequence_id in self.messages:
-            return
-        self.messages[message.sequence_id] = message
+        for message in messages:
+            self.messages.setdefault(message.sequence_id, message)
         async with self._changed:
             self._version += 1
             self._changed.notify_all()
@@ -107,12 +106,14 @@ class TokenRelayServicer(relay_pb2_grpc.TokenRelayServicer):
 
     async def Publish(
         self,
-        request_iterator: AsyncIterator[agent_pb2.ServerMessage],
-        context: grpc.aio.ServicerContext[agent_pb2.ServerMessage, empty_pb2.Empty],
+        request_iterator: AsyncIterator[relay_pb2.RelayBatch],
+        context: grpc.aio.ServicerContext[relay_pb2.RelayBatch, empty_pb2.Empty],
     ) -> empty_pb2.Empty:
         feed: TurnFeed | None = None
-        async for message in request_iterator:
-            if feed is None:
-                feed = self.hub.feed((message.agent_id, message.message_id))
-            await feed.put(message)
+        async for batch in request_iterator:
+            if feed is None and batch.messages:
+                first = batch.messages[0]
+                feed = self.hub.feed((first.agent_id, first.message_id))
+            if feed is not None:
+                await feed.put(batch.messages)
         return empty_pb2.Empty()

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from engram.v1 import agent_pb2 as engram_dot_v1_dot_agent__pb2
+from engram.relay.v1 import relay_pb2 as engram_dot_relay_dot_v1_dot_relay__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -37,7 +37,7 @@ class TokenRelayStub:
         """
         self.Publish = channel.stream_unary(
                 '/engram.relay.v1.TokenRelay/Publish',
-                request_serializer=engram_dot_v1_dot_agent__pb2.ServerMessage.SerializeToString,
+                request_serializer=engram_dot_relay_dot_v1_dot_relay__pb2.RelayBatch.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
 
@@ -58,7 +58,7 @@ def add_TokenRelayServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Publish': grpc.stream_unary_rpc_method_handler(
                     servicer.Publish,
-                    request_deserializer=engram_dot_v1_dot_agent__pb2.ServerMessage.FromString,
+                    request_deserializer=engram_dot_relay_dot_v1_dot_relay__pb2.RelayBatch.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
@@ -87,7 +87,7 @@ class TokenRelay:
             request_iterator,
             target,
             '/engram.relay.v1.TokenRelay/Publish',
-            engram_dot_v1_dot_agent__pb2.ServerMessage.SerializeToString,
+            engram_dot_relay_dot_v1_dot_relay__pb2.RelayBatch.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
