@@ -39,22 +39,18 @@ def start_dev_server(
 ) -> subprocess.Popen[bytes]:
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [
-        temporal_binary(),
-        "server",
-        "start-dev",
-        "--db-filename",
-        str(data_dir / "temporal.db"),
-        "--port",
-        str(port),
-        "--ui-port",
-        str(ui_port),
-        "--ip",
-        "127.0.0.1",
-        "--log-level",
-        "warn",
-        "--search-attribute",
-        f"{STATUS_ATTRIBUTE.name}=Keyword",
-    ]
+        temporal_binary(), "server", "start-dev",
+        "--db-filename", str(data_dir / "temporal.db"),
+        "--port", str(port),
+        "--ui-port", str(ui_port),
+        "--ip", "127.0.0.1",
+        "--log-level", "warn",
+        "--search-attribute", f"{STATUS_ATTRIBUTE.name}=Keyword",
+        # The worker sits beside the server: hand it each new agent's first workflow task and
+        # each turn's LLM activity in the same round trip that creates them.
+        "--dynamic-config-value", "system.enableEagerWorkflowStart=true",
+        "--dynamic-config-value", "system.enableActivityEagerExecution=true",
+    ]  # fmt: skip
     out = open(log_file or data_dir / "temporal.log", "ab")
     return subprocess.Popen(
         command,
