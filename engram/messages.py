@@ -13,6 +13,7 @@ from engram.workflows.types import (
     TEXT,
     USER_MESSAGE,
     Event,
+    StreamPiece,
 )
 
 RESTART_NOTICE = "the reply restarts from the beginning; discard the text shown so far"
@@ -45,10 +46,22 @@ def to_server_message(agent_id: str, event: Event) -> agent_pb2.ServerMessage:
         msg.status.message = event.text
     elif event.kind == RESTART:
         msg.status.status = "restarting"
-        msg.status.message = event.text or RESTART_NOTICE
+        msg.status.message = RESTART_NOTICE
     else:
         raise ValueError(f"unknown event kind {event.kind!r}")
     return msg
+
+
+def to_piece(msg: agent_pb2.ServerMessage) -> StreamPiece | None:
+    """The StreamPiece a relayed message was made from (None for a turn's prelude)."""
+    kind = msg.WhichOneof("payload")
+    if kind == "text":
+        return StreamPiece(TEXT, msg.text.content)
+    if kind == "status" and msg.status.status == "restarting":
+        return StreamPiece(RESTART, "")
+    if kind == "status":
+        return StreamPiece(STATUS, msg.status.message, msg.status.status)
+    return None
 
 
 def ends_turn(msg: agent_pb2.ServerMessage) -> bool:

@@ -18,8 +18,8 @@ from openai.types.chat import ChatCompletionMessageParam
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from engram.activities.relay_publisher import RelayChannels, TurnPublisher
-from engram.messages import to_server_message
+from engram.activities.relay_publisher import RelayChannels, TurnPublisher, received
+from engram.messages import to_piece, to_server_message
 from engram.workflows.types import (
     CANCELLED,
     COMPLETED,
@@ -67,6 +67,8 @@ class LLMActivities:
     async def stream_chat(self, request: LLMRequest) -> LLMResult:
         info = activity.info()
         pieces = _pieces(info.heartbeat_details)
+        if info.attempt > 1:
+            pieces = await self._streamed_so_far(request, pieces)
         publisher = TurnPublisher(self.relay, request.reply_to)
 
         def publish(piece: StreamPiece) -> None:
@@ -110,6 +112,23 @@ class LLMActivities:
         finally:
             heartbeats.cancel()
             await publisher.close()
+
+    async def _streamed_so_far(
+        self, request: LLMRequest, heartbeated: list[StreamPiece]
+    ) -> list[StreamPiece]:
+        """What earlier attempts streamed: the gateway may have received more than was
+        heartbeated before a crash, and none of it may be numbered again."""
+        messages = await received(
+            self.relay, request.reply_to, request.agent_id, request.message_id
+        )
+        relayed: list[StreamPiece] = []
+        for msg in messages:
+            if msg.sequence_id != request.first_text_seq + len(relayed):
+                continue
+            piece = to_piece(msg)
+            if piece is not None:
+                relayed.append(piece)
+        return relayed if len(relayed) > len(heartbeated) else heartbeated
 
     async def _generate(self, request: LLMRequest, model: str, publish: Any) -> int:
         messages = cast(list[ChatCompletionMessageParam], [asdict(m) for m in request.messages])

@@ -40,6 +40,22 @@ class RelayChannels:
         self._channels.clear()
 
 
+async def received(
+    channels: RelayChannels, address: str, agent_id: str, message_id: str, timeout: float = 2.0
+) -> list[agent_pb2.ServerMessage]:
+    """What the gateway at `address` received for a turn; nothing if it cannot say."""
+    if not address:
+        return []
+    try:
+        batch = await channels.stub(address).Received(
+            relay_pb2.TurnRef(agent_id=agent_id, message_id=message_id), timeout=timeout
+        )
+    except grpc.aio.AioRpcError as err:
+        log.warning("gateway %s cannot tell what it received: %s", address, err.code().name)
+        return []
+    return list(batch.messages)
+
+
 class TurnPublisher:
     """Publishes one attempt's messages; `send` never blocks and never raises."""
 

@@ -64,6 +64,9 @@ class TokenHub:
             feed = self._feeds[key] = TurnFeed()
         return feed
 
+    def existing(self, key: TurnKey) -> TurnFeed | None:
+        return self._feeds.get(key)
+
     def open(self, key: TurnKey) -> TurnFeed:
         """The feed, kept at least until `release` is called as often as `open`."""
         feed = self.feed(key)
@@ -117,3 +120,12 @@ class TokenRelayServicer(relay_pb2_grpc.TokenRelayServicer):
             if feed is not None:
                 await feed.put(batch.messages)
         return empty_pb2.Empty()
+
+    async def Received(
+        self,
+        request: relay_pb2.TurnRef,
+        context: grpc.aio.ServicerContext[relay_pb2.TurnRef, relay_pb2.RelayBatch],
+    ) -> relay_pb2.RelayBatch:
+        feed = self.hub.existing((request.agent_id, request.message_id))
+        messages = [] if feed is None else [feed.messages[s] for s in sorted(feed.messages)]
+        return relay_pb2.RelayBatch(messages=messages)

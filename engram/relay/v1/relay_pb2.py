@@ -26,15 +26,17 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from engram.v1 import agent_pb2 as engram_dot_v1_dot_agent__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65ngram/relay/v1/relay.proto\x12\x0f\x65ngram.relay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x15\x65ngram/v1/agent.proto\":\n\nRelayBatch\x12,\n\x08messages\x18\x01 \x03(\x0b\x32\x1a.dura.api.v1.ServerMessage2N\n\nTokenRelay\x12@\n\x07Publish\x12\x1b.engram.relay.v1.RelayBatch\x1a\x16.google.protobuf.Empty(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65ngram/relay/v1/relay.proto\x12\x0f\x65ngram.relay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x15\x65ngram/v1/agent.proto\"/\n\x07TurnRef\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\":\n\nRelayBatch\x12,\n\x08messages\x18\x01 \x03(\x0b\x32\x1a.dura.api.v1.ServerMessage2\x91\x01\n\nTokenRelay\x12@\n\x07Publish\x12\x1b.engram.relay.v1.RelayBatch\x1a\x16.google.protobuf.Empty(\x01\x12\x41\n\x08Received\x12\x18.engram.relay.v1.TurnRef\x1a\x1b.engram.relay.v1.RelayBatchb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'engram.relay.v1.relay_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RELAYBATCH']._serialized_start=100
-  _globals['_RELAYBATCH']._serialized_end=158
-  _globals['_TOKENRELAY']._serialized_start=160
-  _globals['_TOKENRELAY']._serialized_end=238
+  _globals['_TURNREF']._serialized_start=100
+  _globals['_TURNREF']._serialized_end=147
+  _globals['_RELAYBATCH']._serialized_start=149
+  _globals['_RELAYBATCH']._serialized_end=207
+  _globals['_TOKENRELAY']._serialized_start=210
+  _globals['_TOKENRELAY']._serialized_end=355
 # @@protoc_insertion_point(module_scope)

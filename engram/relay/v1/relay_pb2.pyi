@@ -8,6 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class TurnRef(_message.Message):
+    __slots__ = ("agent_id", "message_id")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    message_id: str
+    def __init__(self, agent_id: _Optional[str] = ..., message_id: _Optional[str] = ...) -> None: ...
+
 class RelayBatch(_message.Message):
     __slots__ = ("messages",)
     MESSAGES_FIELD_NUMBER: _ClassVar[int]

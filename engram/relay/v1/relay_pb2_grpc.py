@@ -40,6 +40,11 @@ class TokenRelayStub:
                 request_serializer=engram_dot_relay_dot_v1_dot_relay__pb2.RelayBatch.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.Received = channel.unary_unary(
+                '/engram.relay.v1.TokenRelay/Received',
+                request_serializer=engram_dot_relay_dot_v1_dot_relay__pb2.TurnRef.SerializeToString,
+                response_deserializer=engram_dot_relay_dot_v1_dot_relay__pb2.RelayBatch.FromString,
+                _registered_method=True)
 
 
 class TokenRelayServicer:
@@ -53,6 +58,15 @@ class TokenRelayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Received(self, request, context):
+        """What this gateway has received for a turn, in sequence order: a retried
+        activity continues numbering after it, so no sequence_id a client may
+        have seen is ever reused for different content.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TokenRelayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -60,6 +74,11 @@ def add_TokenRelayServicer_to_server(servicer, server):
                     servicer.Publish,
                     request_deserializer=engram_dot_relay_dot_v1_dot_relay__pb2.RelayBatch.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'Received': grpc.unary_unary_rpc_method_handler(
+                    servicer.Received,
+                    request_deserializer=engram_dot_relay_dot_v1_dot_relay__pb2.TurnRef.FromString,
+                    response_serializer=engram_dot_relay_dot_v1_dot_relay__pb2.RelayBatch.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +108,33 @@ class TokenRelay:
             '/engram.relay.v1.TokenRelay/Publish',
             engram_dot_relay_dot_v1_dot_relay__pb2.RelayBatch.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Received(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engram.relay.v1.TokenRelay/Received',
+            engram_dot_relay_dot_v1_dot_relay__pb2.TurnRef.SerializeToString,
+            engram_dot_relay_dot_v1_dot_relay__pb2.RelayBatch.FromString,
             options,
             channel_credentials,
             insecure,
