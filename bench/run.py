@@ -27,10 +27,11 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from tests.engine import Engine, free_port
@@ -83,35 +84,50 @@ class Bench:
                 raise RuntimeError(reply.error.message)
         return first, time.perf_counter() - start, chunks
 
-    async def direct_turn(self, model_name: str, text: str = "hi") -> tuple[float, float, int]:
-        """The same, straight to the LLM with the openai client."""
+    async def direct_turn(
+        self, model_name: str, history: list[dict[str, str]], text: str = "hi"
+    ) -> tuple[float, float, int]:
+        """The same request, straight to the LLM with the openai client: the conversation so far
+        (`history`, as Engram would send it) and the new message."""
         start = time.perf_counter()
         first = 0.0
         chunks = 0
+        reply = []
         stream = await self.llm.chat.completions.create(
-            model=model_name, messages=[{"role": "user", "content": text}], stream=True
+            model=model_name,
+            messages=cast(
+                list[ChatCompletionMessageParam], [*history, {"role": "user", "content": text}]
+            ),
+            stream=True,
         )
         async for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
                 chunks += 1
+                reply.append(chunk.choices[0].delta.content)
                 if not first:
                     first = time.perf_counter() - start
-        return first, time.perf_counter() - start, chunks
+        elapsed = time.perf_counter() - start
+        history += [
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": "".join(reply)},
+        ]
+        return first, elapsed, chunks
 
     async def paired(self, model_name: str, rounds: int) -> dict[str, Any]:
         """Interleaved Engram and direct turns; one agent, so the conversation grows as in use."""
         agent_id = await self.create(model_name)
+        history = [{"role": "system", "content": "Your goal: benchmark"}]
         await self.engram_turn(agent_id)  # warm the agent and the channels
-        await self.direct_turn(model_name)
+        await self.direct_turn(model_name, history)
         engram: list[tuple[float, float, int]] = []
         direct: list[tuple[float, float, int]] = []
         for i in range(rounds):
             # Alternate which goes first, so neither always meets a warmer machine.
             if i % 2:
                 e = await self.engram_turn(agent_id)
-                d = await self.direct_turn(model_name)
+                d = await self.direct_turn(model_name, history)
             else:
-                d = await self.direct_turn(model_name)
+                d = await self.direct_turn(model_name, history)
                 e = await self.engram_turn(agent_id)
             engram.append(e)
             direct.append(d)
