@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,13 +23,16 @@ def temporal_binary() -> str:
     return found
 
 
-def die_with_parent() -> None:
-    # If the engine is killed outright, its children must not live on holding ports and files.
-    if sys.platform != "linux":
-        return
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+def die_with_parent(command: list[str]) -> list[str]:
+    """`command`, run so that it is killed when the engine dies, however the engine dies.
+
+    util-linux's setpriv sets the parent-death signal and execs the command. (A preexec_fn could
+    do the same from Python, but forking a process that has gRPC threads running is unsafe.)
+    """
+    setpriv = shutil.which("setpriv")
+    if sys.platform != "linux" or setpriv is None:
+        return command
+    return [setpriv, "--pdeathsig", "KILL", "--", *command]
 
 
 def start_dev_server(
@@ -53,10 +54,9 @@ def start_dev_server(
     ]  # fmt: skip
     out = open(log_file or data_dir / "temporal.log", "ab")
     return subprocess.Popen(
-        command,
+        die_with_parent(command),
         stdout=out,
         stderr=subprocess.STDOUT,
-        preexec_fn=die_with_parent,
         env={**os.environ, "TEMPORAL_CLI_SHOW_TIPS": "false"},
     )
 

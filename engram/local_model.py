@@ -77,9 +77,7 @@ class LocalModelServer:
             "--n_ctx", "8192",
         ]  # fmt: skip
         out = open(self.log_file, "ab")
-        return subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
-        )
+        return subprocess.Popen(die_with_parent(command), stdout=out, stderr=subprocess.STDOUT)
 
     async def start(self, timeout: float = 120.0) -> None:
         self.process = self._spawn()

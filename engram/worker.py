@@ -43,7 +43,7 @@ async def ensure_search_attributes(client: Client) -> None:
 
 
 def build_worker(client: Client, endpoint: LLMEndpoint) -> Worker:
-    llm = LLMActivities(endpoint)
+    llm = LLMActivities(endpoint, temporal=client)
     return Worker(
         client,
         task_queue=TASK_QUEUE,

@@ -116,10 +116,17 @@ def test_gateway_killed_mid_turn(cluster: Cluster, llm: FakeLLM) -> None:
     seen = reader.messages
     last = seen[-1].sequence_id
 
-    rest = list(
-        stub_b.Replay(agent_pb2.ReplayRequest(agent_id=agent_id, from_sequence=last), timeout=60)
-    )
+    arrivals: list[float] = []
+    rest: list[agent_pb2.ServerMessage] = []
+    for message in stub_b.Replay(
+        agent_pb2.ReplayRequest(agent_id=agent_id, from_sequence=last), timeout=60
+    ):
+        arrivals.append(time.monotonic())
+        rest.append(message)
     assert rest[0].sequence_id == last + 1
+    # The rest of the reply streamed live through the new gateway, not all at once at the end.
+    texts = [t for t, m in zip(arrivals, rest, strict=True) if m.HasField("text")]
+    assert arrivals[-1] - texts[len(texts) // 2] > 0.5
     assert_exactly_once(seen + rest)
     assert finals(rest) == [REPLY] and shown_reply(seen + rest) == REPLY
 

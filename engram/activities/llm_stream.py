@@ -16,9 +16,11 @@ from typing import Any, cast
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from engram.activities.relay_publisher import RelayChannels, TurnPublisher, received
+from engram import WORKFLOW_ID_PREFIX
+from engram.activities.relay_publisher import RelayChannels, TurnRelay, received
 from engram.messages import to_piece, to_server_message
 from engram.workflows.types import (
     CANCELLED,
@@ -28,6 +30,7 @@ from engram.workflows.types import (
     STATUS,
     TEXT,
     Event,
+    EventsPage,
     LLMRequest,
     LLMResult,
     StreamPiece,
@@ -51,9 +54,16 @@ class LLMEndpoint:
 
 
 class LLMActivities:
-    def __init__(self, endpoint: LLMEndpoint, relay: RelayChannels | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: LLMEndpoint,
+        relay: RelayChannels | None = None,
+        temporal: Client | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.relay = relay or RelayChannels()
+        # To find a turn's new gateway after its first one died.
+        self.temporal = temporal
         self.client = openai.AsyncOpenAI(
             base_url=endpoint.base_url,
             # Local servers need no key, but the client insists on one.
@@ -69,16 +79,16 @@ class LLMActivities:
         pieces = _pieces(info.heartbeat_details)
         if info.attempt > 1:
             pieces = await self._streamed_so_far(request, pieces)
-        publisher = TurnPublisher(self.relay, request.reply_to)
+        relay = TurnRelay(self.relay, request.reply_to)
 
         def publish(piece: StreamPiece) -> None:
             seq = request.first_text_seq + len(pieces)
             pieces.append(piece)
             event = Event(seq, piece.kind, piece.text, piece.code, request.message_id, time.time())
-            publisher.send(to_server_message(request.agent_id, event))
+            relay.send(to_server_message(request.agent_id, event))
 
         for event in request.prelude:
-            publisher.send(to_server_message(request.agent_id, event))
+            relay.send(to_server_message(request.agent_id, event))
         if pieces:
             # An earlier attempt already streamed part of a reply that cannot be resumed.
             publish(StreamPiece(RESTART, ""))
@@ -88,7 +98,7 @@ class LLMActivities:
             notice = f"model {request.model} is not available here; {model} answers instead"
             publish(StreamPiece(STATUS, notice, "model_substituted"))
 
-        heartbeats = asyncio.create_task(_heartbeat_forever(pieces))
+        heartbeats = asyncio.create_task(self._keep_alive(request, pieces, relay))
         try:
             tokens = await self._generate(request, model, publish)
             return LLMResult(COMPLETED, pieces, tokens=tokens or _count_text(pieces))
@@ -111,7 +121,34 @@ class LLMActivities:
             return self._failed(_status_code_name(err), _describe(err), pieces)
         finally:
             heartbeats.cancel()
-            await publisher.close()
+            await relay.close()
+
+    async def _keep_alive(
+        self, request: LLMRequest, pieces: list[StreamPiece], relay: TurnRelay
+    ) -> None:
+        while True:
+            # Heartbeats carry cancellation back to the activity: a model that is slow to start
+            # must not make a cancel wait for its first token.
+            activity.heartbeat([asdict(p) for p in pieces])
+            if relay.broken and self.temporal is not None:
+                # The gateway died; a client that reconnected elsewhere named its new gateway.
+                address = await self._current_reply_to(request)
+                if address and address != relay.address:
+                    await relay.redirect(address)
+            await asyncio.sleep(HEARTBEAT_EVERY)
+
+    async def _current_reply_to(self, request: LLMRequest) -> str:
+        assert self.temporal is not None
+        try:
+            page: EventsPage = await self.temporal.get_workflow_handle(
+                WORKFLOW_ID_PREFIX + request.agent_id
+            ).query("events_since", request.first_text_seq, result_type=EventsPage)
+        except Exception as err:  # a failed lookup only delays the redirect
+            activity.logger.warning("cannot read the turn's gateway: %s", err)
+            return ""
+        if page.in_flight is None or page.in_flight.message_id != request.message_id:
+            return ""
+        return page.in_flight.reply_to
 
     async def _streamed_so_far(
         self, request: LLMRequest, heartbeated: list[StreamPiece]
@@ -159,14 +196,6 @@ class LLMActivities:
     def _retryable(self, code: str, what: str, pieces: list[StreamPiece]) -> ApplicationError:
         message = f"LLM endpoint {self.endpoint.base_url} {what}"
         return ApplicationError(message, [asdict(p) for p in pieces], type=code)
-
-
-async def _heartbeat_forever(pieces: list[StreamPiece]) -> None:
-    # Heartbeats carry cancellation back to the activity; a model that is slow to start must not
-    # make a cancel wait for its first token.
-    while True:
-        activity.heartbeat([asdict(p) for p in pieces])
-        await asyncio.sleep(HEARTBEAT_EVERY)
 
 
 def _pieces(details: Any) -> list[StreamPiece]:

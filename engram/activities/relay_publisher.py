@@ -62,6 +62,7 @@ class TurnPublisher:
     def __init__(self, channels: RelayChannels, address: str) -> None:
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         if address:
             self._task = asyncio.create_task(self._run(channels.stub(address), address))
 
@@ -69,10 +70,16 @@ class TurnPublisher:
         if self._task is not None and not self._task.done():
             self._queue.put_nowait(message)
 
+    @property
+    def broken(self) -> bool:
+        """The gateway could not be reached, or went away mid-turn."""
+        return self._task is not None and self._task.done() and not self._closed
+
     async def close(self, timeout: float = 2.0) -> None:
         """Flush what is queued, waiting at most `timeout` for a slow gateway."""
         if self._task is None:
             return
+        self._closed = True
         self._queue.put_nowait(_DONE)
         done, _ = await asyncio.wait({self._task}, timeout=timeout)
         if not done:
@@ -100,3 +107,35 @@ class TurnPublisher:
             await stub.Publish(self._batches(), timeout=900)
         except grpc.aio.AioRpcError as err:
             log.warning("token relay to gateway %s failed: %s", address, err.code().name)
+
+
+class TurnRelay:
+    """A turn's messages on their way to a gateway, and to the next one if that gateway dies.
+
+    Every message sent is kept, so a gateway that takes over (a client reconnected there and
+    asked to follow the turn) first gets the turn from its start; its feed drops repeats.
+    """
+
+    def __init__(self, channels: RelayChannels, address: str) -> None:
+        self.channels = channels
+        self.address = address
+        self.sent: list[agent_pb2.ServerMessage] = []
+        self._publisher = TurnPublisher(channels, address)
+
+    @property
+    def broken(self) -> bool:
+        return self._publisher.broken
+
+    def send(self, message: agent_pb2.ServerMessage) -> None:
+        self.sent.append(message)
+        self._publisher.send(message)
+
+    async def redirect(self, address: str) -> None:
+        await self._publisher.close(timeout=0.1)
+        self.address = address
+        self._publisher = TurnPublisher(self.channels, address)
+        for message in self.sent:
+            self._publisher.send(message)
+
+    async def close(self) -> None:
+        await self._publisher.close()

@@ -352,6 +352,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             live = page.in_flight
             if live is None:
                 return
+            if live.reply_to != self.settings.advertise_address:
+                # Its gateway may be gone: have the tokens come here as well.
+                await handle.signal(
+                    AgentWorkflow.relay_to, args=[live.message_id, self.settings.advertise_address]
+                )
 
             async def record() -> Messages:
                 result = await handle.execute_update(AgentWorkflow.wait_turn, live.message_id)

@@ -257,6 +257,12 @@ class AgentWorkflow:
         if self.llm_call is not None:
             self.llm_call.cancel()
 
+    @workflow.signal
+    def relay_to(self, message_id: str, reply_to: str) -> None:
+        """A client follows the turn from another gateway: stream there from now on."""
+        if self.current is not None and self.current.message_id == message_id:
+            self.current.reply_to = reply_to
+
     @workflow.query
     def describe(self) -> AgentInfo:
         s = self.state
