@@ -180,12 +180,16 @@ def main() -> None:
     parser.add_argument("--kill-every", type=float, default=3.0, help="mean seconds between kills")
     parser.add_argument("--time-limit", type=float, default=900.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--output", type=Path, help="also write the result here (JSON)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data:
         result = soak(
             Path(data), args.agents, args.turns, args.kill_every, args.time_limit, args.seed
         )
-    print(json.dumps(result.__dict__, indent=2))
+    report = json.dumps(result.__dict__, indent=2)
+    print(report)
+    if args.output:
+        args.output.write_text(report + "\n")
     raise SystemExit(1 if result.problems else 0)
 
 
