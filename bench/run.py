@@ -32,7 +32,9 @@ from typing import Any, cast
 import grpc
 import openai
 from openai.types.chat import ChatCompletionMessageParam
+from temporalio.client import Client
 
+from engram import WORKFLOW_ID_PREFIX
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from tests.engine import Engine, free_port
 
@@ -145,6 +147,58 @@ class Bench:
             "direct_tokens_per_s": round(statistics.median(d[2] / d[1] for d in direct), 1),
         }
 
+    async def breakdown(self, model_name: str, rounds: int) -> dict[str, float]:
+        """Where a turn's time goes: client timestamps against the agent's history events.
+
+        Medians in ms. Same clock: client, engine and server share the machine."""
+        agent_id = await self.create(model_name)
+        await self.engram_turn(agent_id)
+        marks = []
+        for _ in range(rounds):
+            sent = time.time()
+            first, total, _ = await self.engram_turn(agent_id)
+            marks.append((sent, sent + first, sent + total))
+        client = await Client.connect(f"127.0.0.1:{self.engine.temporal_port}")
+        history = await client.get_workflow_handle(WORKFLOW_ID_PREFIX + agent_id).fetch_history()
+        turns: list[dict[str, float]] = []
+        current: dict[str, float] = {}
+        for event in history.events:
+            kind = event.WhichOneof("attributes") or ""
+            at = event.event_time.ToDatetime(datetime.UTC).timestamp()
+            if kind.startswith("workflow_execution_update_accepted") and "accepted" not in current:
+                current["accepted"] = at
+            elif kind.startswith("activity_task_scheduled"):
+                current["activity_scheduled"] = at
+            elif kind.startswith("activity_task_completed"):
+                current["activity_completed"] = at
+            elif kind.startswith("workflow_execution_update_completed") and len(current) == 3:
+                current["update_completed"] = at
+                turns.append(current)
+                current = {}
+        turns = turns[1:]  # the warm-up turn
+
+        def median_ms(values: list[float]) -> float:
+            return round(statistics.median(values) * 1000, 2)
+
+        pairs = list(zip(marks, turns, strict=True))
+        return {
+            "client_send_to_update_accepted": median_ms([t["accepted"] - m[0] for m, t in pairs]),
+            "accepted_to_activity_scheduled": median_ms(
+                [t["activity_scheduled"] - t["accepted"] for m, t in pairs]
+            ),
+            "activity_scheduled_to_first_text_at_client": median_ms(
+                [m[1] - t["activity_scheduled"] for m, t in pairs]
+            ),
+            "activity_completed_to_update_completed": median_ms(
+                [t["update_completed"] - t["activity_completed"] for m, t in pairs]
+            ),
+            "update_completed_to_client_end": median_ms(
+                [m[2] - t["update_completed"] for m, t in pairs]
+            ),
+            "client_ttft": median_ms([m[1] - m[0] for m, t in pairs]),
+            "client_turn": median_ms([m[2] - m[0] for m, t in pairs]),
+        }
+
     async def throughput(self, agents: int, turns: int) -> dict[str, Any]:
         ids = await asyncio.gather(*(self.create(model(tokens=20)) for _ in range(agents)))
         await asyncio.gather(*(self.engram_turn(a) for a in ids))  # warm
@@ -255,6 +309,8 @@ async def run(engine: Engine, llm_url: str, quick: bool) -> dict[str, Any]:
     print("create", results["create_agent_ms"], flush=True)
     results["ttft_llm_0ms"] = await bench.paired(model(tokens=20), rounds)
     print("ttft 0", results["ttft_llm_0ms"], flush=True)
+    results["turn_breakdown_ms"] = await bench.breakdown(model(tokens=20), 30)
+    print("breakdown", results["turn_breakdown_ms"], flush=True)
     results["ttft_llm_300ms"] = await bench.paired(model(ttft_ms=300, tokens=20), rounds // 4)
     print("ttft 300", results["ttft_llm_300ms"], flush=True)
     results["long_reply_2000_tokens"] = await bench.paired(model(tokens=2000), rounds // 10 or 3)

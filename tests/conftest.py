@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from engram.v1 import agent_pb2, agent_pb2_grpc
@@ -101,3 +104,41 @@ def finals(messages: list[agent_pb2.ServerMessage]) -> list[str]:
 
 def unique(label: str) -> str:
     return f"{label} [{uuid.uuid4().hex[:8]}]"
+
+
+class Reader:
+    """Reads a Chat or Replay stream in the background, as a client app would."""
+
+    def __init__(self, stream: Iterator[agent_pb2.ServerMessage]) -> None:
+        self.messages: list[agent_pb2.ServerMessage] = []
+        self.error: grpc.RpcError | None = None
+        self.done = threading.Event()
+        self._stream = stream
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            for message in self._stream:
+                self.messages.append(message)
+        except grpc.RpcError as err:
+            self.error = err
+        self.done.set()
+
+    @property
+    def status(self) -> grpc.StatusCode:
+        return grpc.StatusCode.OK if self.error is None else self.error.code()
+
+    def texts(self) -> int:
+        return sum(1 for m in self.messages if m.HasField("text"))
+
+    def wait_for_texts(self, count: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while self.texts() < count:
+            assert time.monotonic() < deadline and not self.done.is_set(), self.messages
+            time.sleep(0.02)
+
+
+def chat_in_background(
+    stub: agent_pb2_grpc.AgentServiceStub, agent_id: str, content: str
+) -> Reader:
+    return Reader(stub.Chat(iter([user_message(agent_id, content)]), timeout=60))

@@ -7,7 +7,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from engram.v1 import agent_pb2, agent_pb2_grpc
-from tests.conftest import chat, create_agent, finals, text_of, unique, user_message
+from tests.conftest import (
+    chat,
+    chat_in_background,
+    create_agent,
+    finals,
+    text_of,
+    unique,
+    user_message,
+)
 from tests.fake_llm import FakeLLM, tokens_of
 
 
@@ -123,19 +131,13 @@ def test_replay_follows_the_turn_in_progress(
     llm.token_delay = 0.05
     llm.reply = lambda _: "slow " * 30
     agent_id = create_agent(stub)
-    seen: list[agent_pb2.ServerMessage] = []
-    done = threading.Event()
-
-    def talk() -> None:
-        seen.extend(stub.Chat(iter([user_message(agent_id, "go")]), timeout=30))
-        done.set()
-
-    threading.Thread(target=talk).start()
-    time.sleep(0.5)
-    assert not done.is_set()
+    reader = chat_in_background(stub, agent_id, "go")
+    reader.wait_for_texts(1)
     replayed = list(stub.Replay(agent_pb2.ReplayRequest(agent_id=agent_id, from_sequence=3)))
-    assert done.wait(30)
-    assert [m.sequence_id for m in replayed] == [m.sequence_id for m in seen if m.sequence_id > 3]
+    assert reader.done.wait(30)
+    assert [m.sequence_id for m in replayed] == [
+        m.sequence_id for m in reader.messages if m.sequence_id > 3
+    ]
     assert replayed[-1].final_answer.content == "slow " * 30
 
 

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from engram.v1 import agent_pb2, agent_pb2_grpc
-from tests.conftest import chat, create_agent, finals, unique, user_message
+from tests.conftest import chat, chat_in_background, create_agent, finals, unique, user_message
 from tests.fake_llm import FakeLLM
 
 
@@ -31,28 +31,6 @@ def control(stub: agent_pb2_grpc.AgentServiceStub, agent_id: str, **command: obj
     return str(stub.ControlAgent(request).status)
 
 
-class Received(list[agent_pb2.ServerMessage]):
-    status: grpc.StatusCode = grpc.StatusCode.OK
-
-
-def chat_in_background(
-    stub: agent_pb2_grpc.AgentServiceStub, agent_id: str, content: str
-) -> tuple[Received, threading.Event]:
-    received = Received()
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            for message in stub.Chat(iter([user_message(agent_id, content)]), timeout=60):
-                received.append(message)
-        except grpc.RpcError as err:
-            received.status = err.code()
-        done.set()
-
-    threading.Thread(target=run, daemon=True).start()
-    return received, done
-
-
 def test_paused_agent_queues_messages_and_answers_on_resume(
     stub: agent_pb2_grpc.AgentServiceStub, llm: FakeLLM
 ) -> None:
@@ -60,15 +38,15 @@ def test_paused_agent_queues_messages_and_answers_on_resume(
     assert control(stub, agent_id, pause=agent_pb2.Pause(reason="lunch")) == "paused"
     assert get(stub, agent_id).status == "paused"
     content = unique("while paused")
-    received, done = chat_in_background(stub, agent_id, content)
+    reader = chat_in_background(stub, agent_id, content)
     eventually(lambda: get(stub, agent_id).queued_messages == 1)
     time.sleep(0.5)
-    assert not llm.requests_for(content) and not received
+    assert not llm.requests_for(content) and not reader.messages
     assert [a.agent_id for a in list_all(stub, "paused")].count(agent_id) == 1
 
     assert control(stub, agent_id, resume=agent_pb2.Resume()) == "idle"
-    assert done.wait(20)
-    assert finals(received) == [f"You said: {content}"]
+    assert reader.done.wait(20)
+    assert finals(reader.messages) == [f"You said: {content}"]
     assert get(stub, agent_id).status == "idle"
 
 
@@ -103,12 +81,12 @@ def test_cancel_stops_the_turn_and_keeps_no_partial_reply(
     llm.reply = lambda messages: "partial " * 100 if "slow" in messages[-1]["content"] else "ok"
     agent_id = create_agent(stub)
     disconnects = llm.disconnects
-    received, done = chat_in_background(stub, agent_id, "slow question")
-    eventually(lambda: any(m.HasField("text") for m in received))
+    reader = chat_in_background(stub, agent_id, "slow question")
+    eventually(lambda: any(m.HasField("text") for m in reader.messages))
     control(stub, agent_id, cancel=agent_pb2.Cancel())
-    assert done.wait(10)
-    assert received[-1].error.code == "CANCELLED"
-    assert not finals(received)
+    assert reader.done.wait(10)
+    assert reader.messages[-1].error.code == "CANCELLED"
+    assert not finals(reader.messages)
     eventually(lambda: llm.disconnects > disconnects)  # the LLM request itself was cut off
 
     turn = stub.GetHistory(agent_pb2.GetHistoryRequest(agent_id=agent_id)).turns[-1]
@@ -208,11 +186,11 @@ def test_delete_cancels_the_turn_in_progress(
     llm.token_delay = 0.1
     llm.reply = lambda _: "never finished " * 50
     agent_id = create_agent(stub)
-    received, done = chat_in_background(stub, agent_id, "long one")
-    eventually(lambda: any(m.HasField("text") for m in received))
+    reader = chat_in_background(stub, agent_id, "long one")
+    eventually(lambda: any(m.HasField("text") for m in reader.messages))
     stub.DeleteAgent(agent_pb2.DeleteAgentRequest(agent_id=agent_id))
-    assert done.wait(10)
-    assert received[-1].error.code == "CANCELLED"
+    assert reader.done.wait(10)
+    assert reader.messages[-1].error.code == "CANCELLED"
     eventually(lambda: get(stub, agent_id).status == "deleted")
 
 
@@ -222,12 +200,12 @@ def test_force_delete_terminates_at_once(
     llm.token_delay = 0.2
     llm.reply = lambda _: "stuck " * 100
     agent_id = create_agent(stub)
-    received, done = chat_in_background(stub, agent_id, "long one")
-    eventually(lambda: any(m.HasField("text") for m in received))
+    reader = chat_in_background(stub, agent_id, "long one")
+    eventually(lambda: any(m.HasField("text") for m in reader.messages))
     stub.DeleteAgent(agent_pb2.DeleteAgentRequest(agent_id=agent_id, force=True))
     assert get(stub, agent_id).status == "deleted"
-    assert done.wait(10)
-    assert received.status == grpc.StatusCode.FAILED_PRECONDITION
+    assert reader.done.wait(10)
+    assert reader.status == grpc.StatusCode.FAILED_PRECONDITION
 
 
 def list_all(stub: agent_pb2_grpc.AgentServiceStub, status: str) -> list[agent_pb2.Agent]:
@@ -279,9 +257,9 @@ def test_delete_answers_queued_messages_with_an_error(
 ) -> None:
     agent_id = create_agent(stub)
     control(stub, agent_id, pause=agent_pb2.Pause())
-    received, done = chat_in_background(stub, agent_id, unique("never answered"))
+    reader = chat_in_background(stub, agent_id, unique("never answered"))
     eventually(lambda: get(stub, agent_id).queued_messages == 1)
     stub.DeleteAgent(agent_pb2.DeleteAgentRequest(agent_id=agent_id))
-    assert done.wait(10)
-    assert received.status == grpc.StatusCode.FAILED_PRECONDITION and not received
+    assert reader.done.wait(10)
+    assert reader.status == grpc.StatusCode.FAILED_PRECONDITION and not reader.messages
     eventually(lambda: get(stub, agent_id).status == "deleted")

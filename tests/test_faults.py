@@ -7,7 +7,6 @@ shutdown (SIGTERM).
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from tests.cluster import Cluster
-from tests.conftest import chat, create_agent, finals, text_of, unique, user_message
+from tests.conftest import Reader, chat, create_agent, finals, text_of, unique, user_message
 from tests.fake_llm import FakeLLM
 
 REPLY = "".join(f"w{i} " for i in range(60))
@@ -31,34 +30,6 @@ def cluster(tmp_path: Path, llm: FakeLLM) -> Iterator[Cluster]:
     c.start_temporal()
     yield c
     c.stop()
-
-
-class Reader:
-    """Reads a Chat or Replay stream in the background, as a client app would."""
-
-    def __init__(self, stream: Iterator[agent_pb2.ServerMessage]) -> None:
-        self.messages: list[agent_pb2.ServerMessage] = []
-        self.error: grpc.RpcError | None = None
-        self.done = threading.Event()
-        self._stream = stream
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        try:
-            for message in self._stream:
-                self.messages.append(message)
-        except grpc.RpcError as err:
-            self.error = err
-        self.done.set()
-
-    def texts(self) -> int:
-        return sum(1 for m in self.messages if m.HasField("text"))
-
-    def wait_for_texts(self, count: int, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while self.texts() < count:
-            assert time.monotonic() < deadline and not self.done.is_set(), self.messages
-            time.sleep(0.02)
 
 
 def assert_exactly_once(messages: list[agent_pb2.ServerMessage]) -> None:
