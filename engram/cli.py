@@ -23,6 +23,7 @@ from engram.local_model import LocalModelServer
 from engram.probe import add_arguments as add_probe_arguments
 from engram.probe import probe_gateway, probe_worker
 from engram.temporal_connection import TemporalSettings
+from engram.transcript_store import TranscriptStore
 from engram.worker import build_worker, ensure_search_attributes
 
 log = logging.getLogger("engram")
@@ -44,10 +45,12 @@ def main(argv: list[str] | None = None) -> None:
     worker = commands.add_parser("worker", help="run agent workflows and LLM activities")
     TemporalSettings.add_arguments(worker)
     llm_settings.add_arguments(worker)
+    _transcript_argument(worker)
 
     gateway = commands.add_parser("gateway", help="serve the gRPC API")
     TemporalSettings.add_arguments(gateway)
     _gateway_arguments(gateway)
+    _transcript_argument(gateway)
 
     probe = commands.add_parser("probe", help="health check: exit 0 when the part is healthy")
     add_probe_arguments(probe)
@@ -89,9 +92,24 @@ def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
         default=int(env("ENGRAM_MAX_MESSAGE_BYTES", str(64 * 1024))),
     )
     group.add_argument(
+        "--max-history-events",
+        type=int,
+        default=int(env("ENGRAM_MAX_HISTORY_EVENTS", "10000")),
+        help="new agents continue-as-new past this many history events",
+    )
+    group.add_argument(
         "--default-model",
         default=env("ENGRAM_DEFAULT_MODEL", ""),
         help="model for agents created without one",
+    )
+
+
+def _transcript_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--transcript-db",
+        type=Path,
+        default=Path(os.environ.get("ENGRAM_TRANSCRIPT_DB", ".engram/transcripts.db")),
+        help="transcript store shared by workers and gateways (SQLite file)",
     )
 
 
@@ -100,6 +118,7 @@ def _gateway_settings(args: argparse.Namespace) -> GatewaySettings:
         advertise_address=args.advertise_address or f"localhost:{args.port}",
         max_message_bytes=args.max_message_bytes,
         default_model=args.default_model,
+        max_history_events=args.max_history_events,
     )
 
 
@@ -130,7 +149,7 @@ async def run_worker(args: argparse.Namespace) -> None:
     log.info(
         "worker on %s/%s, LLM endpoint %s", args.temporal_address, args.namespace, endpoint.base_url
     )
-    async with build_worker(client, endpoint):
+    async with build_worker(client, endpoint, TranscriptStore(args.transcript_db)):
         await _until_stopped()
     log.info("worker stopped")
 
@@ -138,7 +157,8 @@ async def run_worker(args: argparse.Namespace) -> None:
 async def run_gateway(args: argparse.Namespace) -> None:
     client = await connect(TemporalSettings.from_args(args))
     settings = _gateway_settings(args)
-    server = await start_gateway(client, f"{args.host}:{args.port}", settings)
+    store = TranscriptStore(args.transcript_db)
+    server = await start_gateway(client, f"{args.host}:{args.port}", settings, store)
     log.info(
         "gateway on %s:%d (workers reach it at %s)",
         args.host,
@@ -193,8 +213,9 @@ async def run_dev(args: argparse.Namespace) -> None:
             args, base_url, local_model.MODEL_ALIAS if local else ""
         )
         settings = _gateway_settings(args)
-        async with build_worker(client, endpoint):
-            server = await start_gateway(client, f"{args.host}:{args.port}", settings)
+        store = TranscriptStore(args.data_dir / "transcripts.db")
+        async with build_worker(client, endpoint, store):
+            server = await start_gateway(client, f"{args.host}:{args.port}", settings, store)
             print(
                 f"Engram is running.\n"
                 f"  gateway (gRPC)   {args.host}:{args.port}\n"

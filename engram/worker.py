@@ -16,7 +16,9 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from engram import TASK_QUEUE
+from engram.activities.archive import ArchiveActivities
 from engram.activities.llm_stream import LLMActivities, LLMEndpoint
+from engram.transcript_store import TranscriptStore
 from engram.workflows.agent_workflow import STATUS_ATTRIBUTE, AgentWorkflow
 
 log = logging.getLogger(__name__)
@@ -42,13 +44,14 @@ async def ensure_search_attributes(client: Client) -> None:
         log.warning("could not register search attribute %s: %s", STATUS_ATTRIBUTE.name, err)
 
 
-def build_worker(client: Client, endpoint: LLMEndpoint) -> Worker:
+def build_worker(client: Client, endpoint: LLMEndpoint, store: TranscriptStore) -> Worker:
     llm = LLMActivities(endpoint, temporal=client)
+    archive = ArchiveActivities(store)
     return Worker(
         client,
         task_queue=TASK_QUEUE,
         workflows=[AgentWorkflow],
-        activities=[llm.stream_chat],
+        activities=[llm.stream_chat, archive.archive_events],
         # The workflow's imports are deterministic libraries; re-importing them into every
         # sandbox would cost start-up time for nothing.
         workflow_runner=SandboxedWorkflowRunner(

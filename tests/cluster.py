@@ -51,6 +51,8 @@ class Cluster:
                 role,
                 "--temporal-address",
                 self.temporal_address,
+                "--transcript-db",
+                str(self.data_dir / "transcripts.db"),
                 *args,
             ],
             stdout=open(log, "ab"),

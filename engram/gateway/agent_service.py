@@ -31,6 +31,7 @@ from engram.gateway.errors import GatewayError, from_temporal, invalid
 from engram.gateway.token_hub import TokenHub, TurnFeed
 from engram.gateway.turn_stream import Cursor, Messages, follow_turn
 from engram.messages import timestamp, to_server_message
+from engram.transcript_store import TranscriptStore
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from engram.workflows.agent_workflow import STATUS_ATTRIBUTE, AgentWorkflow
 from engram.workflows.types import (
@@ -41,6 +42,7 @@ from engram.workflows.types import (
     AgentState,
     ChatInput,
     Event,
+    EventsPage,
     TurnResult,
 )
 
@@ -68,6 +70,8 @@ class GatewaySettings:
     advertise_address: str
     max_message_bytes: int = 64 * 1024
     default_model: str = ""
+    # Continue-as-new threshold given to new agents.
+    max_history_events: int = 10_000
 
 
 def _reports_errors(
@@ -94,10 +98,13 @@ async def _abort(context: Context, err: Exception, agent_id: str) -> None:
 
 
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, client: Client, hub: TokenHub, settings: GatewaySettings) -> None:
+    def __init__(
+        self, client: Client, hub: TokenHub, settings: GatewaySettings, store: TranscriptStore
+    ) -> None:
         self.client = client
         self.hub = hub
         self.settings = settings
+        self.store = store
 
     def _agent(self, agent_id: str) -> WorkflowHandle[AgentWorkflow, str]:
         return self.client.get_workflow_handle_for(AgentWorkflow.run, WORKFLOW_ID_PREFIX + agent_id)
@@ -124,7 +131,12 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         now = time.time()
         await self.client.start_workflow(
             AgentWorkflow.run,
-            AgentState(spec=spec, created_at=now, updated_at=now),
+            AgentState(
+                spec=spec,
+                created_at=now,
+                updated_at=now,
+                max_history_events=self.settings.max_history_events,
+            ),
             id=WORKFLOW_ID_PREFIX + agent_id,
             task_queue=TASK_QUEUE,
             memo={"goal": spec.goal, "model": model, "created_at": now, "metadata": spec.metadata},
@@ -315,7 +327,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self, turn: _PendingTurn, cursor: Cursor
     ) -> AsyncIterator[agent_pb2.ServerMessage]:
         async def record() -> Messages:
-            return _messages(turn.agent_id, (await turn.result).events)
+            return await self._turn_messages(turn.agent_id, await turn.result)
 
         try:
             async for message in follow_turn(
@@ -346,7 +358,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             page = await handle.query(AgentWorkflow.events_since, start)
             cursor = Cursor()
             cursor.last[agent_id] = start
-            for event in page.events:
+            for event in await self._with_archived(agent_id, start, page):
                 yield to_server_message(agent_id, event)
                 cursor.last[agent_id] = event.seq
             live = page.in_flight
@@ -360,7 +372,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
 
             async def record() -> Messages:
                 result = await handle.execute_update(AgentWorkflow.wait_turn, live.message_id)
-                return _messages(agent_id, result.events)
+                return await self._turn_messages(agent_id, result)
 
             with self.hub.reading((agent_id, live.message_id)) as feed:
                 async for message in follow_turn(
@@ -377,7 +389,26 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
 
     async def _stored_since(self, agent_id: str, seq: int) -> Messages:
         page = await self._agent(agent_id).query(AgentWorkflow.events_since, seq)
-        return _messages(agent_id, page.events)
+        return _messages(agent_id, await self._with_archived(agent_id, seq, page))
+
+    async def _with_archived(self, agent_id: str, seq: int, page: EventsPage) -> list[Event]:
+        """The events after `seq`: first from the transcript store, then from the workflow."""
+        if seq >= page.archived_through:
+            return page.events
+        archived = await asyncio.to_thread(self.store.between, agent_id, seq, page.archived_through)
+        return archived + page.events
+
+    async def _turn_messages(self, agent_id: str, result: TurnResult) -> Messages:
+        events = result.events
+        if result.first_seq and result.first_seq <= result.archived_through:
+            archived = await asyncio.to_thread(
+                self.store.between,
+                agent_id,
+                result.first_seq - 1,
+                min(result.last_seq, result.archived_through),
+            )
+            events = archived + [e for e in events if e.seq > result.archived_through]
+        return _messages(agent_id, events)
 
 
 @dataclass

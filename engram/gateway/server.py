@@ -8,12 +8,15 @@ from temporalio.client import Client
 from engram.gateway.agent_service import AgentService, GatewaySettings
 from engram.gateway.token_hub import TokenHub, TokenRelayServicer
 from engram.relay.v1 import relay_pb2_grpc
+from engram.transcript_store import TranscriptStore
 from engram.v1 import agent_pb2_grpc
 
 GRACE_SECONDS = 10.0
 
 
-async def start_gateway(client: Client, listen: str, settings: GatewaySettings) -> grpc.aio.Server:
+async def start_gateway(
+    client: Client, listen: str, settings: GatewaySettings, store: TranscriptStore
+) -> grpc.aio.Server:
     """Serve on `listen` (host:port); the caller stops the server."""
     hub = TokenHub()
     server = grpc.aio.server(
@@ -24,7 +27,9 @@ async def start_gateway(client: Client, listen: str, settings: GatewaySettings) 
             ("grpc.http2.max_pings_without_data", 0),
         ]
     )
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(client, hub, settings), server)
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(
+        AgentService(client, hub, settings, store), server
+    )
     relay_pb2_grpc.add_TokenRelayServicer_to_server(TokenRelayServicer(hub), server)
     if server.add_insecure_port(listen) == 0:
         raise OSError(f"gateway cannot listen on {listen}")

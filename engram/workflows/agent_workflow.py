@@ -20,6 +20,7 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from engram.activities.archive import ArchiveActivities, ArchiveInput
     from engram.activities.llm_stream import LLMActivities
     from engram.workflows.prompt import build_prompt
     from engram.workflows.types import (
@@ -50,8 +51,8 @@ with workflow.unsafe.imports_passed_through():
 
 STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramStatus")
 
-# Continue-as-new well before Temporal's 50k-event / 50 MB history limits.
-MAX_HISTORY_EVENTS = 10_000
+# Stream events kept in workflow state before older ones go to the transcript store.
+EVENTS_IN_STATE = 2_000
 
 LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
@@ -82,11 +83,15 @@ class AgentWorkflow:
                 break
             if self._ready():
                 await self._run_turn(self.state.queue.pop(0))
+                if len(self.state.events) > EVENTS_IN_STATE:
+                    await self._archive()
                 continue
             # Handlers still waiting can only be waiting for a turn, which needs this loop.
             await workflow.wait_condition(
                 lambda: workflow.all_handlers_finished() or self._ready() or self.deleting
             )
+            # No await between this check and continuing: a message arriving in between would
+            # otherwise be accepted by a run that is about to end.
             if workflow.all_handlers_finished() and not self._ready() and not self.deleting:
                 workflow.continue_as_new(self.state)
 
@@ -102,8 +107,25 @@ class AgentWorkflow:
         info = workflow.info()
         return (
             info.is_continue_as_new_suggested()
-            or info.get_current_history_length() > MAX_HISTORY_EVENTS
+            or info.get_current_history_length() > self.state.max_history_events
         )
+
+    async def _archive(self) -> None:
+        """Move the stream events of finished turns to the transcript store (claim check)."""
+        events = [e for e in self.state.events if not self._in_current_turn(e)]
+        if not events:
+            return
+        through = await workflow.execute_activity_method(
+            ArchiveActivities.archive_events,
+            ArchiveInput(self.state.spec.agent_id, events),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+        )
+        self.state.events = [e for e in self.state.events if e.seq > through]
+        self.state.archived_through = max(self.state.archived_through, through)
+
+    def _in_current_turn(self, event: Event) -> bool:
+        return self.current is not None and event.seq >= self.current.first_seq
 
     # --- one turn -------------------------------------------------------------------------
 
@@ -206,7 +228,13 @@ class AgentWorkflow:
             raise ApplicationError(
                 "the agent was deleted before this message was answered", type="FailedPrecondition"
             )
-        return TurnResult(message_id, self._events_between(turn.first_seq, turn.last_seq))
+        return TurnResult(
+            message_id,
+            self._events_between(turn.first_seq, turn.last_seq),
+            turn.first_seq,
+            turn.last_seq,
+            self.state.archived_through,
+        )
 
     @wait_turn.validator
     def _validate_wait_turn(self, message_id: str) -> None:
@@ -285,7 +313,7 @@ class AgentWorkflow:
         if self.current is not None:
             t = self.current
             in_flight = InFlight(t.message_id, t.reply_to, t.first_seq)
-        return EventsPage(events, in_flight)
+        return EventsPage(events, in_flight, self.state.archived_through)
 
     @workflow.query
     def history(self) -> list[Turn]:

@@ -97,6 +97,10 @@ class AgentState:
     queue: list[PendingMessage] = field(default_factory=list)
     tokens_used: int = 0
     busy_seconds: float = 0.0
+    # Every event with seq <= archived_through is in the transcript store, not in `events`.
+    archived_through: int = 0
+    # Continue-as-new past this many history events (Temporal's hard limit is 51,200).
+    max_history_events: int = 10_000
 
 
 @dataclass
@@ -109,10 +113,16 @@ class ChatInput:
 
 @dataclass
 class TurnResult:
-    """Every event of one turn, from its user message to its final answer or error."""
+    """Every event of one turn, from its user message to its final answer or error.
+
+    Events at or below `archived_through` are not included: read them from the transcript store.
+    """
 
     message_id: str
     events: list[Event]
+    first_seq: int = 0
+    last_seq: int = 0
+    archived_through: int = 0
 
 
 @dataclass
@@ -124,8 +134,12 @@ class InFlight:
 
 @dataclass
 class EventsPage:
+    """Stored events after a sequence id; those at or below `archived_through` are in the
+    transcript store instead."""
+
     events: list[Event]
     in_flight: InFlight | None = None
+    archived_through: int = 0
 
 
 @dataclass

@@ -1,0 +1,56 @@
+"""Where an agent's stream messages go once they are too many to carry in workflow state.
+
+A claim check: the workflow keeps its recent messages and a watermark, `archived_through`; every
+message at or below it is here. The LLM worker writes (through an activity, so it is retried and
+recorded like any other step) and the gateway reads (for Replay). This implementation is one
+SQLite file, shared by the processes of `engram dev` (or by processes on one host, or on a shared
+volume); writes are idempotent, so a retried archive activity changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import asdict
+from pathlib import Path
+
+from engram.workflows.types import Event
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    agent_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (agent_id, seq)
+) WITHOUT ROWID;
+"""
+
+
+class TranscriptStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def append(self, agent_id: str, events: list[Event]) -> None:
+        rows = [(agent_id, e.seq, json.dumps(asdict(e))) for e in events]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+
+    def between(self, agent_id: str, after: int, through: int) -> list[Event]:
+        """Events with after < seq <= through, in order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event FROM events WHERE agent_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
+                (agent_id, after, through),
+            ).fetchall()
+        return [Event(**json.loads(row[0])) for row in rows]
+
+    def close(self) -> None:
+        self._db.close()
