@@ -111,21 +111,18 @@ class AgentWorkflow:
         )
 
     async def _archive(self) -> None:
-        """Move the stream events of finished turns to the transcript store (claim check)."""
-        events = [e for e in self.state.events if not self._in_current_turn(e)]
-        if not events:
-            return
+        """Move the stream events of finished turns to the transcript store (claim check).
+
+        Runs between turns; a notice emitted meanwhile is newer than what is archived and stays.
+        """
         through = await workflow.execute_activity_method(
             ArchiveActivities.archive_events,
-            ArchiveInput(self.state.spec.agent_id, events),
+            ArchiveInput(self.state.spec.agent_id, list(self.state.events)),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
         )
         self.state.events = [e for e in self.state.events if e.seq > through]
         self.state.archived_through = max(self.state.archived_through, through)
-
-    def _in_current_turn(self, event: Event) -> bool:
-        return self.current is not None and event.seq >= self.current.first_seq
 
     # --- one turn -------------------------------------------------------------------------
 
