@@ -1,4 +1,4 @@
-"""Where an agent's stream messages go once they are too many to carry in workflow state.
+"""Where an agent's stream messages and old turns go once they are too many for workflow state.
 
 A claim check: the workflow keeps its recent messages and a watermark, `archived_through`; every
 message at or below it is here. The LLM worker writes (through an activity, so it is retried and
@@ -15,7 +15,7 @@ import threading
 from dataclasses import asdict
 from pathlib import Path
 
-from engram.workflows.types import Event
+from engram.workflows.types import Event, Turn
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -23,6 +23,12 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER NOT NULL,
     event TEXT NOT NULL,
     PRIMARY KEY (agent_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS turns (
+    agent_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    turn TEXT NOT NULL,
+    PRIMARY KEY (agent_id, idx)
 ) WITHOUT ROWID;
 """
 
@@ -51,6 +57,22 @@ class TranscriptStore:
                 (agent_id, after, through),
             ).fetchall()
         return [Event(**json.loads(row[0])) for row in rows]
+
+    def append_turns(self, agent_id: str, first_index: int, turns: list[Turn]) -> None:
+        rows = [(agent_id, first_index + i, json.dumps(asdict(t))) for i, t in enumerate(turns)]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR IGNORE INTO turns VALUES (?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+
+    def turns(self, agent_id: str, count: int) -> list[Turn]:
+        """The agent's first `count` turns, in order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT turn FROM turns WHERE agent_id = ? AND idx < ? ORDER BY idx",
+                (agent_id, count),
+            ).fetchall()
+        return [Turn(**json.loads(row[0])) for row in rows]
 
     def close(self) -> None:
         self._db.close()

@@ -51,7 +51,12 @@ def build_worker(client: Client, endpoint: LLMEndpoint, store: TranscriptStore) 
         client,
         task_queue=TASK_QUEUE,
         workflows=[AgentWorkflow],
-        activities=[llm.stream_chat, archive.archive_events],
+        activities=[
+            llm.stream_chat,
+            llm.summarize,
+            archive.archive_events,
+            archive.archive_turns,
+        ],
         # The workflow's imports are deterministic libraries; re-importing them into every
         # sandbox would cost start-up time for nothing.
         workflow_runner=SandboxedWorkflowRunner(

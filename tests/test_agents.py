@@ -55,7 +55,7 @@ def test_temperature_is_sent_to_the_llm(
     assert "temperature" not in llm.requests_for(b)[-1]
 
 
-def test_context_budget_drops_the_oldest_turns(
+def test_context_budget_bounds_the_prompt(
     stub: agent_pb2_grpc.AgentServiceStub, llm: FakeLLM
 ) -> None:
     agent_id = create_agent(stub, config=agent_pb2.AgentConfig(max_context_tokens=120))
@@ -65,8 +65,9 @@ def test_context_budget_drops_the_oldest_turns(
     sent = llm.requests_for(contents[-1])[-1]["messages"]
     users = [m["content"] for m in sent if m["role"] == "user"]
     assert users[-1] == contents[-1]
-    assert 1 < len(users) < len(contents)
-    assert users == contents[-len(users) :]  # the newest turns, in order
+    assert len(users) < len(contents)
+    assert users == contents[-len(users) :]  # the newest turns, verbatim and in order
+    assert "Summary of the conversation" in sent[0]["content"]  # the older ones, summarized
     assert sum(estimate_tokens(ChatMessage(m["role"], m["content"])) for m in sent) <= 120
     # Nothing is forgotten: the transcript still has every turn.
     turns = stub.GetHistory(agent_pb2.GetHistoryRequest(agent_id=agent_id)).turns

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +11,8 @@ from temporalio.client import Client
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.v1 import agent_pb2
+from engram.workflows.prompt import estimate_tokens
+from engram.workflows.types import ChatMessage
 from tests.conftest import create_agent, finals, user_message
 from tests.engine import Engine
 from tests.fake_llm import FakeLLM
@@ -66,9 +69,9 @@ def test_many_long_turns_across_runs(short_runs: Engine, llm: FakeLLM) -> None:
     turns = stub.GetHistory(agent_pb2.GetHistoryRequest(agent_id=agent_id)).turns
     assert [t.user for t in turns] == contents
     assert {t.outcome for t in turns} == {"completed"}
-    # The agent still has the whole conversation in mind.
+    # The agent still has the whole conversation in mind, verbatim or through its summary.
     last_request = llm.requests_for(contents[-1])[-1]["messages"]
-    assert last_request[1]["content"] == contents[0]
+    assert any(contents[0] in m["content"] for m in last_request)
     agent = stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id))
     assert agent.stats.total_steps == len(contents)
     assert agent.last_sequence_id == seen[-1].sequence_id
@@ -84,3 +87,70 @@ def test_resending_an_archived_turn(short_runs: Engine, llm: FakeLLM) -> None:
     assert runs_of(short_runs, agent_id).count("CONTINUED_AS_NEW") >= 1
     again = list(stub.Chat(iter([user_message(agent_id, "first", "m-0")]), timeout=30))
     assert [without_time(m) for m in again] == [without_time(m) for m in first]
+
+
+SUMMARIZER = "You keep the memory of a long conversation"
+
+
+def remembering_llm(messages: list[dict[str, str]]) -> str:
+    """Replies briefly; asked to summarize, keeps the sentences that state facts."""
+    if SUMMARIZER in messages[0]["content"]:
+        facts = re.findall(r"[^.:\n]*(?:locker code|my name)[^.\n]*\.", messages[-1]["content"])
+        return " ".join(dict.fromkeys(f.strip() for f in facts))
+    return "Noted. " + "filler " * 20
+
+
+def test_compaction_keeps_early_facts_in_the_summary(short_runs: Engine, llm: FakeLLM) -> None:
+    llm.reply = remembering_llm
+    stub = short_runs.stub()
+    agent_id = create_agent(stub, config=agent_pb2.AgentConfig(max_context_tokens=400))
+    contents = ["My name is Ada and my locker code is 4711."]
+    contents += [f"Filler message {i}: " + "padding " * 30 for i in range(30)]
+    contents += ["What is my locker code?"]
+    for content in contents:
+        assert finals(list(stub.Chat(iter([user_message(agent_id, content)]), timeout=30)))
+
+    sent = llm.requests_for("What is my locker code?")[-1]["messages"]
+    assert not any(m["content"] == contents[0] for m in sent)  # compacted away...
+    assert "my locker code is 4711" in sent[0]["content"]  # ...but remembered
+    assert sum(estimate_tokens(ChatMessage(m["role"], m["content"])) for m in sent) <= 400
+    assert llm.requests_for("Summary so far")  # the summary was made by the LLM
+    turns = stub.GetHistory(agent_pb2.GetHistoryRequest(agent_id=agent_id)).turns
+    assert [t.user for t in turns] == contents
+    agent = stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id))
+    assert agent.stats.total_steps == len(contents)
+
+
+def test_two_thousand_turns(short_runs: Engine, llm: FakeLLM) -> None:
+    llm.reply = remembering_llm
+    stub = short_runs.stub()
+    agent_id = create_agent(stub, config=agent_pb2.AgentConfig(max_context_tokens=600))
+    contents = ["My name is Ada and my locker code is 4711."]
+    contents += [f"turn {i}" for i in range(1, 1999)] + ["What is my locker code?"]
+    for i in range(0, len(contents), 50):
+        replies = list(
+            stub.Chat(iter(user_message(agent_id, c) for c in contents[i : i + 50]), timeout=120)
+        )
+        assert len(finals(replies)) == len(contents[i : i + 50])
+
+    assert runs_of(short_runs, agent_id).count("CONTINUED_AS_NEW") >= 5
+    turns = stub.GetHistory(agent_pb2.GetHistoryRequest(agent_id=agent_id)).turns
+    assert [t.user for t in turns] == contents
+    sent = llm.requests_for("What is my locker code?")[-1]["messages"]
+    assert "my locker code is 4711" in sent[0]["content"]
+    # The state each run starts from stays small.
+    sizes = asyncio.run(run_input_sizes(short_runs, agent_id))
+    assert max(sizes) < 128 * 1024, sizes
+
+
+async def run_input_sizes(engine: Engine, agent_id: str) -> list[int]:
+    client = await Client.connect(f"127.0.0.1:{engine.temporal_port}")
+    sizes = []
+    query = f"WorkflowId = '{WORKFLOW_ID_PREFIX}{agent_id}'"
+    async for execution in client.list_workflows(query):
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        async for event in handle.fetch_history_events():
+            started = event.workflow_execution_started_event_attributes
+            sizes.append(sum(len(p.data) for p in started.input.payloads))
+            break
+    return sizes

@@ -1,4 +1,4 @@
-"""Moves an agent's older stream messages out of workflow state into the transcript store."""
+"""Moves an agent's older stream messages and turns out of workflow state into the store."""
 
 from __future__ import annotations
 
@@ -8,13 +8,20 @@ from dataclasses import dataclass
 from temporalio import activity
 
 from engram.transcript_store import TranscriptStore
-from engram.workflows.types import Event
+from engram.workflows.types import Event, Turn
 
 
 @dataclass
 class ArchiveInput:
     agent_id: str
     events: list[Event]
+
+
+@dataclass
+class TurnsArchiveInput:
+    agent_id: str
+    first_index: int
+    turns: list[Turn]
 
 
 class ArchiveActivities:
@@ -25,3 +32,9 @@ class ArchiveActivities:
     async def archive_events(self, request: ArchiveInput) -> int:
         await asyncio.to_thread(self.store.append, request.agent_id, request.events)
         return max((e.seq for e in request.events), default=0)
+
+    @activity.defn(name="archive_turns")
+    async def archive_turns(self, request: TurnsArchiveInput) -> None:
+        await asyncio.to_thread(
+            self.store.append_turns, request.agent_id, request.first_index, request.turns
+        )

@@ -34,12 +34,18 @@ from engram.workflows.types import (
     LLMRequest,
     LLMResult,
     StreamPiece,
+    SummaryRequest,
 )
 
 # A refused connection is retried this many times (about 1.5 s with the workflow's retry policy)
 # before the turn fails: long enough to ride out an endpoint restart, short enough that a
 # misconfigured endpoint is reported at once.
 UNREACHABLE_ATTEMPTS = 3
+SUMMARY_INSTRUCTIONS = (
+    "You keep the memory of a long conversation. Rewrite the summary so far to also cover the "
+    "new exchanges. Keep every fact, name, number, preference and decision; drop small talk. "
+    "Answer with the summary only."
+)
 HEARTBEAT_EVERY = 1.0
 
 
@@ -122,6 +128,26 @@ class LLMActivities:
         finally:
             heartbeats.cancel()
             await relay.close()
+
+    @activity.defn(name="summarize")
+    async def summarize(self, request: SummaryRequest) -> str:
+        """Fold older turns into the running summary: what the model keeps of them."""
+        transcript = "\n".join(f"{m.role}: {m.content}" for m in request.messages)
+        messages: list[ChatCompletionMessageParam] = [
+            {"role": "system", "content": SUMMARY_INSTRUCTIONS},
+            {
+                "role": "user",
+                "content": f"Summary so far:\n{request.previous or '(none)'}\n\n"
+                f"New exchanges:\n{transcript}",
+            },
+        ]
+        try:
+            completion = await self.client.chat.completions.create(
+                model=self.endpoint.serve_every_model_as or request.model, messages=messages
+            )
+        except openai.APIError as err:
+            raise ApplicationError(f"summary failed at {self.endpoint.base_url}: {err}") from err
+        return (completion.choices[0].message.content or "").strip() if completion.choices else ""
 
     async def _keep_alive(
         self, request: LLMRequest, pieces: list[StreamPiece], relay: TurnRelay

@@ -229,9 +229,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def GetHistory(
         self, request: agent_pb2.GetHistoryRequest, context: Context
     ) -> agent_pb2.GetHistoryResponse:
-        turns = await self._agent(validation.agent_id(request.agent_id)).query(
-            AgentWorkflow.history
-        )
+        agent_id = validation.agent_id(request.agent_id)
+        page = await self._agent(agent_id).query(AgentWorkflow.history)
+        archived = await asyncio.to_thread(self.store.turns, agent_id, page.archived_turns)
+        turns = archived + page.turns
         return agent_pb2.GetHistoryResponse(
             turns=[
                 agent_pb2.Turn(

@@ -20,9 +20,16 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from engram.activities.archive import ArchiveActivities, ArchiveInput
+    from engram.activities.archive import ArchiveActivities, ArchiveInput, TurnsArchiveInput
     from engram.activities.llm_stream import LLMActivities
-    from engram.workflows.prompt import build_prompt
+    from engram.workflows.prompt import (
+        CHARS_PER_TOKEN,
+        build_prompt,
+        context_budget,
+        estimate_tokens,
+        system_message,
+        turn_messages,
+    )
     from engram.workflows.types import (
         CANCELLED,
         COMPLETED,
@@ -40,11 +47,13 @@ with workflow.unsafe.imports_passed_through():
         ChatInput,
         Event,
         EventsPage,
+        HistoryPage,
         InFlight,
         LLMRequest,
         LLMResult,
         PendingMessage,
         StreamPiece,
+        SummaryRequest,
         Turn,
         TurnResult,
     )
@@ -52,7 +61,7 @@ with workflow.unsafe.imports_passed_through():
 STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramStatus")
 
 # Stream events kept in workflow state before older ones go to the transcript store.
-EVENTS_IN_STATE = 2_000
+EVENTS_IN_STATE = 500
 
 LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
@@ -83,8 +92,10 @@ class AgentWorkflow:
                 break
             if self._ready():
                 await self._run_turn(self.state.queue.pop(0))
-                if len(self.state.events) > EVENTS_IN_STATE:
-                    await self._archive()
+                # About to continue-as-new? Then no await first: a client sending its next message
+                # right away would keep the run busy, and history growing, indefinitely.
+                if self.state.queue or not self._history_is_long():
+                    await self._maintain()
                 continue
             # Handlers still waiting can only be waiting for a turn, which needs this loop.
             await workflow.wait_condition(
@@ -109,6 +120,62 @@ class AgentWorkflow:
             info.is_continue_as_new_suggested()
             or info.get_current_history_length() > self.state.max_history_events
         )
+
+    async def _maintain(self) -> None:
+        """Keep the state small: compact the conversation, archive stream events."""
+        if self._conversation_tokens() > context_budget(self.state.spec) * 3 // 4:
+            await self._compact()
+        if len(self.state.events) > EVENTS_IN_STATE:
+            await self._archive()
+
+    def _conversation_tokens(self) -> int:
+        head = system_message(self.state.spec, self.state.summary)
+        messages = turn_messages(self.state.turns) + ([head] if head else [])
+        return sum(estimate_tokens(m) for m in messages)
+
+    async def _compact(self) -> None:
+        """Fold the oldest turns into the running summary and move them to the store.
+
+        Keeps the newest turns that fit in half the budget verbatim. If the summary cannot be
+        made now (the LLM is down), nothing changes: the prompt is trimmed instead, and the next
+        turn tries again.
+        """
+        turns = self.state.turns
+        room = context_budget(self.state.spec) // 2
+        keep = 0
+        while keep < len(turns):
+            cost = sum(estimate_tokens(m) for m in turn_messages(turns[-keep - 1 :]))
+            if cost > room:
+                break
+            keep += 1
+        old = turns[: len(turns) - keep]
+        if not old:
+            return
+        try:
+            summary = await workflow.execute_activity_method(
+                LLMActivities.summarize,
+                SummaryRequest(self.state.spec.model, self.state.summary, turn_messages(old)),
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=LLM_RETRY,
+            )
+        except ActivityError:
+            workflow.logger.warning("could not summarize older turns; will retry next turn")
+            return
+        await workflow.execute_activity_method(
+            ArchiveActivities.archive_turns,
+            TurnsArchiveInput(self.state.spec.agent_id, self.state.archived_turns, old),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+        )
+        limit = context_budget(self.state.spec) // 4 * CHARS_PER_TOKEN
+        if len(summary) > limit:
+            # A summary must leave room for the conversation itself.
+            workflow.logger.warning("summary of %d chars cut to %d", len(summary), limit)
+            summary = summary[:limit]
+        self.state.summary = summary
+        self.state.turns = self.state.turns[len(old) :]
+        self.state.archived_turns += len(old)
+        self.state.archived_completed_turns += sum(1 for t in old if t.outcome == COMPLETED)
 
     async def _archive(self) -> None:
         """Move the stream events of finished turns to the transcript store (claim check).
@@ -140,7 +207,7 @@ class AgentWorkflow:
             agent_id=spec.agent_id,
             message_id=turn.message_id,
             model=spec.model,
-            messages=build_prompt(spec, self.state.turns, turn.user),
+            messages=build_prompt(spec, self.state.turns, turn.user, self.state.summary),
             prelude=[
                 self._emit(USER_MESSAGE, turn.user, message_id=turn.message_id),
                 self._emit(STATUS, f"model {spec.model}", THINKING, turn.message_id),
@@ -296,7 +363,8 @@ class AgentWorkflow:
             status=s.status,
             created_at=s.created_at,
             updated_at=s.updated_at,
-            completed_turns=sum(1 for t in s.turns if t.outcome == COMPLETED),
+            completed_turns=s.archived_completed_turns
+            + sum(1 for t in s.turns if t.outcome == COMPLETED),
             tokens_used=s.tokens_used,
             busy_seconds=s.busy_seconds,
             queued_messages=len(s.queue),
@@ -313,8 +381,8 @@ class AgentWorkflow:
         return EventsPage(events, in_flight, self.state.archived_through)
 
     @workflow.query
-    def history(self) -> list[Turn]:
-        return self.state.turns
+    def history(self) -> HistoryPage:
+        return HistoryPage(self.state.turns, self.state.archived_turns)
 
     # --- helpers --------------------------------------------------------------------------
 

@@ -14,42 +14,57 @@ def estimate_tokens(message: ChatMessage) -> int:
     return TOKENS_PER_MESSAGE + (len(message.content) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
 
 
-def system_message(spec: AgentSpec) -> ChatMessage | None:
-    parts = [p for p in (spec.system_prompt.strip(), _goal_line(spec.goal)) if p]
+# The context budget of an agent created without max_context_tokens.
+DEFAULT_CONTEXT_TOKENS = 8192
+
+
+def context_budget(spec: AgentSpec) -> int:
+    return spec.max_context_tokens or DEFAULT_CONTEXT_TOKENS
+
+
+def system_message(spec: AgentSpec, summary: str = "") -> ChatMessage | None:
+    memory = f"Summary of the conversation before the messages below:\n{summary}" if summary else ""
+    parts = [p for p in (spec.system_prompt.strip(), _goal_line(spec.goal), memory) if p]
     return ChatMessage("system", "\n\n".join(parts)) if parts else None
+
+
+def turn_messages(turns: list[Turn]) -> list[ChatMessage]:
+    """Completed turns as user/assistant pairs; failed and cancelled turns leave nothing."""
+    messages: list[ChatMessage] = []
+    for turn in turns:
+        if turn.outcome == COMPLETED:
+            messages += [ChatMessage("user", turn.user), ChatMessage("assistant", turn.reply)]
+    return messages
 
 
 def _goal_line(goal: str) -> str:
     return f"Your goal: {goal.strip()}" if goal.strip() else ""
 
 
-def build_prompt(spec: AgentSpec, turns: list[Turn], user: str) -> list[ChatMessage]:
-    """System message, completed turns oldest first, then the new user message.
+def build_prompt(
+    spec: AgentSpec, turns: list[Turn], user: str, summary: str = ""
+) -> list[ChatMessage]:
+    """System message (with the summary of compacted turns), completed turns oldest first, then
+    the new user message.
 
     Failed and cancelled turns are left out: a half reply is never part of the agent's memory.
-    With a context budget, the oldest turns are dropped whole until the prompt fits; the system
-    message and the new user message are always sent.
+    If the prompt would exceed the context budget, the oldest turns are dropped whole until it
+    fits (compaction normally keeps it from coming to that); the system message and the new user
+    message are always sent.
     """
-    head = system_message(spec)
+    head = system_message(spec, summary)
     tail = ChatMessage("user", user)
-    history: list[ChatMessage] = []
-    for turn in turns:
-        if turn.outcome == COMPLETED:
-            history += [ChatMessage("user", turn.user), ChatMessage("assistant", turn.reply)]
-
-    if spec.max_context_tokens > 0:
-        budget = spec.max_context_tokens - estimate_tokens(tail)
-        if head is not None:
-            budget -= estimate_tokens(head)
-        kept: list[ChatMessage] = []
-        # Walk back a user/assistant pair at a time so a reply never loses its question.
-        for i in range(len(history) - 2, -1, -2):
-            pair = history[i : i + 2]
-            cost = sum(estimate_tokens(m) for m in pair)
-            if cost > budget:
-                break
-            budget -= cost
-            kept[:0] = pair
-        history = kept
-
-    return ([head] if head else []) + history + [tail]
+    budget = context_budget(spec) - estimate_tokens(tail)
+    if head is not None:
+        budget -= estimate_tokens(head)
+    kept: list[ChatMessage] = []
+    # Walk back a user/assistant pair at a time so a reply never loses its question.
+    history = turn_messages(turns)
+    for i in range(len(history) - 2, -1, -2):
+        pair = history[i : i + 2]
+        cost = sum(estimate_tokens(m) for m in pair)
+        if cost > budget:
+            break
+        budget -= cost
+        kept[:0] = pair
+    return ([head] if head else []) + kept + [tail]

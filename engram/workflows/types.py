@@ -99,6 +99,11 @@ class AgentState:
     busy_seconds: float = 0.0
     # Every event with seq <= archived_through is in the transcript store, not in `events`.
     archived_through: int = 0
+    # The oldest `archived_turns` turns are in the transcript store; `summary` is what the
+    # model remembers of them.
+    archived_turns: int = 0
+    archived_completed_turns: int = 0
+    summary: str = ""
     # Continue-as-new past this many history events (Temporal's hard limit is 51,200).
     max_history_events: int = 10_000
 
@@ -159,6 +164,23 @@ class AgentInfo:
 class ChatMessage:
     role: str
     content: str
+
+
+@dataclass
+class SummaryRequest:
+    """Fold `messages` (older turns) into `previous` (the running summary)."""
+
+    model: str
+    previous: str
+    messages: list[ChatMessage]
+
+
+@dataclass
+class HistoryPage:
+    """The turns still in the workflow; the `archived_turns` before them are in the store."""
+
+    turns: list[Turn]
+    archived_turns: int = 0
 
 
 @dataclass
