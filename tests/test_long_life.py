@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from temporalio.client import Client
@@ -154,3 +157,44 @@ async def run_input_sizes(engine: Engine, agent_id: str) -> list[int]:
             sizes.append(sum(len(p.data) for p in started.input.payloads))
             break
     return sizes
+
+
+def test_engine_killed_during_compaction(tmp_path: Path, llm: FakeLLM) -> None:
+    summarizing = threading.Event()
+
+    def slow_summaries(messages: list[dict[str, str]]) -> str:
+        if SUMMARIZER in messages[0]["content"]:
+            summarizing.set()
+            time.sleep(3)  # the engine dies while this request is open
+        return remembering_llm(messages)
+
+    llm.reply = slow_summaries
+    engine = Engine(tmp_path / "data", llm.url).start()
+    try:
+        stub = engine.stub()
+        agent_id = create_agent(stub, config=agent_pb2.AgentConfig(max_context_tokens=300))
+        contents = ["My name is Ada and my locker code is 4711."]
+        contents += [f"Filler {i}: " + "padding " * 30 for i in range(12)]
+        seen: list[agent_pb2.ServerMessage] = []
+        for content in contents:
+            seen += stub.Chat(iter([user_message(agent_id, content)]), timeout=30)
+            if summarizing.is_set():
+                break
+        assert summarizing.wait(10)
+        engine.kill()
+
+        engine.start()
+        stub = engine.stub()
+        llm.reply = remembering_llm
+        sent = len(
+            [m for m in seen if m.HasField("final_answer")]
+        )  # turns answered before the kill
+        for content in [*contents[sent:], "What is my locker code?"]:
+            seen += stub.Chat(iter([user_message(agent_id, content)]), timeout=60)
+        turns = stub.GetHistory(agent_pb2.GetHistoryRequest(agent_id=agent_id)).turns
+        assert [t.user for t in turns] == [*contents, "What is my locker code?"]
+        assert [m.sequence_id for m in seen] == list(range(1, len(seen) + 1))
+        last = llm.requests_for("What is my locker code?")[-1]["messages"]
+        assert "my locker code is 4711" in last[0]["content"]
+    finally:
+        engine.stop()

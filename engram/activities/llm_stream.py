@@ -141,12 +141,21 @@ class LLMActivities:
                 f"New exchanges:\n{transcript}",
             },
         ]
-        try:
-            completion = await self.client.chat.completions.create(
+        request_task = asyncio.ensure_future(
+            self.client.chat.completions.create(
                 model=self.endpoint.serve_every_model_as or request.model, messages=messages
             )
+        )
+        try:
+            # Heartbeat while waiting, so a crashed worker's summary is retried within seconds.
+            while not request_task.done():
+                activity.heartbeat()
+                await asyncio.wait({request_task}, timeout=HEARTBEAT_EVERY)
+            completion = request_task.result()
         except openai.APIError as err:
             raise ApplicationError(f"summary failed at {self.endpoint.base_url}: {err}") from err
+        finally:
+            request_task.cancel()
         return (completion.choices[0].message.content or "").strip() if completion.choices else ""
 
     async def _keep_alive(

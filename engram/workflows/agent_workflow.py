@@ -156,6 +156,7 @@ class AgentWorkflow:
                 LLMActivities.summarize,
                 SummaryRequest(self.state.spec.model, self.state.summary, turn_messages(old)),
                 start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=timedelta(seconds=10),
                 retry_policy=LLM_RETRY,
             )
         except ActivityError:
