@@ -199,6 +199,31 @@ class Bench:
             "client_turn": median_ms([m[2] - m[0] for m, t in pairs]),
         }
 
+    async def long_conversation(self, turns: int) -> dict[str, Any]:
+        """Turn latency early and late in one agent's life, and the state it carries."""
+        agent_id = await self.create(model(tokens=20))
+        latencies = [
+            (await self.engram_turn(agent_id, f"turn {i} " + "x " * 40))[1] for i in range(turns)
+        ]
+        client = await Client.connect(f"127.0.0.1:{self.engine.temporal_port}")
+        runs = 0
+        state_bytes = 0
+        query = f"WorkflowId = '{WORKFLOW_ID_PREFIX}{agent_id}'"
+        async for execution in client.list_workflows(query):
+            runs += 1
+            handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+            async for event in handle.fetch_history_events():
+                payloads = event.workflow_execution_started_event_attributes.input.payloads
+                state_bytes = max(state_bytes, sum(len(p.data) for p in payloads))
+                break
+        return {
+            "turns": turns,
+            "turn_ms_at_turns_10_to_30": summary(latencies[10:30]),
+            "turn_ms_last_20": summary(latencies[-20:]),
+            "runs": runs,
+            "largest_run_input_bytes": state_bytes,
+        }
+
     async def throughput(self, agents: int, turns: int) -> dict[str, Any]:
         ids = await asyncio.gather(*(self.create(model(tokens=20)) for _ in range(agents)))
         await asyncio.gather(*(self.engram_turn(a) for a in ids))  # warm
@@ -315,6 +340,8 @@ async def run(engine: Engine, llm_url: str, quick: bool) -> dict[str, Any]:
     print("ttft 300", results["ttft_llm_300ms"], flush=True)
     results["long_reply_2000_tokens"] = await bench.paired(model(tokens=2000), rounds // 10 or 3)
     print("2000 tokens", results["long_reply_2000_tokens"], flush=True)
+    results["long_conversation"] = await bench.long_conversation(300 if quick else 2000)
+    print("long conversation", results["long_conversation"], flush=True)
     results["throughput"] = [
         await bench.throughput(n, turns)
         for n, turns in ((1, 50), (10, 10), (100, 3) if quick else (100, 5))
