@@ -20,16 +20,26 @@ from engram import WORKFLOW_ID_PREFIX
 from engram.v1 import agent_pb2
 from tests.conftest import chat, create_agent
 from tests.engine import Engine
-from tests.fake_llm import FakeLLM
+from tests.fake_llm import FakeLLM, default_reply
 
 HERE = Path(__file__).resolve().parent / "histories"
 
 
 def scenario(engine: Engine, llm: FakeLLM) -> str:
-    """One agent down every path of the workflow: turns, pause, failure, retry, cancel, delete."""
+    """One agent down every path of the workflow: turns, compaction, archiving, pause, failure,
+    retry, cancel, delete."""
     stub = engine.stub()
-    agent_id = create_agent(stub, goal="Remember things.", system_prompt="Be brief.")
+    agent_id = create_agent(
+        stub,
+        goal="Remember things.",
+        system_prompt="Be brief.",
+        config=agent_pb2.AgentConfig(max_context_tokens=200),
+    )
     chat(stub, agent_id, "My name is Ada.", "What is my name?")
+    # A long reply: its stream events go to the transcript store, its text into a summary.
+    llm.reply = lambda _: "tok " * 600
+    chat(stub, agent_id, "Tell me a long story.")
+    llm.reply = default_reply
     stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=agent_id, pause=agent_pb2.Pause()))
     stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=agent_id, resume=agent_pb2.Resume()))
     llm.api_key = "refused"
