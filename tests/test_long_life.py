@@ -198,3 +198,30 @@ def test_engine_killed_during_compaction(tmp_path: Path, llm: FakeLLM) -> None:
         assert "my locker code is 4711" in last[0]["content"]
     finally:
         engine.stop()
+
+
+def test_engine_killed_at_continue_as_new(tmp_path: Path, llm: FakeLLM) -> None:
+    """SIGKILL the whole engine right after turns that take a run past its bound (about every
+    fifth turn here), several times: the run continues-as-new in that turn's last workflow task,
+    so the kill lands just before, during or just after it."""
+    engine = Engine(tmp_path / "data", llm.url, ENGRAM_MAX_HISTORY_EVENTS="60").start()
+    try:
+        stub = engine.stub()
+        agent_id = create_agent(stub)
+        seen: list[agent_pb2.ServerMessage] = []
+        contents = [f"fact {i}: the code is {1000 + i}." for i in range(24)]
+        for i, content in enumerate(contents):
+            seen += stub.Chat(iter([user_message(agent_id, content)]), timeout=60)
+            if i % 6 == 5:
+                engine.kill()
+                engine.start()
+                stub = engine.stub()
+        assert runs_of(engine, agent_id).count("CONTINUED_AS_NEW") >= 2
+        assert finals(seen) == [f"You said: {c}" for c in contents]
+        assert [m.sequence_id for m in seen] == list(range(1, len(seen) + 1))
+        turns = stub.GetHistory(agent_pb2.GetHistoryRequest(agent_id=agent_id)).turns
+        assert [t.user for t in turns] == contents
+        replayed = list(stub.Replay(agent_pb2.ReplayRequest(agent_id=agent_id), timeout=30))
+        assert [without_time(m) for m in replayed] == [without_time(m) for m in seen]
+    finally:
+        engine.stop()
