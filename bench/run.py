@@ -36,7 +36,7 @@ from temporalio.client import Client
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.v1 import agent_pb2, agent_pb2_grpc
-from tests.engine import Engine, free_port
+from tests.engine import Engine, children, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 Stub = agent_pb2_grpc.AgentServiceStub
@@ -276,19 +276,6 @@ class Bench:
         return results
 
 
-def proc_children(pid: int) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                stat = (proc / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(proc.name))
-    return found
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -303,13 +290,13 @@ def rss_mb(pid: int) -> float:
 
 def cpu_split(engine: Engine) -> dict[str, float]:
     assert engine.process is not None
-    [temporal] = proc_children(engine.process.pid)
+    [temporal] = [pid for pid, _ in children(engine.process.pid)]
     return {"engine": cpu_seconds(engine.process.pid), "temporal": cpu_seconds(temporal)}
 
 
 def memory(engine: Engine) -> dict[str, float]:
     assert engine.process is not None
-    [temporal] = proc_children(engine.process.pid)
+    [temporal] = [pid for pid, _ in children(engine.process.pid)]
     return {
         "engine_rss_mb": rss_mb(engine.process.pid),
         "temporal_rss_mb": rss_mb(temporal),

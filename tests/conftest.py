@@ -142,3 +142,12 @@ def chat_in_background(
     stub: agent_pb2_grpc.AgentServiceStub, agent_id: str, content: str
 ) -> Reader:
     return Reader(stub.Chat(iter([user_message(agent_id, content)]), timeout=60))
+
+
+def without_time(message: agent_pb2.ServerMessage) -> agent_pb2.ServerMessage:
+    """The message without its timestamp: live messages are stamped when made, stored ones when
+    recorded."""
+    copy = agent_pb2.ServerMessage()
+    copy.CopyFrom(message)
+    copy.ClearField("timestamp")
+    return copy

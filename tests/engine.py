@@ -12,13 +12,8 @@ from pathlib import Path
 
 import grpc
 
+from engram.local_model import free_port as free_port  # re-exported for tests and benches
 from engram.v1 import agent_pb2_grpc
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_is_free(port: int) -> bool:
@@ -110,3 +105,19 @@ class Engine:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def children(parent: int) -> list[tuple[int, str]]:
+    """(pid, command line) of each live child process of `parent`, from /proc."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.append((int(proc.name), cmdline))
+    return found

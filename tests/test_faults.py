@@ -16,7 +16,16 @@ import pytest
 
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from tests.cluster import Cluster
-from tests.conftest import Reader, chat, create_agent, finals, text_of, unique, user_message
+from tests.conftest import (
+    Reader,
+    chat,
+    create_agent,
+    finals,
+    text_of,
+    unique,
+    user_message,
+    without_time,
+)
 from tests.fake_llm import FakeLLM
 
 REPLY = "".join(f"w{i} " for i in range(60))
@@ -142,13 +151,6 @@ def test_temporal_server_killed_mid_turn(cluster: Cluster, llm: FakeLLM) -> None
     assert reader.messages
     for message in reader.messages:
         assert by_seq[message.sequence_id] == without_time(message)
-
-
-def without_time(message: agent_pb2.ServerMessage) -> agent_pb2.ServerMessage:
-    copy = agent_pb2.ServerMessage()
-    copy.CopyFrom(message)
-    copy.ClearField("timestamp")
-    return copy
 
 
 def test_sigterm_drains_worker_and_gateway(cluster: Cluster, llm: FakeLLM) -> None:

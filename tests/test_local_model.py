@@ -9,14 +9,13 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from engram import local_model
 from engram.v1 import agent_pb2
 from tests.conftest import chat, create_agent, finals, text_of
-from tests.engine import Engine
+from tests.engine import Engine, children
 
 pytestmark = pytest.mark.local_model
 
@@ -58,19 +57,7 @@ def test_dev_answers_with_the_local_model(local_engine: Engine) -> None:
 
 
 def children_running(parent: int, needle: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and needle in cmdline:
-            found.append(int(proc.name))
-    return found
+    return [pid for pid, cmdline in children(parent) if needle in cmdline]
 
 
 def test_local_model_server_is_restarted_when_it_dies(local_engine: Engine) -> None:

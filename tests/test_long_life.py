@@ -16,7 +16,7 @@ from engram import WORKFLOW_ID_PREFIX
 from engram.v1 import agent_pb2
 from engram.workflows.prompt import estimate_tokens
 from engram.workflows.types import ChatMessage
-from tests.conftest import create_agent, finals, user_message
+from tests.conftest import create_agent, finals, user_message, without_time
 from tests.engine import Engine
 from tests.fake_llm import FakeLLM
 
@@ -38,13 +38,6 @@ def runs_of(engine: Engine, agent_id: str) -> list[str]:
         return [e.status.name if e.status else "" async for e in client.list_workflows(query)]
 
     return asyncio.run(statuses())
-
-
-def without_time(message: agent_pb2.ServerMessage) -> bytes:
-    copy = agent_pb2.ServerMessage()
-    copy.CopyFrom(message)
-    copy.ClearField("timestamp")
-    return copy.SerializeToString(deterministic=True)
 
 
 def test_many_long_turns_across_runs(short_runs: Engine, llm: FakeLLM) -> None:

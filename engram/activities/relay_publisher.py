@@ -34,11 +34,6 @@ class RelayChannels:
             self._channels[address] = channel
         return relay_pb2_grpc.TokenRelayStub(channel)
 
-    async def close(self) -> None:
-        for channel in self._channels.values():
-            await channel.close(None)
-        self._channels.clear()
-
 
 async def received(
     channels: RelayChannels, address: str, agent_id: str, message_id: str, timeout: float = 2.0

@@ -15,7 +15,6 @@ STATUS = "status"
 TEXT = "text"
 FINAL_ANSWER = "final_answer"
 ERROR = "error"
-TURN_ENDS = (FINAL_ANSWER, ERROR)
 
 # Agent statuses (Agent.status, the EngramStatus search attribute).
 IDLE = "idle"
