@@ -23,7 +23,7 @@ from engram.local_model import LocalModelServer
 from engram.probe import add_arguments as add_probe_arguments
 from engram.probe import probe_gateway, probe_worker
 from engram.temporal_connection import TemporalSettings
-from engram.transcript_store import TranscriptStore
+from engram.transcripts import open_transcript_store
 from engram.worker import build_worker, ensure_search_attributes
 
 log = logging.getLogger("engram")
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     dev.add_argument("--ui-port", type=int, default=8233)
     _gateway_arguments(dev)
     llm_settings.add_arguments(dev)
+    _transcript_argument(dev, default="")
 
     worker = commands.add_parser("worker", help="run agent workflows and LLM activities")
     TemporalSettings.add_arguments(worker)
@@ -104,12 +105,15 @@ def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _transcript_argument(parser: argparse.ArgumentParser) -> None:
+def _transcript_argument(
+    parser: argparse.ArgumentParser, default: str = ".engram/transcripts.db"
+) -> None:
     parser.add_argument(
         "--transcript-db",
-        type=Path,
-        default=Path(os.environ.get("ENGRAM_TRANSCRIPT_DB", ".engram/transcripts.db")),
-        help="transcript store shared by workers and gateways (SQLite file)",
+        default=os.environ.get("ENGRAM_TRANSCRIPT_DB", default),
+        help="transcript store shared by workers and gateways: a PostgreSQL URL "
+        "(postgresql://user:password@host/db) or a SQLite file "
+        f"(default {default or '<data dir>/transcripts.db'})",
     )
 
 
@@ -149,7 +153,7 @@ async def run_worker(args: argparse.Namespace) -> None:
     log.info(
         "worker on %s/%s, LLM endpoint %s", args.temporal_address, args.namespace, endpoint.base_url
     )
-    async with build_worker(client, endpoint, TranscriptStore(args.transcript_db)):
+    async with build_worker(client, endpoint, open_transcript_store(args.transcript_db)):
         await _until_stopped()
     log.info("worker stopped")
 
@@ -157,7 +161,7 @@ async def run_worker(args: argparse.Namespace) -> None:
 async def run_gateway(args: argparse.Namespace) -> None:
     client = await connect(TemporalSettings.from_args(args))
     settings = _gateway_settings(args)
-    store = TranscriptStore(args.transcript_db)
+    store = open_transcript_store(args.transcript_db)
     server = await start_gateway(client, f"{args.host}:{args.port}", settings, store)
     log.info(
         "gateway on %s:%d (workers reach it at %s)",
@@ -213,7 +217,7 @@ async def run_dev(args: argparse.Namespace) -> None:
             args, base_url, local_model.MODEL_ALIAS if local else ""
         )
         settings = _gateway_settings(args)
-        store = TranscriptStore(args.data_dir / "transcripts.db")
+        store = open_transcript_store(args.transcript_db or args.data_dir / "transcripts.db")
         async with build_worker(client, endpoint, store):
             server = await start_gateway(client, f"{args.host}:{args.port}", settings, store)
             print(

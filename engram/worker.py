@@ -18,7 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from engram import TASK_QUEUE
 from engram.activities.archive import ArchiveActivities
 from engram.activities.llm_stream import LLMActivities, LLMEndpoint
-from engram.transcript_store import TranscriptStore
+from engram.transcripts import TranscriptStore
 from engram.workflows.agent_workflow import STATUS_ATTRIBUTE, AgentWorkflow
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,11 @@ from tests.engine import free_port
 
 
 class Cluster:
-    def __init__(self, data_dir: Path, llm_url: str) -> None:
+    def __init__(self, data_dir: Path, llm_url: str, transcript_db: str = "", **env: str) -> None:
         self.data_dir = data_dir
         self.llm_url = llm_url
+        self.transcript_db = transcript_db or str(data_dir / "transcripts.db")
+        self.env = env
         self.temporal_port = free_port()
         self.temporal: subprocess.Popen[bytes] | None = None
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -52,12 +54,12 @@ class Cluster:
                 "--temporal-address",
                 self.temporal_address,
                 "--transcript-db",
-                str(self.data_dir / "transcripts.db"),
+                self.transcript_db,
                 *args,
             ],
             stdout=open(log, "ab"),
             stderr=subprocess.STDOUT,
-            env={**os.environ, "ENGRAM_LLM_BASE_URL": self.llm_url},
+            env={**os.environ, "ENGRAM_LLM_BASE_URL": self.llm_url, **self.env},
         )
         self.processes.append(process)
         _wait_for(lambda: process.poll() is None and _log_has(log, ready), what=f"{role} to start")

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -14,6 +16,7 @@ import pytest
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from tests.engine import Engine, free_port, port_is_free
 from tests.fake_llm import FakeLLM, default_reply
+from tests.postgres import PostgresServer
 
 # The engine under test holds this key; no workflow history or log line may ever contain it.
 SECRET = "sk-engram-test-secret-4f1c9e07"
@@ -151,3 +154,13 @@ def without_time(message: agent_pb2.ServerMessage) -> agent_pb2.ServerMessage:
     copy.CopyFrom(message)
     copy.ClearField("timestamp")
     return copy
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    # Not under pytest's temporary directory: that is private to root, and the server is not.
+    directory = Path(tempfile.mkdtemp(prefix="engram-postgres-"))
+    server = PostgresServer(directory).start()
+    yield server
+    server.stop("immediate")
+    shutil.rmtree(directory, ignore_errors=True)

@@ -87,3 +87,23 @@ def test_dockerfile_runs_the_engine() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "pip install ." in dockerfile
     assert 'ENTRYPOINT ["engram"]' in dockerfile
+
+
+def test_transcripts_go_to_the_postgresql_service(compose: dict[str, Any]) -> None:
+    """Workers and gateways on any host share one transcript store: the PostgreSQL service, in a
+    database the service's init script creates."""
+    services = compose["services"]
+    urls = {services[name]["environment"]["ENGRAM_TRANSCRIPT_DB"] for name in ("worker", "gateway")}
+    [url] = urls
+    default = url.removeprefix("${ENGRAM_TRANSCRIPT_DB:-").removesuffix("}")
+    assert default.startswith("postgresql://") and "@postgresql:5432/" in default
+    database = default.rsplit("/", 1)[1]
+    [init] = [
+        v
+        for v in services["postgresql"]["volumes"]
+        if v.endswith("/docker-entrypoint-initdb.d/engram.sql:ro")
+    ]
+    script = (ROOT / init.split(":", 1)[0]).read_text()
+    assert f"CREATE DATABASE {database};" in script
+    for name in ("worker", "gateway"):
+        assert services[name]["depends_on"]["postgresql"]["condition"] == "service_healthy"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from temporalio import activity
 
-from engram.transcript_store import TranscriptStore
+from engram.transcripts import TranscriptStore
 from engram.workflows.types import Event, Turn
 
 

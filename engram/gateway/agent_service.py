@@ -31,7 +31,7 @@ from engram.gateway.errors import GatewayError, from_temporal, invalid
 from engram.gateway.token_hub import TokenHub, TurnFeed
 from engram.gateway.turn_stream import Cursor, Messages, follow_turn
 from engram.messages import timestamp, to_server_message
-from engram.transcript_store import TranscriptStore
+from engram.transcripts import TranscriptStore
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from engram.workflows.agent_workflow import STATUS_ATTRIBUTE, AgentWorkflow
 from engram.workflows.types import (

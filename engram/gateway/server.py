@@ -8,7 +8,7 @@ from temporalio.client import Client
 from engram.gateway.agent_service import AgentService, GatewaySettings
 from engram.gateway.token_hub import TokenHub, TokenRelayServicer
 from engram.relay.v1 import relay_pb2_grpc
-from engram.transcript_store import TranscriptStore
+from engram.transcripts import TranscriptStore
 from engram.v1 import agent_pb2_grpc
 
 GRACE_SECONDS = 10.0

@@ -1,10 +1,6 @@
-"""Where an agent's stream messages and old turns go once they are too many for workflow state.
+"""The transcript store in one SQLite file: for `engram dev` and processes on one host.
 
-A claim check: the workflow keeps its recent messages and a watermark, `archived_through`; every
-message at or below it is here. The LLM worker writes (through an activity, so it is retried and
-recorded like any other step) and the gateway reads (for Replay). This implementation is one
-SQLite file, shared by the processes of `engram dev` (or by processes on one host, or on a shared
-volume); writes are idempotent, so a retried archive activity changes nothing.
+WAL mode lets the gateway read while a worker writes.
 """
 
 from __future__ import annotations
@@ -33,7 +29,7 @@ CREATE TABLE IF NOT EXISTS turns (
 """
 
 
-class TranscriptStore:
+class SqliteTranscriptStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)

@@ -1,0 +1,82 @@
+"""The transcript store in PostgreSQL: for deployments with many hosts (docker-compose uses it).
+
+Rows are JSONB, so an operator can read an agent's old turns with plain SQL. A connection pool
+replaces connections that broke (a database restart costs the calls in flight, which their
+activities retry, not the process).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from engram.workflows.types import Event, Turn
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS engram_events (
+    agent_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    event JSONB NOT NULL,
+    PRIMARY KEY (agent_id, seq)
+);
+CREATE TABLE IF NOT EXISTS engram_turns (
+    agent_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    turn JSONB NOT NULL,
+    PRIMARY KEY (agent_id, idx)
+);
+"""
+# Workers and gateways start together; concurrent CREATE TABLE IF NOT EXISTS can still collide.
+SCHEMA_LOCK = 0x656E6772616D  # "engram"
+
+
+class PostgresTranscriptStore:
+    def __init__(self, url: str, *, connect_timeout: float = 30.0) -> None:
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=4,
+            open=False,
+            check=ConnectionPool.check_connection,
+            name="engram-transcripts",
+        )
+        self._pool.open(wait=True, timeout=connect_timeout)
+        with self._pool.connection() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            conn.execute(SCHEMA)
+
+    def append(self, agent_id: str, events: list[Event]) -> None:
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO engram_events VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                [(agent_id, e.seq, Jsonb(asdict(e))) for e in events],
+            )
+
+    def between(self, agent_id: str, after: int, through: int) -> list[Event]:
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT event FROM engram_events WHERE agent_id = %s AND seq > %s AND seq <= %s"
+                " ORDER BY seq",
+                (agent_id, after, through),
+            ).fetchall()
+        return [Event(**row[0]) for row in rows]
+
+    def append_turns(self, agent_id: str, first_index: int, turns: list[Turn]) -> None:
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO engram_turns VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                [(agent_id, first_index + i, Jsonb(asdict(t))) for i, t in enumerate(turns)],
+            )
+
+    def turns(self, agent_id: str, count: int) -> list[Turn]:
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT turn FROM engram_turns WHERE agent_id = %s AND idx < %s ORDER BY idx",
+                (agent_id, count),
+            ).fetchall()
+        return [Turn(**row[0]) for row in rows]
+
+    def close(self) -> None:
+        self._pool.close()

@@ -1,0 +1,44 @@
+"""The transcript store: one small interface, a SQLite file or a PostgreSQL database behind it.
+
+A claim check: the workflow keeps its recent messages and turns and two watermarks
+(`archived_through`, `archived_turns`); everything below them is here. The worker writes (through
+activities, so writes are retried and recorded like any other step) and the gateway reads (for
+Replay and GetHistory). Writes are idempotent, so a retried archive activity changes nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from engram.workflows.types import Event, Turn
+
+
+class TranscriptStore(Protocol):
+    def append(self, agent_id: str, events: list[Event]) -> None:
+        """Store stream events; an event already stored (same agent and seq) is left as it is."""
+
+    def between(self, agent_id: str, after: int, through: int) -> list[Event]:
+        """Events with after < seq <= through, in order."""
+
+    def append_turns(self, agent_id: str, first_index: int, turns: list[Turn]) -> None:
+        """Store turns first_index, first_index + 1, ...; a stored index is left as it is."""
+
+    def turns(self, agent_id: str, count: int) -> list[Turn]:
+        """The agent's first `count` turns, in order."""
+
+    def close(self) -> None: ...
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def open_transcript_store(location: str | Path) -> TranscriptStore:
+    """A PostgreSQL URL (postgresql://user:pass@host/db) or the path of a SQLite file."""
+    if str(location).startswith(POSTGRES_SCHEMES):
+        from engram.transcripts.postgres_store import PostgresTranscriptStore
+
+        return PostgresTranscriptStore(str(location))
+    from engram.transcripts.sqlite_store import SqliteTranscriptStore
+
+    return SqliteTranscriptStore(Path(location))
