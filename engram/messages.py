@@ -11,6 +11,8 @@ from engram.workflows.types import (
     RESTART,
     STATUS,
     TEXT,
+    TOOL_CALL,
+    TOOL_RESULT,
     USER_MESSAGE,
     Event,
     StreamPiece,
@@ -44,6 +46,15 @@ def to_server_message(agent_id: str, event: Event) -> agent_pb2.ServerMessage:
     elif event.kind == STATUS:
         msg.status.status = event.code
         msg.status.message = event.text
+    elif event.kind == TOOL_CALL:
+        msg.tool_call.tool_name = event.code
+        msg.tool_call.input_json = event.text
+        msg.tool_call.call_id = event.call_id
+    elif event.kind == TOOL_RESULT:
+        msg.tool_result.call_id = event.call_id
+        msg.tool_result.output = event.text
+        msg.tool_result.is_error = event.code == "error"
+        msg.tool_result.error_message = event.text if event.code == "error" else ""
     elif event.kind == RESTART:
         msg.status.status = "restarting"
         msg.status.message = RESTART_NOTICE

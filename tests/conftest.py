@@ -37,6 +37,7 @@ def llm(fake_llm: FakeLLM) -> Iterator[FakeLLM]:
     fake_llm.ttft = fake_llm.token_delay = 0.0
     fake_llm.reply = default_reply
     fake_llm.models = fake_llm.api_key = None
+    fake_llm.refuse_tools = False
     fake_llm.failures.clear()
 
 

@@ -33,6 +33,14 @@ def default_reply(messages: Messages) -> str:
 
 
 @dataclass
+class ToolUse:
+    """A reply that calls tools: `text` first, then each (name, arguments JSON) call."""
+
+    calls: list[tuple[str, str]]
+    text: str = ""
+
+
+@dataclass
 class Scenario:
     """Latency and length chosen per request through the model name, for benchmarks:
     `bench-ttft300-delay0-tokens2000` waits 300 ms, then sends 2000 tokens with no delay."""
@@ -64,8 +72,9 @@ class Failure:
 class FakeLLM:
     ttft: float = 0.0  # seconds before the first token
     token_delay: float = 0.0  # seconds between tokens
-    reply: Callable[[Messages], str] = default_reply
+    reply: Callable[[Messages], str | ToolUse] = default_reply
     models: set[str] | None = None  # None: every model exists
+    refuse_tools: bool = False  # answer 400 to a request offering tools, as some Ollama models do
     api_key: str | None = None  # None: no key needed
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -105,9 +114,9 @@ class FakeLLM:
             self.server.server_close()
 
     def requests_for(self, needle: str) -> list[dict[str, Any]]:
-        """Requests whose last message contains `needle`."""
+        """Requests whose last user message contains `needle`."""
         with self.lock:
-            return [r for r in self.requests if needle in r["messages"][-1]["content"]]
+            return [r for r in self.requests if needle in _last_user_message(r)]
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -115,6 +124,11 @@ class _QuietServer(ThreadingHTTPServer):
         # A client killed mid-request (as the crash tests do to workers) is no server error.
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
+
+
+def _last_user_message(request: dict[str, Any]) -> str:
+    users = [m for m in request.get("messages", []) if m.get("role") == "user"]
+    return str(users[-1]["content"]) if users else ""
 
 
 def tokens_of(text: str) -> list[str]:
@@ -158,6 +172,10 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             if fake.models is not None and body.get("model") not in fake.models:
                 self._json(404, {"error": {"message": f"model '{body.get('model')}' not found"}})
                 return
+            if fake.refuse_tools and body.get("tools"):
+                message = f"registry.ollama.ai/library/{body.get('model')} does not support tools"
+                self._json(400, {"error": {"message": message}})
+                return
             failure = fake._take_failure()
             if failure is not None:
                 self._json(failure.status, {"error": {"message": failure.message}})
@@ -165,16 +183,18 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             scenario = Scenario.from_model(str(body.get("model", "")))
             if scenario is None:
                 scenario = Scenario(fake.ttft, fake.token_delay, None)
-            if scenario.tokens is not None:
-                text = "tok " * scenario.tokens
-            else:
-                text = fake.reply(body.get("messages", []))
+            reply = (
+                "tok " * scenario.tokens
+                if scenario.tokens is not None
+                else fake.reply(body.get("messages", []))
+            )
+            tool_use = reply if isinstance(reply, ToolUse) else ToolUse([], reply)
             if body.get("stream"):
-                self._stream(body, text, scenario)
+                self._stream(body, tool_use, scenario)
             else:
-                self._json(200, _completion(body, text))
+                self._json(200, _completion(body, tool_use.text))
 
-        def _stream(self, body: dict[str, Any], text: str, scenario: Scenario) -> None:
+        def _stream(self, body: dict[str, Any], reply: ToolUse, scenario: Scenario) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
@@ -186,7 +206,7 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                 "created": created,
                 "model": body.get("model", ""),
             }
-            tokens = tokens_of(text)
+            tokens = tokens_of(reply.text) if reply.text or not reply.calls else []
             try:
                 time.sleep(scenario.ttft)
                 for i, token in enumerate(tokens):
@@ -198,12 +218,35 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                     self._event(
                         {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
                     )
+                for i, (name, arguments) in enumerate(reply.calls):
+                    # As OpenAI streams them: id and name first, the arguments in fragments.
+                    half = len(arguments) // 2
+                    fragments: list[dict[str, Any]] = [
+                        {
+                            "id": f"call_{i}_{time.monotonic_ns()}",
+                            "type": "function",
+                            "function": {"name": name, "arguments": ""},
+                        },
+                        {"function": {"arguments": arguments[:half]}},
+                        {"function": {"arguments": arguments[half:]}},
+                    ]
+                    for fragment in fragments:
+                        call_delta = {"tool_calls": [{"index": i, **fragment}]}
+                        self._event(
+                            {
+                                **base,
+                                "choices": [
+                                    {"index": 0, "delta": call_delta, "finish_reason": None}
+                                ],
+                            }
+                        )
+                finish = "tool_calls" if reply.calls else "stop"
                 self._event(
-                    {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                    {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
                 )
                 if (body.get("stream_options") or {}).get("include_usage"):
                     prompt = sum(
-                        len(m.get("content", "")) // 4 + 4 for m in body.get("messages", [])
+                        len(m.get("content") or "") // 4 + 4 for m in body.get("messages", [])
                     )
                     usage = {
                         "prompt_tokens": prompt,

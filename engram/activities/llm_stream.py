@@ -35,6 +35,7 @@ from engram.workflows.types import (
     LLMResult,
     StreamPiece,
     SummaryRequest,
+    ToolCall,
 )
 
 # A refused connection is retried this many times (about 1.5 s with the workflow's retry policy)
@@ -99,15 +100,34 @@ class LLMActivities:
             # An earlier attempt already streamed part of a reply that cannot be resumed.
             publish(StreamPiece(RESTART, ""))
         model = self.endpoint.serve_every_model_as or request.model
-        if model != request.model and not any(m.role == "assistant" for m in request.messages):
+        first_exchange = not request.tool_rounds and not any(
+            m.role == "assistant" for m in request.messages
+        )
+        if model != request.model and first_exchange:
             # Told once, on the agent's first exchange, rather than on every turn.
             notice = f"model {request.model} is not available here; {model} answers instead"
             publish(StreamPiece(STATUS, notice, "model_substituted"))
 
         heartbeats = asyncio.create_task(self._keep_alive(request, pieces, relay))
         try:
-            tokens = await self._generate(request, model, publish)
-            return LLMResult(COMPLETED, pieces, tokens=tokens or _count_text(pieces))
+            refused = False
+            try:
+                tokens, calls = await self._generate(request, model, publish, request.tools)
+            except openai.BadRequestError as err:
+                # Some models (many on Ollama) refuse any request that offers tools; the refusal
+                # comes before the stream starts.
+                if not request.tools or "tool" not in str(err.message).lower():
+                    raise
+                activity.logger.warning("model %s refuses tools: %s", model, err.message)
+                refused = True
+                tokens, calls = await self._generate(request, model, publish, [])
+            return LLMResult(
+                COMPLETED,
+                pieces,
+                tokens=tokens or _count_text(pieces),
+                tool_calls=calls,
+                tools_refused=refused,
+            )
         except asyncio.CancelledError:
             details = activity.cancellation_details()
             if details is None or not details.cancel_requested:
@@ -202,26 +222,41 @@ class LLMActivities:
                 relayed.append(piece)
         return relayed if len(relayed) > len(heartbeated) else heartbeated
 
-    async def _generate(self, request: LLMRequest, model: str, publish: Any) -> int:
-        messages = cast(list[ChatCompletionMessageParam], [asdict(m) for m in request.messages])
+    async def _generate(
+        self, request: LLMRequest, model: str, publish: Any, tools: list[dict[str, Any]]
+    ) -> tuple[int, list[ToolCall]]:
+        """Stream the reply's text to `publish`; the tokens used and the tools the model called."""
         stream = await self.client.chat.completions.create(
             model=model,
-            messages=messages,
+            messages=_chat_messages(request),
             stream=True,
             stream_options={"include_usage": True},
             temperature=openai.omit if request.temperature is None else request.temperature,
+            tools=cast(Any, tools) if tools else openai.omit,
         )
         tokens = 0
+        # Tool calls arrive in fragments, by index: the name first, the arguments in pieces.
+        calls: dict[int, ToolCall] = {}
         async with contextlib.aclosing(stream):
             async for chunk in stream:
                 if chunk.usage is not None:
                     tokens = chunk.usage.total_tokens
                 for choice in chunk.choices:
-                    if choice.delta is not None and choice.delta.content:
+                    if choice.delta is None:
+                        continue
+                    if choice.delta.content:
                         publish(StreamPiece(TEXT, choice.delta.content))
+                    for fragment in choice.delta.tool_calls or []:
+                        call = calls.setdefault(
+                            fragment.index, ToolCall(f"call_{fragment.index}", "", "")
+                        )
+                        call.call_id = fragment.id or call.call_id
+                        if fragment.function is not None:
+                            call.name = call.name or fragment.function.name or ""
+                            call.arguments += fragment.function.arguments or ""
                 # A fast model's chunks arrive already buffered: let the relay send between them.
                 await asyncio.sleep(0)
-        return tokens
+        return tokens, [calls[i] for i in sorted(calls)]
 
     def _failed(self, code: str, what: str, pieces: list[StreamPiece]) -> LLMResult:
         message = f"LLM endpoint {self.endpoint.base_url} {what}"
@@ -231,6 +266,32 @@ class LLMActivities:
     def _retryable(self, code: str, what: str, pieces: list[StreamPiece]) -> ApplicationError:
         message = f"LLM endpoint {self.endpoint.base_url} {what}"
         return ApplicationError(message, [asdict(p) for p in pieces], type=code)
+
+
+def _chat_messages(request: LLMRequest) -> list[ChatCompletionMessageParam]:
+    """The prompt, then this turn's rounds of tool use in OpenAI's wire form."""
+    messages: list[dict[str, Any]] = [asdict(m) for m in request.messages]
+    for round_ in request.tool_rounds:
+        messages.append(
+            {
+                "role": "assistant",
+                # "" rather than null: some servers (llama.cpp's) insist on a string.
+                "content": round_.text,
+                "tool_calls": [
+                    {
+                        "id": c.call_id,
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments},
+                    }
+                    for c in round_.calls
+                ],
+            }
+        )
+        messages += [
+            {"role": "tool", "tool_call_id": c.call_id, "content": result}
+            for c, result in zip(round_.calls, round_.results, strict=True)
+        ]
+    return cast(list[ChatCompletionMessageParam], messages)
 
 
 def _pieces(details: Any) -> list[StreamPiece]:

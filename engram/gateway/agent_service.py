@@ -439,6 +439,7 @@ def _agent_message(info: AgentInfo) -> agent_pb2.Agent:
         metadata=spec.metadata,
         stats=agent_pb2.AgentStats(
             total_steps=info.completed_turns,
+            tool_calls=info.tool_calls,
             total_duration=duration,
             tokens_used=info.tokens_used,
         ),
@@ -448,6 +449,12 @@ def _agent_message(info: AgentInfo) -> agent_pb2.Agent:
         config=ParseDict(spec.config, agent_pb2.AgentConfig()),
         queued_messages=info.queued_messages,
         last_sequence_id=info.last_seq,
+        memory=[
+            agent_pb2.MemoryNote(
+                name=n.name, content=n.content, updated_at=timestamp(n.updated_at)
+            )
+            for n in info.notes
+        ],
     )
 
 

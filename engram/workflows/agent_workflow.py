@@ -22,6 +22,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from engram.activities.archive import ArchiveActivities, ArchiveInput, TurnsArchiveInput
     from engram.activities.llm_stream import LLMActivities
+    from engram.workflows import memory
     from engram.workflows.prompt import (
         CHARS_PER_TOKEN,
         build_prompt,
@@ -41,6 +42,8 @@ with workflow.unsafe.imports_passed_through():
         PAUSED,
         STATUS,
         THINKING,
+        TOOL_CALL,
+        TOOL_RESULT,
         USER_MESSAGE,
         AgentInfo,
         AgentState,
@@ -54,6 +57,8 @@ with workflow.unsafe.imports_passed_through():
         PendingMessage,
         StreamPiece,
         SummaryRequest,
+        ToolCall,
+        ToolRound,
         Turn,
         TurnResult,
     )
@@ -62,6 +67,8 @@ STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramStatus")
 
 # Stream events kept in workflow state before older ones go to the transcript store.
 EVENTS_IN_STATE = 500
+# Rounds of tool use in one turn; the last call offers no tools, so the model must answer.
+MAX_TOOL_ROUNDS = 3
 
 LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
@@ -129,7 +136,7 @@ class AgentWorkflow:
             await self._archive()
 
     def _conversation_tokens(self) -> int:
-        head = system_message(self.state.spec, self.state.summary)
+        head = system_message(self.state.spec, self.state.summary, self.state.notes)
         messages = turn_messages(self.state.turns) + ([head] if head else [])
         return sum(estimate_tokens(m) for m in messages)
 
@@ -204,38 +211,54 @@ class AgentWorkflow:
             first_seq=self.state.next_seq,
             started_at=now,
         )
-        request = LLMRequest(
-            agent_id=spec.agent_id,
-            message_id=turn.message_id,
-            model=spec.model,
-            messages=build_prompt(spec, self.state.turns, turn.user, self.state.summary),
-            prelude=[
-                self._emit(USER_MESSAGE, turn.user, message_id=turn.message_id),
-                self._emit(STATUS, f"model {spec.model}", THINKING, turn.message_id),
-            ],
-            first_text_seq=self.state.next_seq,
-            reply_to=turn.reply_to,
-            temperature=spec.temperature,
-        )
+        prelude = [
+            self._emit(USER_MESSAGE, turn.user, message_id=turn.message_id),
+            self._emit(STATUS, f"model {spec.model}", THINKING, turn.message_id),
+        ]
         self.state.turns.append(turn)
         self.current = turn
         self._set_status(THINKING)
 
-        result = await self._call_llm(request)
+        # The model may use its memory tool before it answers; each round is one LLM call.
+        rounds: list[ToolRound] = []
+        while True:
+            offer_tools = not self.state.tools_refused and len(rounds) < MAX_TOOL_ROUNDS
+            result = await self._call_llm(
+                LLMRequest(
+                    agent_id=spec.agent_id,
+                    message_id=turn.message_id,
+                    model=spec.model,
+                    messages=build_prompt(
+                        spec, self.state.turns[:-1], turn.user, self.state.summary, self.state.notes
+                    ),
+                    prelude=prelude,
+                    first_text_seq=self.state.next_seq,
+                    reply_to=turn.reply_to,
+                    temperature=spec.temperature,
+                    tools=[memory.REMEMBER_TOOL] if offer_tools else [],
+                    tool_rounds=rounds,
+                )
+            )
+            for piece in result.pieces:
+                self._emit(piece.kind, piece.text, piece.code, turn.message_id)
+            turn.tokens += result.tokens
+            self.state.tools_refused |= result.tools_refused
+            # Calls to tools that were not offered are not made: the model must answer now.
+            if result.outcome != COMPLETED or not result.tool_calls or not offer_tools:
+                break
+            outputs, prelude = self._use_tools(result.tool_calls, turn.message_id)
+            rounds = [*rounds, ToolRound(result.reply, result.tool_calls, outputs)]
 
-        for piece in result.pieces:
-            self._emit(piece.kind, piece.text, piece.code, turn.message_id)
         turn.ended_at = workflow.now().timestamp()
-        turn.tokens = result.tokens
         turn.outcome = result.outcome
         if result.outcome == COMPLETED:
-            turn.reply = result.reply
+            turn.reply = "".join(r.text for r in rounds) + result.reply
             self._emit(FINAL_ANSWER, turn.reply, message_id=turn.message_id)
         else:
             turn.error = result.error_message
             self._emit(ERROR, result.error_message, result.error_code, turn.message_id)
         turn.last_seq = self.state.next_seq - 1
-        self.state.tokens_used += result.tokens
+        self.state.tokens_used += turn.tokens
         self.state.busy_seconds += turn.ended_at - turn.started_at
         self.current = None
         self.llm_call = None
@@ -243,6 +266,26 @@ class AgentWorkflow:
         for status, text in self.deferred:
             self._emit(STATUS, text, status)
         self.deferred.clear()
+
+    def _use_tools(self, calls: list[ToolCall], message_id: str) -> tuple[list[str], list[Event]]:
+        """Carry out the model's tool calls; their results, and the events that show them."""
+        outputs: list[str] = []
+        events: list[Event] = []
+        for call in calls:
+            self.state.tool_calls += 1
+            events.append(
+                self._emit(TOOL_CALL, call.arguments, call.name, message_id, call.call_id)
+            )
+            try:
+                output, outcome = (
+                    memory.apply(self.state.notes, call, workflow.now().timestamp()),
+                    "",
+                )
+            except memory.NoteError as err:
+                output, outcome = f"error: {err}", "error"
+            outputs.append(output)
+            events.append(self._emit(TOOL_RESULT, output, outcome, message_id, call.call_id))
+        return outputs, events
 
     async def _call_llm(self, request: LLMRequest) -> LLMResult:
         self.llm_call = workflow.start_activity_method(
@@ -370,6 +413,8 @@ class AgentWorkflow:
             busy_seconds=s.busy_seconds,
             queued_messages=len(s.queue),
             last_seq=s.next_seq - 1,
+            notes=s.notes,
+            tool_calls=s.tool_calls,
         )
 
     @workflow.query
@@ -387,8 +432,12 @@ class AgentWorkflow:
 
     # --- helpers --------------------------------------------------------------------------
 
-    def _emit(self, kind: str, text: str, code: str = "", message_id: str = "") -> Event:
-        event = Event(self.state.next_seq, kind, text, code, message_id, workflow.now().timestamp())
+    def _emit(
+        self, kind: str, text: str, code: str = "", message_id: str = "", call_id: str = ""
+    ) -> Event:
+        event = Event(
+            self.state.next_seq, kind, text, code, message_id, workflow.now().timestamp(), call_id
+        )
         self.state.events.append(event)
         self.state.next_seq += 1
         self._touch()

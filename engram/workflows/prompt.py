@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from engram.workflows.types import COMPLETED, AgentSpec, ChatMessage, Turn
+from engram.workflows.memory import notes_section
+from engram.workflows.types import COMPLETED, AgentSpec, ChatMessage, MemoryNote, Turn
 
 # Without a tokenizer for every model, budgets use the common estimate of four characters a token,
 # plus a few tokens of chat-template overhead per message.
@@ -22,9 +23,20 @@ def context_budget(spec: AgentSpec) -> int:
     return spec.max_context_tokens or DEFAULT_CONTEXT_TOKENS
 
 
-def system_message(spec: AgentSpec, summary: str = "") -> ChatMessage | None:
+def system_message(
+    spec: AgentSpec, summary: str = "", notes: list[MemoryNote] | None = None
+) -> ChatMessage | None:
     memory = f"Summary of the conversation before the messages below:\n{summary}" if summary else ""
-    parts = [p for p in (spec.system_prompt.strip(), _goal_line(spec.goal), memory) if p]
+    parts = [
+        p
+        for p in (
+            spec.system_prompt.strip(),
+            _goal_line(spec.goal),
+            notes_section(notes or []),
+            memory,
+        )
+        if p
+    ]
     return ChatMessage("system", "\n\n".join(parts)) if parts else None
 
 
@@ -42,17 +54,21 @@ def _goal_line(goal: str) -> str:
 
 
 def build_prompt(
-    spec: AgentSpec, turns: list[Turn], user: str, summary: str = ""
+    spec: AgentSpec,
+    turns: list[Turn],
+    user: str,
+    summary: str = "",
+    notes: list[MemoryNote] | None = None,
 ) -> list[ChatMessage]:
-    """System message (with the summary of compacted turns), completed turns oldest first, then
-    the new user message.
+    """System message (with memory notes and the summary of compacted turns), completed turns
+    oldest first, then the new user message.
 
     Failed and cancelled turns are left out: a half reply is never part of the agent's memory.
     If the prompt would exceed the context budget, the oldest turns are dropped whole until it
     fits (compaction normally keeps it from coming to that); the system message and the new user
     message are always sent.
     """
-    head = system_message(spec, summary)
+    head = system_message(spec, summary, notes)
     tail = ChatMessage("user", user)
     budget = context_budget(spec) - estimate_tokens(tail)
     if head is not None:

@@ -15,6 +15,8 @@ STATUS = "status"
 TEXT = "text"
 FINAL_ANSWER = "final_answer"
 ERROR = "error"
+TOOL_CALL = "tool_call"
+TOOL_RESULT = "tool_result"
 
 # Agent statuses (Agent.status, the EngramStatus search attribute).
 IDLE = "idle"
@@ -51,10 +53,13 @@ class Event:
     seq: int
     kind: str
     text: str = ""
-    # The status name for STATUS, the error code for ERROR.
+    # The status name for STATUS, the error code for ERROR, the tool's name for TOOL_CALL,
+    # "error" for a TOOL_RESULT that is one.
     code: str = ""
     message_id: str = ""
     ts: float = 0.0
+    # Pairs a TOOL_CALL with its TOOL_RESULT.
+    call_id: str = ""
 
 
 @dataclass
@@ -72,6 +77,15 @@ class Turn:
     started_at: float = 0.0
     ended_at: float = 0.0
     tokens: int = 0
+
+
+@dataclass
+class MemoryNote:
+    """A note the agent keeps on purpose (with its `remember` tool), shown to it on every turn."""
+
+    name: str
+    content: str
+    updated_at: float = 0.0
 
 
 @dataclass
@@ -105,6 +119,10 @@ class AgentState:
     summary: str = ""
     # Continue-as-new past this many history events (Temporal's hard limit is 51,200).
     max_history_events: int = 10_000
+    notes: list[MemoryNote] = field(default_factory=list)
+    tool_calls: int = 0
+    # The endpoint refused a request offering tools: this agent's model cannot keep notes.
+    tools_refused: bool = False
 
 
 @dataclass
@@ -157,6 +175,8 @@ class AgentInfo:
     busy_seconds: float
     queued_messages: int
     last_seq: int
+    notes: list[MemoryNote] = field(default_factory=list)
+    tool_calls: int = 0
 
 
 @dataclass
@@ -183,6 +203,23 @@ class HistoryPage:
 
 
 @dataclass
+class ToolCall:
+    call_id: str
+    name: str
+    # JSON, as the model wrote it (not necessarily valid).
+    arguments: str
+
+
+@dataclass
+class ToolRound:
+    """One round of tool use inside a turn: what the model said and called, and what it got."""
+
+    text: str
+    calls: list[ToolCall]
+    results: list[str]
+
+
+@dataclass
 class LLMRequest:
     """Input of the LLM activity. Holds no secret: the endpoint key lives in the worker."""
 
@@ -195,6 +232,9 @@ class LLMRequest:
     first_text_seq: int
     reply_to: str = ""
     temperature: float | None = None
+    # OpenAI function-tool definitions offered to the model, and the rounds of this turn so far.
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_rounds: list[ToolRound] = field(default_factory=list)
 
 
 @dataclass
@@ -216,6 +256,8 @@ class LLMResult:
     error_code: str = ""
     error_message: str = ""
     tokens: int = 0
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tools_refused: bool = False
 
     @property
     def reply(self) -> str:

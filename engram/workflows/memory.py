@@ -1,0 +1,89 @@
+"""Memory notes: what an agent keeps on purpose, beyond the transcript and its summary.
+
+The model gets one tool, `remember`, to save, replace or delete a named note. Notes live in the
+workflow state (so they survive crashes, continue-as-new and compaction, which never touches them),
+are shown to the model in the system message of every turn, and to clients through GetAgent.
+Everything here runs inside the workflow: plain, deterministic code.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engram.workflows.types import MemoryNote, ToolCall
+
+REMEMBER = "remember"
+MAX_NOTES = 32
+MAX_NAME_CHARS = 64
+MAX_NOTE_CHARS = 2000
+
+REMEMBER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": REMEMBER,
+        "description": (
+            "Save a named memory note, replacing any note of that name; empty content deletes "
+            "it. Notes last for the whole life of this agent, however long the conversation "
+            "gets, and are shown to you at every turn. Keep in them what you must not forget: "
+            "facts about the user, preferences, decisions, plans, progress on the goal. "
+            f"At most {MAX_NOTES} notes of {MAX_NOTE_CHARS} characters."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "description": "short key, e.g. user_name or current_plan",
+                },
+                "content": {"type": "string", "description": "the note; empty to delete it"},
+            },
+            "required": ["name", "content"],
+        },
+    },
+}
+
+
+class NoteError(ValueError):
+    """A tool call the agent must be told was refused, and why."""
+
+
+def apply(notes: list[MemoryNote], call: ToolCall, now: float) -> str:
+    """Carry out a `remember` call on `notes`; the result the model is shown.
+
+    Raises NoteError for a call that changes nothing (unknown tool, bad arguments, a limit).
+    """
+    if call.name != REMEMBER:
+        raise NoteError(f"unknown tool {call.name!r}; the only tool is {REMEMBER!r}")
+    try:
+        arguments = json.loads(call.arguments or "{}")
+    except json.JSONDecodeError as err:
+        raise NoteError(f"arguments are not valid JSON: {err}") from None
+    if not isinstance(arguments, dict):
+        raise NoteError("arguments must be a JSON object with name and content")
+    name = str(arguments.get("name", "")).strip()
+    content = str(arguments.get("content", "")).strip()
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise NoteError(f"name must be 1 to {MAX_NAME_CHARS} characters")
+    if len(content) > MAX_NOTE_CHARS:
+        raise NoteError(f"content is {len(content)} characters; the limit is {MAX_NOTE_CHARS}")
+    existing = next((n for n in notes if n.name == name), None)
+    if not content:
+        if existing is None:
+            return f"there was no note {name!r}"
+        notes.remove(existing)
+        return f"deleted note {name!r}"
+    if existing is not None:
+        existing.content, existing.updated_at = content, now
+        return f"updated note {name!r}"
+    if len(notes) >= MAX_NOTES:
+        raise NoteError(f"already {MAX_NOTES} notes: delete or merge one first")
+    notes.append(MemoryNote(name, content, now))
+    return f"saved note {name!r}"
+
+
+def notes_section(notes: list[MemoryNote]) -> str:
+    if not notes:
+        return ""
+    lines = "\n".join(f"- {n.name}: {n.content}" for n in notes)
+    return f"Your memory notes (kept with the {REMEMBER} tool):\n{lines}"
