@@ -44,6 +44,17 @@ async def ensure_search_attributes(client: Client) -> None:
         log.warning("could not register search attribute %s: %s", STATUS_ATTRIBUTE.name, err)
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    # The workflow's imports are deterministic libraries; re-importing them into every sandbox
+    # would cost start-up time for nothing. tiktoken loads its encodings (behind a lock) on first
+    # use, from inside a workflow.
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            "engram", "tiktoken", "tiktoken_ext"
+        )
+    )
+
+
 def build_worker(client: Client, endpoint: LLMEndpoint, store: TranscriptStore) -> Worker:
     llm = LLMActivities(endpoint, temporal=client)
     archive = ArchiveActivities(store)
@@ -57,11 +68,7 @@ def build_worker(client: Client, endpoint: LLMEndpoint, store: TranscriptStore) 
             archive.archive_events,
             archive.archive_turns,
         ],
-        # The workflow's imports are deterministic libraries; re-importing them into every
-        # sandbox would cost start-up time for nothing.
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("engram")
-        ),
+        workflow_runner=workflow_runner(),
         # Cancel requests reach a streaming activity through heartbeats: keep them frequent.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         default_heartbeat_throttle_interval=timedelta(seconds=1),

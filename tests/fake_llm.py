@@ -40,6 +40,20 @@ class ToolUse:
     text: str = ""
 
 
+def note_taker(messages: list[dict[str, Any]]) -> str | ToolUse:
+    """Saves `remember <name>: <content>` as a note; after a tool call, reports its result."""
+    last = messages[-1]
+    if last["role"] == "tool":
+        return f"Done: {last['content']}."
+    found = re.match(r"remember (\w+): (.*)", last["content"], re.DOTALL)
+    if found:
+        arguments = json.dumps({"name": found[1], "content": found[2]})
+        return ToolUse([("remember", arguments)], text="Let me note that. ")
+    if last["content"].startswith("call "):
+        return ToolUse([tuple(last["content"].removeprefix("call ").split(" ", 1))])
+    return "Sure."
+
+
 @dataclass
 class Scenario:
     """Latency and length chosen per request through the model name, for benchmarks:

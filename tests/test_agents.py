@@ -6,6 +6,7 @@ from google.protobuf.struct_pb2 import Struct
 
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from engram.workflows.prompt import build_prompt, estimate_tokens
+from engram.workflows.tokens import cl100k, counter_for, estimated
 from engram.workflows.types import COMPLETED, FAILED, AgentSpec, ChatMessage, Turn
 from tests.conftest import chat, create_agent, unique
 from tests.fake_llm import FakeLLM
@@ -72,6 +73,29 @@ def test_context_budget_bounds_the_prompt(
     # Nothing is forgotten: the transcript still has every turn.
     turns = stub.GetHistory(agent_pb2.GetHistoryRequest(agent_id=agent_id)).turns
     assert [t.user for t in turns] == contents
+
+
+def test_openai_models_are_counted_with_their_tokenizer() -> None:
+    assert cl100k("hello world") == 2
+    assert cl100k("<|endoftext|>") > 1  # text, never a special token
+    assert counter_for("gpt-4o-mini") is cl100k and counter_for("o3-mini") is cl100k
+    assert counter_for("llama3.2") is estimated and counter_for("fake-model") is estimated
+
+
+def test_budget_of_an_openai_agent_counts_real_tokens(
+    stub: agent_pb2_grpc.AgentServiceStub, llm: FakeLLM
+) -> None:
+    """Digits cost a token per three characters, not per four: an estimate would overrun."""
+    agent_id = create_agent(
+        stub, model="gpt-4o-mini", config=agent_pb2.AgentConfig(max_context_tokens=200)
+    )
+    contents = [unique(f"code {i}: " + "8406352719 " * 8) for i in range(8)]
+    for content in contents:
+        chat(stub, agent_id, content)
+    [request] = [r for r in llm.requests_for(contents[-1]) if r.get("stream")]
+    sent = [ChatMessage(m["role"], m["content"]) for m in request["messages"]]
+    assert sum(estimate_tokens(m, cl100k) for m in sent) <= 200
+    assert sum(estimate_tokens(m, cl100k) for m in sent) > sum(estimate_tokens(m) for m in sent)
 
 
 def test_prompt_keeps_pairs_and_skips_failed_turns() -> None:

@@ -18,7 +18,7 @@ from engram.workflows.prompt import estimate_tokens
 from engram.workflows.types import ChatMessage
 from tests.conftest import create_agent, finals, user_message, without_time
 from tests.engine import Engine
-from tests.fake_llm import FakeLLM
+from tests.fake_llm import FakeLLM, note_taker
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +115,28 @@ def test_compaction_keeps_early_facts_in_the_summary(short_runs: Engine, llm: Fa
     assert [t.user for t in turns] == contents
     agent = stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id))
     assert agent.stats.total_steps == len(contents)
+
+
+def test_memory_notes_outlive_compaction_and_runs(short_runs: Engine, llm: FakeLLM) -> None:
+    llm.reply = lambda m: remembering_llm(m) if SUMMARIZER in m[0]["content"] else note_taker(m)
+    stub = short_runs.stub()
+    agent_id = create_agent(stub, config=agent_pb2.AgentConfig(max_context_tokens=400))
+    contents = ["remember door_code: 8642", "remember user_name: Ada"]
+    contents += [f"Filler message {i}: " + "padding " * 30 for i in range(30)]
+    contents += ["remember user_name: Ada Lovelace", "What is the door code?"]
+    for content in contents:
+        assert finals(list(stub.Chat(iter([user_message(agent_id, content)]), timeout=30)))
+
+    assert runs_of(short_runs, agent_id).count("CONTINUED_AS_NEW") >= 1
+    system = llm.requests_for("What is the door code?")[-1]["messages"][0]["content"]
+    # Neither the verbatim turns nor the summary hold the code any more; the notes do.
+    assert "- door_code: 8642" in system and "- user_name: Ada Lovelace" in system
+    assert system.count("8642") == 1
+    agent = stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id))
+    assert [(n.name, n.content) for n in agent.memory] == [
+        ("door_code", "8642"),
+        ("user_name", "Ada Lovelace"),
+    ]
 
 
 def test_two_thousand_turns(short_runs: Engine, llm: FakeLLM) -> None:

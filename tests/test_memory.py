@@ -4,27 +4,11 @@ are shown to the model at every turn and to clients through GetAgent."""
 from __future__ import annotations
 
 import json
-import re
-from typing import Any
 
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from engram.workflows.memory import MAX_NOTE_CHARS
 from tests.conftest import chat, create_agent, finals, text_of, unique, without_time
-from tests.fake_llm import FakeLLM, ToolUse
-
-
-def note_taker(messages: list[dict[str, Any]]) -> str | ToolUse:
-    """Saves `remember <name>: <content>` as a note; after a tool call, reports its result."""
-    last = messages[-1]
-    if last["role"] == "tool":
-        return f"Done: {last['content']}."
-    found = re.match(r"remember (\w+): (.*)", last["content"], re.DOTALL)
-    if found:
-        arguments = json.dumps({"name": found[1], "content": found[2]})
-        return ToolUse([("remember", arguments)], text="Let me note that. ")
-    if last["content"].startswith("call "):
-        return ToolUse([tuple(last["content"].removeprefix("call ").split(" ", 1))])
-    return "Sure."
+from tests.fake_llm import FakeLLM, ToolUse, note_taker
 
 
 def notes(stub: agent_pb2_grpc.AgentServiceStub, agent_id: str) -> dict[str, str]:

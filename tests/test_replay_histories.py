@@ -12,6 +12,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from engram.worker import workflow_runner
 from engram.workflows.agent_workflow import AgentWorkflow
 
 HISTORIES = {
@@ -26,5 +27,7 @@ def test_there_are_recorded_histories() -> None:
 @pytest.mark.parametrize("name", HISTORIES)
 async def test_history_replays(name: str) -> None:
     history = WorkflowHistory.from_json(name, HISTORIES[name])
-    result = await Replayer(workflows=[AgentWorkflow]).replay_workflow(history)
+    result = await Replayer(
+        workflows=[AgentWorkflow], workflow_runner=workflow_runner()
+    ).replay_workflow(history)
     assert result.replay_failure is None

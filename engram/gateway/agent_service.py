@@ -450,9 +450,7 @@ def _agent_message(info: AgentInfo) -> agent_pb2.Agent:
         queued_messages=info.queued_messages,
         last_sequence_id=info.last_seq,
         memory=[
-            agent_pb2.MemoryNote(
-                name=n.name, content=n.content, updated_at=timestamp(n.updated_at)
-            )
+            agent_pb2.MemoryNote(name=n.name, content=n.content, updated_at=timestamp(n.updated_at))
             for n in info.notes
         ],
     )

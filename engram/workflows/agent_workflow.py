@@ -24,12 +24,18 @@ with workflow.unsafe.imports_passed_through():
     from engram.activities.llm_stream import LLMActivities
     from engram.workflows import memory
     from engram.workflows.prompt import (
-        CHARS_PER_TOKEN,
         build_prompt,
         context_budget,
         estimate_tokens,
         system_message,
         turn_messages,
+    )
+    from engram.workflows.tokens import (
+        CHARS_PER_TOKEN,
+        TextCounter,
+        cl100k,
+        estimated,
+        has_tokenizer,
     )
     from engram.workflows.types import (
         CANCELLED,
@@ -138,7 +144,14 @@ class AgentWorkflow:
     def _conversation_tokens(self) -> int:
         head = system_message(self.state.spec, self.state.summary, self.state.notes)
         messages = turn_messages(self.state.turns) + ([head] if head else [])
-        return sum(estimate_tokens(m) for m in messages)
+        count = self._counter()
+        return sum(estimate_tokens(m, count) for m in messages)
+
+    def _counter(self) -> TextCounter:
+        # Agents whose history was made with the estimate keep it when they replay.
+        if has_tokenizer(self.state.spec.model) and workflow.patched("model-tokenizer"):
+            return cl100k
+        return estimated
 
     async def _compact(self) -> None:
         """Fold the oldest turns into the running summary and move them to the store.
@@ -149,9 +162,10 @@ class AgentWorkflow:
         """
         turns = self.state.turns
         room = context_budget(self.state.spec) // 2
-        keep = 0
+        count = self._counter()
+        keep = cost = 0
         while keep < len(turns):
-            cost = sum(estimate_tokens(m) for m in turn_messages(turns[-keep - 1 :]))
+            cost += sum(estimate_tokens(m, count) for m in turn_messages([turns[-keep - 1]]))
             if cost > room:
                 break
             keep += 1
@@ -229,7 +243,12 @@ class AgentWorkflow:
                     message_id=turn.message_id,
                     model=spec.model,
                     messages=build_prompt(
-                        spec, self.state.turns[:-1], turn.user, self.state.summary, self.state.notes
+                        spec,
+                        self.state.turns[:-1],
+                        turn.user,
+                        self.state.summary,
+                        self.state.notes,
+                        self._counter(),
                     ),
                     prelude=prelude,
                     first_text_seq=self.state.next_seq,

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from engram.workflows.memory import notes_section
+from engram.workflows.tokens import TextCounter, estimated
 from engram.workflows.types import COMPLETED, AgentSpec, ChatMessage, MemoryNote, Turn
 
-# Without a tokenizer for every model, budgets use the common estimate of four characters a token,
-# plus a few tokens of chat-template overhead per message.
-CHARS_PER_TOKEN = 4
+# A few tokens of chat-template overhead per message, on top of its content's.
 TOKENS_PER_MESSAGE = 4
 
 
-def estimate_tokens(message: ChatMessage) -> int:
-    return TOKENS_PER_MESSAGE + (len(message.content) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+def estimate_tokens(message: ChatMessage, count: TextCounter = estimated) -> int:
+    return TOKENS_PER_MESSAGE + count(message.content)
 
 
 # The context budget of an agent created without max_context_tokens.
@@ -59,6 +58,7 @@ def build_prompt(
     user: str,
     summary: str = "",
     notes: list[MemoryNote] | None = None,
+    count: TextCounter = estimated,
 ) -> list[ChatMessage]:
     """System message (with memory notes and the summary of compacted turns), completed turns
     oldest first, then the new user message.
@@ -70,15 +70,15 @@ def build_prompt(
     """
     head = system_message(spec, summary, notes)
     tail = ChatMessage("user", user)
-    budget = context_budget(spec) - estimate_tokens(tail)
+    budget = context_budget(spec) - estimate_tokens(tail, count)
     if head is not None:
-        budget -= estimate_tokens(head)
+        budget -= estimate_tokens(head, count)
     kept: list[ChatMessage] = []
     # Walk back a user/assistant pair at a time so a reply never loses its question.
     history = turn_messages(turns)
     for i in range(len(history) - 2, -1, -2):
         pair = history[i : i + 2]
-        cost = sum(estimate_tokens(m) for m in pair)
+        cost = sum(estimate_tokens(m, count) for m in pair)
         if cost > budget:
             break
         budget -= cost
