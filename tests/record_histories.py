@@ -20,22 +20,26 @@ from engram import WORKFLOW_ID_PREFIX
 from engram.v1 import agent_pb2
 from tests.conftest import chat, create_agent
 from tests.engine import Engine
-from tests.fake_llm import FakeLLM, default_reply
+from tests.fake_llm import FakeLLM, default_reply, note_taker
 
 HERE = Path(__file__).resolve().parent / "histories"
 
 
 def scenario(engine: Engine, llm: FakeLLM) -> str:
-    """One agent down every path of the workflow: turns, compaction, archiving, pause, failure,
-    retry, cancel, delete."""
+    """One agent down every path of the workflow: turns, memory notes, compaction (counted with
+    the OpenAI tokenizer), archiving, pause, failure, retry, cancel, a model refusing tools,
+    delete."""
     stub = engine.stub()
     agent_id = create_agent(
         stub,
         goal="Remember things.",
+        model="gpt-4o-mini",
         system_prompt="Be brief.",
         config=agent_pb2.AgentConfig(max_context_tokens=200),
     )
     chat(stub, agent_id, "My name is Ada.", "What is my name?")
+    llm.reply = note_taker
+    chat(stub, agent_id, "remember user_name: Ada", "call remember {not json")
     # A long reply: its stream events go to the transcript store, its text into a summary.
     llm.reply = lambda _: "tok " * 600
     chat(stub, agent_id, "Tell me a long story.")
@@ -57,6 +61,10 @@ def scenario(engine: Engine, llm: FakeLLM) -> str:
     cancel.start()
     llm.reply = lambda _: "word " * 100
     chat(stub, agent_id, "This one is cancelled.")
+    llm.token_delay = 0
+    llm.reply = default_reply
+    llm.refuse_tools = True
+    chat(stub, agent_id, "No tools for me.")
     stub.DeleteAgent(agent_pb2.DeleteAgentRequest(agent_id=agent_id))
     time.sleep(1)
     return agent_id
