@@ -14,6 +14,7 @@ import time
 import tomllib
 from pathlib import Path
 
+from google.protobuf.struct_pb2 import Struct
 from temporalio.client import Client
 
 from engram import WORKFLOW_ID_PREFIX
@@ -26,9 +27,9 @@ HERE = Path(__file__).resolve().parent / "histories"
 
 
 def scenario(engine: Engine, llm: FakeLLM) -> str:
-    """One agent down every path of the workflow: turns, memory notes, compaction (counted with
-    the OpenAI tokenizer), archiving, pause, failure, retry, cancel, a model refusing tools,
-    delete."""
+    """One agent down every path of the workflow: turns, memory notes, an edit, compaction
+    (counted with the OpenAI tokenizer), archiving, pause, failure, retry, cancel, a model
+    refusing tools, delete."""
     stub = engine.stub()
     agent_id = create_agent(
         stub,
@@ -40,6 +41,11 @@ def scenario(engine: Engine, llm: FakeLLM) -> str:
     chat(stub, agent_id, "My name is Ada.", "What is my name?")
     llm.reply = note_taker
     chat(stub, agent_id, "remember user_name: Ada", "call remember {not json")
+    patch = Struct()
+    patch.update({"goal": "Remember more.", "temperature": 0.5, "memory": {"team": "db"}})
+    stub.ControlAgent(
+        agent_pb2.ControlAgentRequest(agent_id=agent_id, edit=agent_pb2.Edit(patch=patch))
+    )
     # A long reply: its stream events go to the transcript store, its text into a summary.
     llm.reply = lambda _: "tok " * 600
     chat(stub, agent_id, "Tell me a long story.")

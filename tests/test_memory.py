@@ -1,9 +1,15 @@
 """Memory notes: the agent saves, updates and deletes named notes with its `remember` tool; they
-are shown to the model at every turn and to clients through GetAgent."""
+are shown to the model at every turn and to clients through GetAgent. Clients change the goal,
+instructions, settings and notes with Edit."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.struct_pb2 import Struct
 
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from engram.workflows.memory import MAX_NOTE_CHARS
@@ -121,3 +127,70 @@ def test_a_model_that_refuses_tools_still_answers(
     # Refused once; this agent's requests offer no tools from then on.
     assert [bool(r.get("tools")) for r in llm.requests_for(first)] == [True, False]
     assert [bool(r.get("tools")) for r in llm.requests_for(second)] == [False]
+
+
+def edit(patch: dict[str, Any], description: str = "") -> agent_pb2.Edit:
+    struct = Struct()
+    struct.update(patch)
+    return agent_pb2.Edit(patch=struct, description=description)
+
+
+def test_clients_edit_goal_instructions_and_notes(
+    stub: agent_pb2_grpc.AgentServiceStub, llm: FakeLLM
+) -> None:
+    agent_id = create_agent(stub, goal="Tune queries.")
+    change = edit(
+        {
+            "goal": "Plan the migration.",
+            "system_prompt": "Be terse.",
+            "memory": {"db": "Postgres 16"},
+        },
+        "new project",
+    )
+    list(stub.Chat(iter([agent_pb2.ClientMessage(agent_id=agent_id, edit=change)])))
+    [notice] = stub.Replay(agent_pb2.ReplayRequest(agent_id=agent_id, include_history=True))
+    assert (notice.status.status, notice.status.message) == ("edited", "new project")
+
+    question = unique("where do we start?")
+    chat(stub, agent_id, question)
+    system = llm.requests_for(question)[-1]["messages"][0]["content"]
+    assert system.startswith("Be terse.\n\nYour goal: Plan the migration.")
+    assert "- db: Postgres 16" in system
+    agent = stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id))
+    assert (agent.goal, agent.system_prompt) == ("Plan the migration.", "Be terse.")
+    assert {n.name: n.content for n in agent.memory} == {"db": "Postgres 16"}
+    listed = stub.ListAgents(agent_pb2.ListAgentsRequest(page_size=1000)).agents
+    assert next(a.goal for a in listed if a.agent_id == agent_id) == "Plan the migration."
+
+    # ControlAgent takes the same edit without a Chat stream; null deletes a note.
+    stub.ControlAgent(
+        agent_pb2.ControlAgentRequest(
+            agent_id=agent_id, edit=edit({"temperature": 0.5, "memory": {"db": None}})
+        )
+    )
+    question = unique("and now?")
+    chat(stub, agent_id, question)
+    assert llm.requests_for(question)[-1]["temperature"] == 0.5
+    config = stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id)).config
+    assert config.temperature == 0.5
+    assert notes(stub, agent_id) == {}
+
+
+def test_bad_edits_change_nothing(stub: agent_pb2_grpc.AgentServiceStub) -> None:
+    agent_id = create_agent(stub, goal="Stay.")
+    before = stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id))
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"colour": "blue"}, "edit.patch may set"),
+        ({"goal": 7}, "edit.patch.goal must be a string"),
+        ({"temperature": 3}, "between 0 and 2"),
+        ({"max_context_tokens": 1.5}, "whole number"),
+        ({"memory": ["x"]}, "edit.patch.memory must map"),
+        # Refused by the agent itself, whole: the goal is not changed either.
+        ({"goal": "Go.", "memory": {"big": "x" * (MAX_NOTE_CHARS + 1)}}, "memory note 'big'"),
+    ]
+    for patch, message in cases:
+        with pytest.raises(grpc.RpcError) as failure:
+            stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=agent_id, edit=edit(patch)))
+        assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT, patch
+        assert message in str(failure.value.details()), failure.value.details()
+    assert stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id)) == before

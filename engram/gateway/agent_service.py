@@ -204,10 +204,12 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         agent_id = validation.agent_id(request.agent_id)
         command = request.WhichOneof("command")
         if command is None:
-            raise invalid("one of pause, resume, cancel or retry is required")
-        status = await self._agent(agent_id).execute_update(
-            AgentWorkflow.control, CONTROL_COMMANDS[command]
-        )
+            raise invalid("one of pause, resume, cancel, retry or edit is required")
+        handle = self._agent(agent_id)
+        if command == "edit":
+            status = await handle.execute_update(AgentWorkflow.edit, validation.edit(request.edit))
+        else:
+            status = await handle.execute_update(AgentWorkflow.control, CONTROL_COMMANDS[command])
         return agent_pb2.ControlAgentResponse(status=status)
 
     @_reports_errors
@@ -319,8 +321,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 await handle.execute_update(AgentWorkflow.control, kind)
                 return None
             if kind == "edit":
-                raise GatewayError(grpc.StatusCode.UNIMPLEMENTED, "edit is not supported yet")
-            raise invalid("a ClientMessage needs user_input, pause, resume or cancel")
+                await handle.execute_update(AgentWorkflow.edit, validation.edit(message.edit))
+                return None
+            raise invalid("a ClientMessage needs user_input, pause, resume, cancel or edit")
         except Exception as err:
             raise from_temporal(err, agent_id) from err
 

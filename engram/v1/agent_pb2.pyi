@@ -337,18 +337,20 @@ class DeleteAgentRequest(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class ControlAgentRequest(_message.Message):
-    __slots__ = ("agent_id", "pause", "resume", "cancel", "retry")
+    __slots__ = ("agent_id", "pause", "resume", "cancel", "retry", "edit")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     PAUSE_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
+    EDIT_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     pause: Pause
     resume: Resume
     cancel: Cancel
     retry: Retry
-    def __init__(self, agent_id: _Optional[str] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ...) -> None: ...
+    edit: Edit
+    def __init__(self, agent_id: _Optional[str] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ...) -> None: ...
 
 class ControlAgentResponse(_message.Message):
     __slots__ = ("status",)

@@ -54,12 +54,14 @@ with workflow.unsafe.imports_passed_through():
         AgentInfo,
         AgentState,
         ChatInput,
+        EditInput,
         Event,
         EventsPage,
         HistoryPage,
         InFlight,
         LLMRequest,
         LLMResult,
+        MemoryNote,
         PendingMessage,
         StreamPiece,
         SummaryRequest,
@@ -404,6 +406,46 @@ class AgentWorkflow:
             raise ValueError(f"unknown command {command!r}")
         if self.deleting:
             raise ApplicationError("agent is being deleted", type="FailedPrecondition")
+
+    @workflow.update
+    def edit(self, edit: EditInput) -> str:
+        """Change the goal, instructions, settings or memory notes; the next turn uses them."""
+        spec = self.state.spec
+        changed = [
+            name
+            for name, value in vars(edit).items()
+            if name != "description" and value is not None and value != {}
+        ]
+        if edit.goal is not None:
+            spec.goal = edit.goal
+            workflow.upsert_memo({"goal": spec.goal})
+        if edit.system_prompt is not None:
+            spec.system_prompt = edit.system_prompt
+        # spec.config is the AgentConfig as proto3 JSON, which GetAgent returns: keep it true.
+        if edit.temperature is not None:
+            spec.temperature = edit.temperature or None
+            spec.config["temperature"] = edit.temperature
+        if edit.max_context_tokens is not None:
+            spec.max_context_tokens = edit.max_context_tokens
+            spec.config["maxContextTokens"] = edit.max_context_tokens
+        now = workflow.now().timestamp()
+        for name, content in edit.memory.items():
+            memory.write(self.state.notes, name, content, now)
+        self._notice("edited", edit.description or f"edited {', '.join(changed)}")
+        self._touch()
+        return self.state.status
+
+    @edit.validator
+    def _validate_edit(self, edit: EditInput) -> None:
+        if self.deleting:
+            raise ApplicationError("agent is being deleted", type="FailedPrecondition")
+        # Try the notes on a copy: an edit is applied whole or not at all.
+        trial = [MemoryNote(n.name, n.content) for n in self.state.notes]
+        for name, content in edit.memory.items():
+            try:
+                memory.write(trial, name, content, 0.0)
+            except memory.NoteError as err:
+                raise ValueError(f"memory note {name!r}: {err}") from None
 
     @workflow.signal
     def delete(self) -> None:

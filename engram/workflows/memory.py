@@ -49,7 +49,7 @@ class NoteError(ValueError):
 
 
 def apply(notes: list[MemoryNote], call: ToolCall, now: float) -> str:
-    """Carry out a `remember` call on `notes`; the result the model is shown.
+    """Carry out the model's tool call on `notes`; the result the model is shown.
 
     Raises NoteError for a call that changes nothing (unknown tool, bad arguments, a limit).
     """
@@ -61,12 +61,13 @@ def apply(notes: list[MemoryNote], call: ToolCall, now: float) -> str:
         raise NoteError(f"arguments are not valid JSON: {err}") from None
     if not isinstance(arguments, dict):
         raise NoteError("arguments must be a JSON object with name and content")
-    name = str(arguments.get("name", "")).strip()
-    content = str(arguments.get("content", "")).strip()
-    if not name or len(name) > MAX_NAME_CHARS:
-        raise NoteError(f"name must be 1 to {MAX_NAME_CHARS} characters")
-    if len(content) > MAX_NOTE_CHARS:
-        raise NoteError(f"content is {len(content)} characters; the limit is {MAX_NOTE_CHARS}")
+    return write(notes, str(arguments.get("name", "")), str(arguments.get("content", "")), now)
+
+
+def write(notes: list[MemoryNote], name: str, content: str, now: float) -> str:
+    """Save, replace or (empty content) delete the note `name`; says which it did."""
+    name, content = name.strip(), content.strip()
+    check(notes, name, content)
     existing = next((n for n in notes if n.name == name), None)
     if not content:
         if existing is None:
@@ -76,10 +77,18 @@ def apply(notes: list[MemoryNote], call: ToolCall, now: float) -> str:
     if existing is not None:
         existing.content, existing.updated_at = content, now
         return f"updated note {name!r}"
-    if len(notes) >= MAX_NOTES:
-        raise NoteError(f"already {MAX_NOTES} notes: delete or merge one first")
     notes.append(MemoryNote(name, content, now))
     return f"saved note {name!r}"
+
+
+def check(notes: list[MemoryNote], name: str, content: str) -> None:
+    """Raise NoteError if writing `content` under `name` would break a limit."""
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise NoteError(f"name must be 1 to {MAX_NAME_CHARS} characters")
+    if len(content) > MAX_NOTE_CHARS:
+        raise NoteError(f"content is {len(content)} characters; the limit is {MAX_NOTE_CHARS}")
+    if content and len(notes) >= MAX_NOTES and all(n.name != name for n in notes):
+        raise NoteError(f"already {MAX_NOTES} notes: delete or merge one first")
 
 
 def notes_section(notes: list[MemoryNote]) -> str:

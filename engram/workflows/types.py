@@ -134,6 +134,19 @@ class ChatInput:
 
 
 @dataclass
+class EditInput:
+    """A client's change to the agent (ClientMessage.edit); None leaves a field as it is."""
+
+    goal: str | None = None
+    system_prompt: str | None = None
+    temperature: float | None = None
+    max_context_tokens: int | None = None
+    # Memory notes to write: empty content deletes the note.
+    memory: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass
 class TurnResult:
     """Every event of one turn, from its user message to its final answer or error.
 
