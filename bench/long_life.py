@@ -29,7 +29,7 @@ from engram.workflows.prompt import build_prompt
 from engram.workflows.types import COMPLETED, AgentSpec, Turn
 from tests.engine import Engine, free_port
 
-SAMPLES = 20
+SAMPLES = 40
 
 
 def checkpoints(turns: int) -> list[int]:
@@ -42,11 +42,13 @@ class LongLife:
         self.model = model_name
         self.spec = AgentSpec(agent_id="", goal="benchmark", model=model_name)
         self.turns: list[Turn] = []
+        self.latencies: list[float] = []
 
     async def turn(self, agent_id: str, text: str) -> float:
         start = time.perf_counter()
         await self.bench.engram_turn(agent_id, text)
         elapsed = time.perf_counter() - start
+        self.latencies.append(elapsed)
         # The client's view of the conversation, for the baseline's prompt.
         self.turns.append(Turn(str(len(self.turns)), text, outcome=COMPLETED, reply="tok " * 20))
         return elapsed
@@ -91,6 +93,11 @@ class LongLife:
             await self.turn(agent_id, text)
             i += 1
         report["wall_seconds"] = round(time.perf_counter() - started, 1)
+        # Every turn, not just the checkpoints: a trend over the agent's life shows here.
+        report["turn_ms_p50_by_1000_turns"] = [
+            round(statistics.median(self.latencies[i : i + 1000]) * 1000, 1)
+            for i in range(0, len(self.latencies), 1000)
+        ]
         report["runs"] = await self.runs(agent_id)
         return report
 
