@@ -42,7 +42,3 @@ def _cl100k() -> tiktoken.Encoding:
 
 def has_tokenizer(model: str) -> bool:
     return OPENAI_MODELS.match(model) is not None
-
-
-def counter_for(model: str) -> TextCounter:
-    return cl100k if has_tokenizer(model) else estimated
