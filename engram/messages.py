@@ -5,18 +5,8 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from engram.v1 import agent_pb2
-from engram.workflows.types import (
-    ERROR,
-    FINAL_ANSWER,
-    RESTART,
-    STATUS,
-    TEXT,
-    TOOL_CALL,
-    TOOL_RESULT,
-    USER_MESSAGE,
-    Event,
-    StreamPiece,
-)
+from engram.vocabulary import TOOL_ERROR, EventKind, Notice
+from engram.workflows.types import Event, StreamPiece
 
 RESTART_NOTICE = "the reply restarts from the beginning; discard the text shown so far"
 
@@ -34,29 +24,29 @@ def to_server_message(agent_id: str, event: Event) -> agent_pb2.ServerMessage:
         timestamp=timestamp(event.ts),
         message_id=event.message_id,
     )
-    if event.kind == TEXT:
+    if event.kind == EventKind.TEXT:
         msg.text.content = event.text
-    elif event.kind == FINAL_ANSWER:
+    elif event.kind == EventKind.FINAL_ANSWER:
         msg.final_answer.content = event.text
-    elif event.kind == ERROR:
+    elif event.kind == EventKind.ERROR:
         msg.error.code = event.code
         msg.error.message = event.text
-    elif event.kind == USER_MESSAGE:
+    elif event.kind == EventKind.USER_MESSAGE:
         msg.user_message.content = event.text
-    elif event.kind == STATUS:
+    elif event.kind == EventKind.STATUS:
         msg.status.status = event.code
         msg.status.message = event.text
-    elif event.kind == TOOL_CALL:
+    elif event.kind == EventKind.TOOL_CALL:
         msg.tool_call.tool_name = event.code
         msg.tool_call.input_json = event.text
         msg.tool_call.call_id = event.call_id
-    elif event.kind == TOOL_RESULT:
+    elif event.kind == EventKind.TOOL_RESULT:
         msg.tool_result.call_id = event.call_id
         msg.tool_result.output = event.text
-        msg.tool_result.is_error = event.code == "error"
-        msg.tool_result.error_message = event.text if event.code == "error" else ""
-    elif event.kind == RESTART:
-        msg.status.status = "restarting"
+        msg.tool_result.is_error = event.code == TOOL_ERROR
+        msg.tool_result.error_message = event.text if event.code == TOOL_ERROR else ""
+    elif event.kind == EventKind.RESTART:
+        msg.status.status = Notice.RESTARTING
         msg.status.message = RESTART_NOTICE
     else:
         raise ValueError(f"unknown event kind {event.kind!r}")
@@ -67,11 +57,11 @@ def to_piece(msg: agent_pb2.ServerMessage) -> StreamPiece | None:
     """The StreamPiece a relayed message was made from (None for a turn's prelude)."""
     kind = msg.WhichOneof("payload")
     if kind == "text":
-        return StreamPiece(TEXT, msg.text.content)
-    if kind == "status" and msg.status.status == "restarting":
-        return StreamPiece(RESTART, "")
+        return StreamPiece(EventKind.TEXT, msg.text.content)
+    if kind == "status" and msg.status.status == Notice.RESTARTING:
+        return StreamPiece(EventKind.RESTART, "")
     if kind == "status":
-        return StreamPiece(STATUS, msg.status.message, msg.status.status)
+        return StreamPiece(EventKind.STATUS, msg.status.message, msg.status.status)
     return None
 
 

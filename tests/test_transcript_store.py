@@ -31,7 +31,7 @@ def store(location: str) -> Iterator[TranscriptStore]:
 
 def events(first: int, last: int, text: str = "tok") -> list[Event]:
     return [
-        Event(seq, "text", f"{text} {seq} ✓", message_id="m", ts=1.5)
+        Event(seq=seq, kind="text", text=f"{text} {seq} ✓", message_id="m", ts=1.5)
         for seq in range(first, last + 1)
     ]
 

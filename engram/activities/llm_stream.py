@@ -91,7 +91,14 @@ class LLMActivities:
         def publish(piece: StreamPiece) -> None:
             seq = request.first_text_seq + len(pieces)
             pieces.append(piece)
-            event = Event(seq, piece.kind, piece.text, piece.code, request.message_id, time.time())
+            event = Event(
+                seq=seq,
+                kind=piece.kind,
+                text=piece.text,
+                code=piece.code,
+                message_id=request.message_id,
+                ts=time.time(),
+            )
             relay.send(to_server_message(request.agent_id, event))
 
         for event in request.prelude:

@@ -29,20 +29,19 @@ from engram import TASK_QUEUE, WORKFLOW_ID_PREFIX
 from engram.gateway import validation
 from engram.gateway.errors import GatewayError, from_temporal, invalid
 from engram.gateway.token_hub import TokenHub, TurnFeed
-from engram.gateway.turn_stream import Cursor, Messages, follow_turn
+from engram.gateway.transcript_reader import TranscriptReader
+from engram.gateway.turn_stream import Cursor, Messages, TurnMerge, follow_turn
 from engram.messages import timestamp, to_server_message
 from engram.transcripts import TranscriptStore
 from engram.v1 import agent_pb2, agent_pb2_grpc
-from engram.workflows.agent_workflow import STATUS_ATTRIBUTE, AgentWorkflow
+from engram.vocabulary import STATUS_ATTRIBUTE, AgentStatus, Command
+from engram.workflows.agent_workflow import AgentWorkflow
 from engram.workflows.types import (
-    DELETED,
-    IDLE,
     AgentInfo,
     AgentSpec,
     AgentState,
     ChatInput,
     Event,
-    EventsPage,
     TurnResult,
 )
 
@@ -54,13 +53,13 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
-CONTROL_COMMANDS = {"pause": "pause", "resume": "resume", "cancel": "cancel", "retry": "retry"}
+# SetAgentStatus's words for the controls.
 STATUS_COMMANDS = {
-    "paused": "pause",
-    "active": "resume",
-    "idle": "resume",
-    "running": "resume",
-    "cancelled": "cancel",
+    "paused": Command.PAUSE,
+    "active": Command.RESUME,
+    "idle": Command.RESUME,
+    "running": Command.RESUME,
+    "cancelled": Command.CANCEL,
 }
 
 
@@ -104,7 +103,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self.client = client
         self.hub = hub
         self.settings = settings
-        self.store = store
+        self.transcript = TranscriptReader(store)
 
     def _agent(self, agent_id: str) -> WorkflowHandle[AgentWorkflow, str]:
         return self.client.get_workflow_handle_for(AgentWorkflow.run, WORKFLOW_ID_PREFIX + agent_id)
@@ -140,10 +139,22 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             id=WORKFLOW_ID_PREFIX + agent_id,
             task_queue=TASK_QUEUE,
             memo={"goal": spec.goal, "model": model, "created_at": now, "metadata": spec.metadata},
-            search_attributes=TypedSearchAttributes([SearchAttributePair(STATUS_ATTRIBUTE, IDLE)]),
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(STATUS_ATTRIBUTE, AgentStatus.IDLE)]
+            ),
             request_eager_start=True,
         )
-        info = AgentInfo(spec, IDLE, now, now, 0, 0, 0.0, 0, 0)
+        info = AgentInfo(
+            spec=spec,
+            status=AgentStatus.IDLE,
+            created_at=now,
+            updated_at=now,
+            completed_turns=0,
+            tokens_used=0,
+            busy_seconds=0.0,
+            queued_messages=0,
+            last_seq=0,
+        )
         return agent_pb2.CreateAgentResponse(agent_id=agent_id, agent=_agent_message(info))
 
     @_reports_errors
@@ -155,7 +166,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             handle.query(AgentWorkflow.describe), handle.describe()
         )
         if description.status != WorkflowExecutionStatus.RUNNING:
-            info.status = DELETED  # a force-deleted agent never got to say so itself
+            info.status = AgentStatus.DELETED  # a force-deleted agent never got to say so itself
         return _agent_message(info)
 
     @_reports_errors
@@ -167,7 +178,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             raise invalid("page_size must not be negative")
         page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         query = "WorkflowType = 'AgentWorkflow'"
-        if status == DELETED:
+        if status == AgentStatus.DELETED:
             query += " AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew'"
         else:
             query += " AND ExecutionStatus = 'Running'"
@@ -209,7 +220,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         if command == "edit":
             status = await handle.execute_update(AgentWorkflow.edit, validation.edit(request.edit))
         else:
-            status = await handle.execute_update(AgentWorkflow.control, CONTROL_COMMANDS[command])
+            status = await handle.execute_update(AgentWorkflow.control, Command(command))
         return agent_pb2.ControlAgentResponse(status=status)
 
     @_reports_errors
@@ -218,11 +229,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.SetAgentStatusResponse:
         handle = self._agent(validation.agent_id(request.agent_id))
         wanted = request.status.strip().lower()
-        if wanted == DELETED:
+        if wanted == AgentStatus.DELETED:
             await handle.signal(AgentWorkflow.delete)
-            return agent_pb2.SetAgentStatusResponse(status=DELETED)
+            return agent_pb2.SetAgentStatusResponse(status=AgentStatus.DELETED)
         if wanted not in STATUS_COMMANDS:
-            choices = ", ".join([*STATUS_COMMANDS, DELETED])
+            choices = ", ".join([*STATUS_COMMANDS, AgentStatus.DELETED])
             raise invalid(f"status must be one of {choices}")
         status = await handle.execute_update(AgentWorkflow.control, STATUS_COMMANDS[wanted])
         return agent_pb2.SetAgentStatusResponse(status=status)
@@ -233,8 +244,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.GetHistoryResponse:
         agent_id = validation.agent_id(request.agent_id)
         page = await self._agent(agent_id).query(AgentWorkflow.history)
-        archived = await asyncio.to_thread(self.store.turns, agent_id, page.archived_turns)
-        turns = archived + page.turns
+        turns = await self.transcript.turns(agent_id, page)
         return agent_pb2.GetHistoryResponse(
             turns=[
                 agent_pb2.Turn(
@@ -317,8 +327,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     raise
                 result = asyncio.ensure_future(update.result())
                 return _PendingTurn(agent_id, message_id, feed, result)
-            if kind in ("pause", "resume", "cancel"):
-                await handle.execute_update(AgentWorkflow.control, kind)
+            if kind in (Command.PAUSE, Command.RESUME, Command.CANCEL):
+                await handle.execute_update(AgentWorkflow.control, Command(kind))
                 return None
             if kind == "edit":
                 await handle.execute_update(AgentWorkflow.edit, validation.edit(message.edit))
@@ -333,16 +343,14 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         async def record() -> Messages:
             return await self._turn_messages(turn.agent_id, await turn.result)
 
+        # A Chat stream carries its own turns; following everything the agent does is Replay's.
+        merge = TurnMerge(turn.message_id, after=cursor.last.get(turn.agent_id))
         try:
             async for message in follow_turn(
-                turn.agent_id,
-                turn.message_id,
-                turn.feed,
-                record(),
-                functools.partial(self._stored_since, turn.agent_id),
-                cursor,
+                merge, turn.feed, record(), functools.partial(self._stored_since, turn.agent_id)
             ):
                 yield message
+                cursor.last[turn.agent_id] = message.sequence_id
         finally:
             self._close(turn)
 
@@ -360,11 +368,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             start = 0 if request.include_history else request.from_sequence
             handle = self._agent(agent_id)
             page = await handle.query(AgentWorkflow.events_since, start)
-            cursor = Cursor()
-            cursor.last[agent_id] = start
-            for event in await self._with_archived(agent_id, start, page):
+            last = start
+            for event in await self.transcript.events_after(agent_id, start, page):
                 yield to_server_message(agent_id, event)
-                cursor.last[agent_id] = event.seq
+                last = event.seq
             live = page.in_flight
             if live is None:
                 return
@@ -378,14 +385,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 result = await handle.execute_update(AgentWorkflow.wait_turn, live.message_id)
                 return await self._turn_messages(agent_id, result)
 
+            merge = TurnMerge(live.message_id, after=last, everything=True)
             with self.hub.reading((agent_id, live.message_id)) as feed:
                 async for message in follow_turn(
-                    agent_id,
-                    live.message_id,
-                    feed,
-                    record(),
-                    functools.partial(self._stored_since, agent_id),
-                    cursor,
+                    merge, feed, record(), functools.partial(self._stored_since, agent_id)
                 ):
                     yield message
         except Exception as err:
@@ -393,26 +396,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
 
     async def _stored_since(self, agent_id: str, seq: int) -> Messages:
         page = await self._agent(agent_id).query(AgentWorkflow.events_since, seq)
-        return _messages(agent_id, await self._with_archived(agent_id, seq, page))
-
-    async def _with_archived(self, agent_id: str, seq: int, page: EventsPage) -> list[Event]:
-        """The events after `seq`: first from the transcript store, then from the workflow."""
-        if seq >= page.archived_through:
-            return page.events
-        archived = await asyncio.to_thread(self.store.between, agent_id, seq, page.archived_through)
-        return archived + page.events
+        return _messages(agent_id, await self.transcript.events_after(agent_id, seq, page))
 
     async def _turn_messages(self, agent_id: str, result: TurnResult) -> Messages:
-        events = result.events
-        if result.first_seq and result.first_seq <= result.archived_through:
-            archived = await asyncio.to_thread(
-                self.store.between,
-                agent_id,
-                result.first_seq - 1,
-                min(result.last_seq, result.archived_through),
-            )
-            events = archived + [e for e in events if e.seq > result.archived_through]
-        return _messages(agent_id, events)
+        return _messages(agent_id, await self.transcript.turn_events(agent_id, result))
 
 
 @dataclass
@@ -462,12 +449,14 @@ def _agent_message(info: AgentInfo) -> agent_pb2.Agent:
 async def _listed_agent(execution: WorkflowExecution) -> agent_pb2.Agent:
     memo = await execution.memo()
     running = execution.status == WorkflowExecutionStatus.RUNNING
-    status = execution.typed_search_attributes.get(STATUS_ATTRIBUTE) if running else DELETED
+    status = (
+        execution.typed_search_attributes.get(STATUS_ATTRIBUTE) if running else AgentStatus.DELETED
+    )
     updated = execution.close_time or execution.start_time
     return agent_pb2.Agent(
         agent_id=execution.id.removeprefix(WORKFLOW_ID_PREFIX),
         goal=memo.get("goal", ""),
-        status=status or IDLE,
+        status=status or AgentStatus.IDLE,
         created_at=timestamp(float(memo.get("created_at", execution.start_time.timestamp()))),
         updated_at=timestamp(updated.timestamp()),
         metadata=memo.get("metadata", {}),

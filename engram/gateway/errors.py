@@ -12,6 +12,8 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from engram.vocabulary import ErrorType
+
 
 class GatewayError(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
@@ -40,11 +42,14 @@ def from_temporal(err: BaseException, agent_id: str) -> GatewayError:
         return GatewayError(grpc.StatusCode.INTERNAL, f"Temporal error: {err.status.name}")
     if isinstance(err, WorkflowUpdateFailedError):
         cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type == "AcceptedUpdateCompletedWorkflow":
+        if (
+            isinstance(cause, ApplicationError)
+            and cause.type == ErrorType.ACCEPTED_UPDATE_COMPLETED_WORKFLOW
+        ):
             return GatewayError(
                 grpc.StatusCode.FAILED_PRECONDITION, f"agent {agent_id} was deleted mid-turn"
             )
-        if isinstance(cause, ApplicationError) and cause.type == "FailedPrecondition":
+        if isinstance(cause, ApplicationError) and cause.type == ErrorType.FAILED_PRECONDITION:
             return GatewayError(grpc.StatusCode.FAILED_PRECONDITION, cause.message)
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)
         return GatewayError(grpc.StatusCode.INVALID_ARGUMENT, message)

@@ -1,14 +1,16 @@
 """Streams one turn to a client: live tokens first, the durable record to finish.
 
-Live messages come from the turn's feed (best effort, possibly with gaps); the durable record comes
-from the workflow when the turn ends. Messages leave strictly in sequence order with no gap and no
-repeat, so a client may trust sequence_id for de-duplication and resumption.
+Two sources meet here. The live feed (tokens relayed by the LLM activity) is fast and best effort:
+it may lack messages, and a retried attempt re-sends what an earlier one sent. The durable record
+(the turn's events, from the workflow when the turn ends) is complete. `TurnMerge` decides what a
+client is sent from the two, so that each sequence id goes out at most once, in increasing order,
+with no gap inside the turn; `follow_turn` feeds it as the sources change.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from engram.gateway.token_hub import TurnFeed
 from engram.messages import ends_turn
@@ -24,55 +26,132 @@ class Cursor:
         self.last: dict[str, int] = {}
 
 
+class TurnMerge:
+    """Which of a turn's messages a client is sent next, and when the turn is done.
+
+    With `everything=False` (Chat) the client is sent the turn's own messages only (those carrying
+    its message id), from its user message to its final answer or error: another client's turns
+    and the agent's notices between turns are not this stream's business (Replay follows them).
+    With `everything=True` (Replay) the client is sent every message of the agent after `after`,
+    contiguously, until the turn ends; a gap before the turn is filled from the agent's stored
+    messages (`gap` says from where, `add` takes them).
+
+    `after` is the last sequence id this client already has: nothing at or below it is sent again.
+    """
+
+    def __init__(self, message_id: str, *, after: int | None, everything: bool = False) -> None:
+        self.message_id = message_id
+        self.everything = everything
+        # The last sequence id sent (or already held by the client); None until the start is known.
+        self.last = after
+        self.done = False
+        self._start_known = everything and after is not None
+        self._known: dict[int, agent_pb2.ServerMessage] = {}
+        self._complete = False
+        self._filled_below = -1
+
+    def add(self, messages: Iterable[agent_pb2.ServerMessage]) -> None:
+        """Messages from the live feed or the stored record; the first copy of a sequence id wins
+        (a retried attempt re-sends what the first one sent, numbered the same)."""
+        for message in messages:
+            if self.everything or message.message_id == self.message_id:
+                self._known.setdefault(message.sequence_id, message)
+
+    def complete(self, record: Iterable[agent_pb2.ServerMessage]) -> None:
+        """The turn's whole durable record: everything it has is now known."""
+        if self._complete:
+            return
+        # The record is the truth: where the live feed disagrees, the record's copy is sent.
+        for message in record:
+            if self.everything or message.message_id == self.message_id:
+                self._known[message.sequence_id] = message
+        self._complete = True
+
+    def take(self) -> Messages:
+        """The messages that may be sent now, in order; marks them sent."""
+        out: Messages = []
+        if self.done or not self._find_start():
+            return out
+        assert self.last is not None
+        while not self.done:
+            message = self._known.get(self.last + 1)
+            if message is None:
+                ahead = [s for s in self._known if s > self.last]
+                if not self._complete or self.gap_unfilled(ahead):
+                    break
+                if not ahead:
+                    self.done = True  # this client was already sent the whole turn
+                    break
+                # The record is complete: what is missing does not exist. Skip to what does.
+                self.last = min(ahead) - 1
+                continue
+            out.append(message)
+            self.last += 1
+            if ends_turn(message) and message.message_id == self.message_id:
+                self.done = True
+        return out
+
+    def gap(self) -> int | None:
+        """(Replay) Read the agent's stored messages after this sequence id: something was stored
+        between what the client has and what the turn has sent. Asked once per gap."""
+        if self.done or self.last is None or self.last + 1 in self._known:
+            return None
+        ahead = [s for s in self._known if s > self.last]
+        if not self.gap_unfilled(ahead):
+            return None
+        self._filled_below = min(ahead)
+        return self.last
+
+    def gap_unfilled(self, ahead: list[int]) -> bool:
+        return self.everything and bool(ahead) and self._filled_below < min(ahead)
+
+    def _find_start(self) -> bool:
+        if self._start_known:
+            return True
+        # A Chat stream starts at the turn's user message, which is its first.
+        first = next(
+            (
+                s
+                for s, m in self._known.items()
+                if m.WhichOneof("payload") == "user_message" and m.message_id == self.message_id
+            ),
+            None,
+        )
+        if first is None and self._complete and self._known:
+            first = min(self._known)
+        if first is None:
+            return False
+        self.last = first - 1 if self.last is None else max(self.last, first - 1)
+        self._start_known = True
+        return True
+
+
 async def follow_turn(
-    agent_id: str,
-    message_id: str,
+    merge: TurnMerge,
     feed: TurnFeed,
     turn_result: Awaitable[Messages],
     stored_since: Callable[[int], Awaitable[Messages]],
-    cursor: Cursor,
 ) -> AsyncIterator[agent_pb2.ServerMessage]:
-    """Yield the turn's messages (and any stored ones before them that the client lacks).
+    """Yield what `merge` lets out as the live feed grows, until the turn is done.
 
     `turn_result` resolves to the turn's complete record; `stored_since(seq)` reads the agent's
-    stored messages after `seq`, to fill a gap before the turn.
+    stored messages after `seq`, to fill a gap before the turn (Replay only).
     """
-    known: dict[int, agent_pb2.ServerMessage] = {}
     result_task = asyncio.ensure_future(turn_result)
-    filled_below = -1
     try:
         while True:
             version = feed.version
-            known.update(feed.messages)
-            complete = result_task.done()
-            if complete:
-                known.update((m.sequence_id, m) for m in result_task.result())
-
-            last = cursor.last.get(agent_id)
-            if last is None and known:
-                last = min(known) - 1  # a new stream starts at this turn
-            if last is not None:
-                while (msg := known.get(last + 1)) is not None:
-                    yield msg
-                    last += 1
-                    cursor.last[agent_id] = last
-                    if ends_turn(msg) and msg.message_id == message_id:
-                        return
-                ahead = [s for s in known if s > last]
-                if ahead and filled_below < min(ahead):
-                    # Something was stored between the client's last message and this turn.
-                    filled_below = min(ahead)
-                    known.update((m.sequence_id, m) for m in await stored_since(last))
-                    continue
-                if complete:
-                    if not ahead:
-                        return  # this stream was already sent the whole turn
-                    # The record is complete; what is missing no longer exists. Skip to it.
-                    cursor.last[agent_id] = min(ahead) - 1
-                    continue
-
+            merge.add(feed.messages.values())
             if result_task.done():
-                result_task.result()  # raises if the turn could not be read
+                merge.complete(result_task.result())  # raises if the turn could not be read
+            for message in merge.take():
+                yield message
+            if merge.done:
+                return
+            if (after := merge.gap()) is not None:
+                merge.add(await stored_since(after))
+                continue
+            if result_task.done():
                 continue  # it completed while we were yielding: merge it first
             live = asyncio.ensure_future(feed.wait_past(version))
             await asyncio.wait([live, result_task], return_when=asyncio.FIRST_COMPLETED)

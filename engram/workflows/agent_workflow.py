@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -22,11 +22,25 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from engram.activities.archive import ArchiveActivities, ArchiveInput, TurnsArchiveInput
     from engram.activities.llm_stream import LLMActivities
+    from engram.vocabulary import (
+        STATUS_ATTRIBUTE,
+        AgentStatus,
+        Command,
+        ErrorCode,
+        ErrorType,
+        EventKind,
+        Notice,
+        Query,
+        TurnOutcome,
+    )
     from engram.workflows import memory
+    from engram.workflows.events import EventLog
+    from engram.workflows.ledger import NothingToRetry, TurnLedger
     from engram.workflows.prompt import (
         build_prompt,
         context_budget,
         estimate_tokens,
+        newest_that_fit,
         system_message,
         turn_messages,
     )
@@ -38,19 +52,6 @@ with workflow.unsafe.imports_passed_through():
         has_tokenizer,
     )
     from engram.workflows.types import (
-        CANCELLED,
-        COMPLETED,
-        DELETED,
-        ERROR,
-        FAILED,
-        FINAL_ANSWER,
-        IDLE,
-        PAUSED,
-        STATUS,
-        THINKING,
-        TOOL_CALL,
-        TOOL_RESULT,
-        USER_MESSAGE,
         AgentInfo,
         AgentState,
         ChatInput,
@@ -62,7 +63,6 @@ with workflow.unsafe.imports_passed_through():
         LLMRequest,
         LLMResult,
         MemoryNote,
-        PendingMessage,
         StreamPiece,
         SummaryRequest,
         ToolCall,
@@ -70,8 +70,6 @@ with workflow.unsafe.imports_passed_through():
         Turn,
         TurnResult,
     )
-
-STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramStatus")
 
 # Stream events kept in workflow state before older ones go to the transcript store.
 EVENTS_IN_STATE = 500
@@ -91,22 +89,24 @@ class AgentWorkflow:
     @workflow.init
     def __init__(self, state: AgentState) -> None:
         self.state = state
-        self.deleting = False
+        self.ledger = TurnLedger(state)
+        self.log = EventLog(state)
         self.current: Turn | None = None
         self.llm_call: workflow.ActivityHandle[LLMResult] | None = None
         # Status notices raised mid-turn wait here so a turn's events stay contiguous.
-        self.deferred: list[tuple[str, str]] = []
+        self.deferred: list[tuple[Notice, str]] = []
 
     @workflow.run
     async def run(self, state: AgentState) -> str:
+        ledger = self.ledger
         while True:
             await workflow.wait_condition(
-                lambda: self.deleting or self._ready() or self._history_is_long()
+                lambda: ledger.deleting or ledger.ready() or self._history_is_long()
             )
-            if self.deleting:
+            if ledger.deleting:
                 break
-            if self._ready():
-                await self._run_turn(self.state.queue.pop(0))
+            if ledger.ready():
+                await self._run_turn()
                 # About to continue-as-new? Then no await first: a client sending its next message
                 # right away would keep the run busy, and history growing, indefinitely.
                 if self.state.queue or not self._history_is_long():
@@ -114,20 +114,17 @@ class AgentWorkflow:
                 continue
             # Handlers still waiting can only be waiting for a turn, which needs this loop.
             await workflow.wait_condition(
-                lambda: workflow.all_handlers_finished() or self._ready() or self.deleting
+                lambda: workflow.all_handlers_finished() or ledger.ready() or ledger.deleting
             )
             # No await between this check and continuing: a message arriving in between would
             # otherwise be accepted by a run that is about to end.
-            if workflow.all_handlers_finished() and not self._ready() and not self.deleting:
+            if workflow.all_handlers_finished() and not ledger.ready() and not ledger.deleting:
                 workflow.continue_as_new(self.state)
 
-        self.state.queue.clear()
-        self._set_status(DELETED)
+        ledger.drop_queue()
+        self._set_status(AgentStatus.DELETED)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return DELETED
-
-    def _ready(self) -> bool:
-        return bool(self.state.queue) and not self.state.paused
+        return AgentStatus.DELETED
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
@@ -135,6 +132,8 @@ class AgentWorkflow:
             info.is_continue_as_new_suggested()
             or info.get_current_history_length() > self.state.max_history_events
         )
+
+    # --- keeping the state small ----------------------------------------------------------
 
     async def _maintain(self) -> None:
         """Keep the state small: compact the conversation, archive stream events."""
@@ -164,14 +163,7 @@ class AgentWorkflow:
         """
         turns = self.state.turns
         room = context_budget(self.state.spec) // 2
-        count = self._counter()
-        keep = cost = 0
-        while keep < len(turns):
-            cost += sum(estimate_tokens(m, count) for m in turn_messages([turns[-keep - 1]]))
-            if cost > room:
-                break
-            keep += 1
-        old = turns[: len(turns) - keep]
+        old = turns[: len(turns) - newest_that_fit(turns, room, self._counter())]
         if not old:
             return
         try:
@@ -197,9 +189,7 @@ class AgentWorkflow:
             workflow.logger.warning("summary of %d chars cut to %d", len(summary), limit)
             summary = summary[:limit]
         self.state.summary = summary
-        self.state.turns = self.state.turns[len(old) :]
-        self.state.archived_turns += len(old)
-        self.state.archived_completed_turns += sum(1 for t in old if t.outcome == COMPLETED)
+        self.ledger.forget_oldest(len(old))
 
     async def _archive(self) -> None:
         """Move the stream events of finished turns to the transcript store (claim check).
@@ -212,28 +202,22 @@ class AgentWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
         )
-        self.state.events = [e for e in self.state.events if e.seq > through]
-        self.state.archived_through = max(self.state.archived_through, through)
+        self.log.drop_through(through)
 
     # --- one turn -------------------------------------------------------------------------
 
-    async def _run_turn(self, pending: PendingMessage) -> None:
+    async def _run_turn(self) -> None:
         spec = self.state.spec
-        now = workflow.now().timestamp()
-        turn = Turn(
-            message_id=pending.message_id,
-            user=pending.content,
-            reply_to=pending.reply_to,
-            first_seq=self.state.next_seq,
-            started_at=now,
-        )
+        turn = self.ledger.start_next(self.state.next_seq, self._now())
+        mid = turn.message_id
         prelude = [
-            self._emit(USER_MESSAGE, turn.user, message_id=turn.message_id),
-            self._emit(STATUS, f"model {spec.model}", THINKING, turn.message_id),
+            self._emit(EventKind.USER_MESSAGE, text=turn.user, message_id=mid),
+            self._emit(
+                EventKind.STATUS, text=f"model {spec.model}", code=Notice.THINKING, message_id=mid
+            ),
         ]
-        self.state.turns.append(turn)
         self.current = turn
-        self._set_status(THINKING)
+        self._set_status(AgentStatus.THINKING)
 
         # The model may use its memory tool before it answers; each round is one LLM call.
         rounds: list[ToolRound] = []
@@ -242,7 +226,7 @@ class AgentWorkflow:
             result = await self._call_llm(
                 LLMRequest(
                     agent_id=spec.agent_id,
-                    message_id=turn.message_id,
+                    message_id=mid,
                     model=spec.model,
                     messages=build_prompt(
                         spec,
@@ -261,31 +245,39 @@ class AgentWorkflow:
                 )
             )
             for piece in result.pieces:
-                self._emit(piece.kind, piece.text, piece.code, turn.message_id)
+                self._emit(EventKind(piece.kind), text=piece.text, code=piece.code, message_id=mid)
             turn.tokens += result.tokens
             self.state.tools_refused |= result.tools_refused
             # Calls to tools that were not offered are not made: the model must answer now.
-            if result.outcome != COMPLETED or not result.tool_calls or not offer_tools:
+            if result.outcome != TurnOutcome.COMPLETED or not result.tool_calls or not offer_tools:
                 break
-            outputs, prelude = self._use_tools(result.tool_calls, turn.message_id)
+            outputs, prelude = self._use_tools(result.tool_calls, mid)
             rounds = [*rounds, ToolRound(result.reply, result.tool_calls, outputs)]
 
-        turn.ended_at = workflow.now().timestamp()
+        self._end_turn(turn, result, rounds)
+
+    def _end_turn(self, turn: Turn, result: LLMResult, rounds: list[ToolRound]) -> None:
+        turn.ended_at = self._now()
         turn.outcome = result.outcome
-        if result.outcome == COMPLETED:
+        if result.outcome == TurnOutcome.COMPLETED:
             turn.reply = "".join(r.text for r in rounds) + result.reply
-            self._emit(FINAL_ANSWER, turn.reply, message_id=turn.message_id)
+            self._emit(EventKind.FINAL_ANSWER, text=turn.reply, message_id=turn.message_id)
         else:
             turn.error = result.error_message
-            self._emit(ERROR, result.error_message, result.error_code, turn.message_id)
+            self._emit(
+                EventKind.ERROR,
+                text=result.error_message,
+                code=result.error_code,
+                message_id=turn.message_id,
+            )
         turn.last_seq = self.state.next_seq - 1
         self.state.tokens_used += turn.tokens
         self.state.busy_seconds += turn.ended_at - turn.started_at
         self.current = None
         self.llm_call = None
-        self._set_status(PAUSED if self.state.paused else IDLE)
+        self._set_status(AgentStatus.PAUSED if self.state.paused else AgentStatus.IDLE)
         for status, text in self.deferred:
-            self._emit(STATUS, text, status)
+            self._notice(status, text)
         self.deferred.clear()
 
     def _use_tools(self, calls: list[ToolCall], message_id: str) -> tuple[list[str], list[Event]]:
@@ -294,18 +286,18 @@ class AgentWorkflow:
         events: list[Event] = []
         for call in calls:
             self.state.tool_calls += 1
-            events.append(
-                self._emit(TOOL_CALL, call.arguments, call.name, message_id, call.call_id)
-            )
+            events.append(self.log.tool_call(call, message_id=message_id, now=self._now()))
             try:
-                output, outcome = (
-                    memory.apply(self.state.notes, call, workflow.now().timestamp()),
-                    "",
-                )
+                output, is_error = memory.apply(self.state.notes, call, self._now()), False
             except memory.NoteError as err:
-                output, outcome = f"error: {err}", "error"
+                output, is_error = f"error: {err}", True
             outputs.append(output)
-            events.append(self._emit(TOOL_RESULT, output, outcome, message_id, call.call_id))
+            events.append(
+                self.log.tool_result(
+                    call.call_id, output, is_error=is_error, message_id=message_id, now=self._now()
+                )
+            )
+        self._touch()
         return outputs, events
 
     async def _call_llm(self, request: LLMRequest) -> LLMResult:
@@ -323,26 +315,20 @@ class AgentWorkflow:
         except ActivityError as err:
             return _failed_result(err)
 
-    # --- handlers -------------------------------------------------------------------------
+    # --- handlers: each with its validator ------------------------------------------------
 
     @workflow.update
     async def chat(self, message: ChatInput) -> TurnResult:
-        if self._find_turn(message.message_id) is None and not any(
-            p.message_id == message.message_id for p in self.state.queue
-        ):
-            self.state.queue.append(
-                PendingMessage(message.message_id, message.content, message.reply_to)
-            )
+        if self.ledger.enqueue(message.message_id, message.content, message.reply_to):
             self._touch()
         return await self._turn_result(message.message_id)
 
     @chat.validator
     def _validate_chat(self, message: ChatInput) -> None:
-        if self.deleting:
-            raise ApplicationError("agent is being deleted", type="FailedPrecondition")
+        self._refuse_if_deleting()
         if not message.message_id:
             raise ValueError("message_id is required")
-        if not message.content.strip() and self._find_turn(message.message_id) is None:
+        if not message.content.strip() and self.ledger.find(message.message_id) is None:
             raise ValueError("content is empty")
 
     @workflow.update
@@ -350,62 +336,42 @@ class AgentWorkflow:
         """The events of a turn once it has ended (at once if it already has)."""
         return await self._turn_result(message_id)
 
-    async def _turn_result(self, message_id: str) -> TurnResult:
-        await workflow.wait_condition(lambda: self._turn_ended(message_id))
-        turn = self._find_turn(message_id)
-        if turn is None:
-            raise ApplicationError(
-                "the agent was deleted before this message was answered", type="FailedPrecondition"
-            )
-        return TurnResult(
-            message_id,
-            self._events_between(turn.first_seq, turn.last_seq),
-            turn.first_seq,
-            turn.last_seq,
-            self.state.archived_through,
-        )
-
     @wait_turn.validator
     def _validate_wait_turn(self, message_id: str) -> None:
-        if self._find_turn(message_id) is None and not any(
-            p.message_id == message_id for p in self.state.queue
-        ):
+        if not self.ledger.is_known(message_id):
             raise ValueError(f"no message {message_id!r}")
 
     @workflow.update
     def control(self, command: str) -> str:
         """pause, resume, cancel (the turn in progress) or retry (the last failed turn)."""
-        if command == "pause" and not self.state.paused:
+        if command == Command.PAUSE and not self.state.paused:
             self.state.paused = True
-            self._notice(PAUSED, "paused: new messages wait until resume")
+            self._notice(Notice.PAUSED, "paused: new messages wait until resume")
             if self.current is None:
-                self._set_status(PAUSED)
-        elif command == "resume" and self.state.paused:
+                self._set_status(AgentStatus.PAUSED)
+        elif command == Command.RESUME and self.state.paused:
             self.state.paused = False
-            self._notice("resumed", "resumed")
+            self._notice(Notice.RESUMED, "resumed")
             if self.current is None:
-                self._set_status(IDLE)
-        elif command == "cancel" and self.llm_call is not None:
+                self._set_status(AgentStatus.IDLE)
+        elif command == Command.CANCEL and self.llm_call is not None:
             self.llm_call.cancel()
-        elif command == "retry":
-            failed = next(
-                (t for t in reversed(self.state.turns) if t.outcome in (FAILED, CANCELLED)), None
-            )
-            if failed is None:
-                raise ApplicationError("no failed turn to retry", type="FailedPrecondition")
-            retries = sum(1 for t in self.state.turns if t.message_id.startswith(failed.message_id))
-            self.state.queue.append(
-                PendingMessage(f"{failed.message_id}#retry{retries}", failed.user, failed.reply_to)
-            )
+        elif command == Command.RETRY:
+            try:
+                self.ledger.enqueue_retry()
+            except NothingToRetry as err:
+                # Refused by the validator now; kept for histories in which it was accepted.
+                raise ApplicationError(str(err), type=ErrorType.FAILED_PRECONDITION) from None
         self._touch()
         return self.state.status
 
     @control.validator
     def _validate_control(self, command: str) -> None:
-        if command not in ("pause", "resume", "cancel", "retry"):
+        if command not in set(Command):
             raise ValueError(f"unknown command {command!r}")
-        if self.deleting:
-            raise ApplicationError("agent is being deleted", type="FailedPrecondition")
+        self._refuse_if_deleting()
+        if command == Command.RETRY and self.ledger.last_failed() is None:
+            raise ApplicationError("no failed turn to retry", type=ErrorType.FAILED_PRECONDITION)
 
     @workflow.update
     def edit(self, edit: EditInput) -> str:
@@ -428,17 +394,16 @@ class AgentWorkflow:
         if edit.max_context_tokens is not None:
             spec.max_context_tokens = edit.max_context_tokens
             spec.config["maxContextTokens"] = edit.max_context_tokens
-        now = workflow.now().timestamp()
+        now = self._now()
         for name, content in edit.memory.items():
             memory.write(self.state.notes, name, content, now)
-        self._notice("edited", edit.description or f"edited {', '.join(changed)}")
+        self._notice(Notice.EDITED, edit.description or f"edited {', '.join(changed)}")
         self._touch()
         return self.state.status
 
     @edit.validator
     def _validate_edit(self, edit: EditInput) -> None:
-        if self.deleting:
-            raise ApplicationError("agent is being deleted", type="FailedPrecondition")
+        self._refuse_if_deleting()
         # Try the notes on a copy: an edit is applied whole or not at all.
         trial = [MemoryNote(n.name, n.content) for n in self.state.notes]
         for name, content in edit.memory.items():
@@ -450,7 +415,7 @@ class AgentWorkflow:
     @workflow.signal
     def delete(self) -> None:
         """End the agent: stop the turn in progress and drop queued messages."""
-        self.deleting = True
+        self.ledger.deleting = True
         if self.llm_call is not None:
             self.llm_call.cancel()
 
@@ -468,8 +433,7 @@ class AgentWorkflow:
             status=s.status,
             created_at=s.created_at,
             updated_at=s.updated_at,
-            completed_turns=s.archived_completed_turns
-            + sum(1 for t in s.turns if t.outcome == COMPLETED),
+            completed_turns=self.ledger.completed_turns(),
             tokens_used=s.tokens_used,
             busy_seconds=s.busy_seconds,
             queued_messages=len(s.queue),
@@ -478,14 +442,13 @@ class AgentWorkflow:
             tool_calls=s.tool_calls,
         )
 
-    @workflow.query
+    @workflow.query(name=Query.EVENTS_SINCE)
     def events_since(self, seq: int) -> EventsPage:
-        events = [e for e in self.state.events if e.seq > seq]
         in_flight = None
         if self.current is not None:
             t = self.current
             in_flight = InFlight(t.message_id, t.reply_to, t.first_seq)
-        return EventsPage(events, in_flight, self.state.archived_through)
+        return EventsPage(self.log.since(seq), in_flight, self.state.archived_through)
 
     @workflow.query
     def history(self) -> HistoryPage:
@@ -493,47 +456,55 @@ class AgentWorkflow:
 
     # --- helpers --------------------------------------------------------------------------
 
-    def _emit(
-        self, kind: str, text: str, code: str = "", message_id: str = "", call_id: str = ""
-    ) -> Event:
-        event = Event(
-            self.state.next_seq, kind, text, code, message_id, workflow.now().timestamp(), call_id
+    async def _turn_result(self, message_id: str) -> TurnResult:
+        await workflow.wait_condition(lambda: self.ledger.has_ended(message_id))
+        turn = self.ledger.find(message_id)
+        if turn is None:
+            raise ApplicationError(
+                "the agent was deleted before this message was answered",
+                type=ErrorType.FAILED_PRECONDITION,
+            )
+        return TurnResult(
+            message_id=message_id,
+            events=self.log.between(turn.first_seq, turn.last_seq),
+            first_seq=turn.first_seq,
+            last_seq=turn.last_seq,
+            archived_through=self.state.archived_through,
         )
-        self.state.events.append(event)
-        self.state.next_seq += 1
+
+    def _refuse_if_deleting(self) -> None:
+        if self.ledger.deleting:
+            raise ApplicationError("agent is being deleted", type=ErrorType.FAILED_PRECONDITION)
+
+    def _emit(
+        self, kind: EventKind, *, text: str = "", code: str = "", message_id: str = ""
+    ) -> Event:
+        event = self.log.emit(
+            kind=kind, text=text, code=code, message_id=message_id, now=self._now()
+        )
         self._touch()
         return event
 
-    def _notice(self, status: str, text: str) -> None:
+    def _notice(self, status: Notice, text: str) -> None:
+        """A status notice now, or after the turn in progress so its events stay together."""
         if self.current is None:
-            self._emit(STATUS, text, status)
+            self.log.notice(status, text, now=self._now())
+            self._touch()
         else:
             self.deferred.append((status, text))
 
-    def _set_status(self, status: str) -> None:
+    def _set_status(self, status: AgentStatus) -> None:
         if status != self.state.status:
             self.state.status = status
             workflow.upsert_search_attributes([STATUS_ATTRIBUTE.value_set(status)])
         self._touch()
 
     def _touch(self) -> None:
-        self.state.updated_at = workflow.now().timestamp()
+        self.state.updated_at = self._now()
 
-    def _find_turn(self, message_id: str) -> Turn | None:
-        for turn in reversed(self.state.turns):
-            if turn.message_id == message_id:
-                return turn
-        return None
-
-    def _turn_ended(self, message_id: str) -> bool:
-        turn = self._find_turn(message_id)
-        if turn is not None:
-            return bool(turn.outcome)
-        # A queued message dropped by delete will never run.
-        return self.deleting and not any(p.message_id == message_id for p in self.state.queue)
-
-    def _events_between(self, first: int, last: int) -> list[Event]:
-        return [e for e in self.state.events if first <= e.seq <= last]
+    @staticmethod
+    def _now() -> float:
+        return workflow.now().timestamp()
 
 
 def _failed_result(err: ActivityError) -> LLMResult:
@@ -546,10 +517,10 @@ def _failed_result(err: ActivityError) -> LLMResult:
         details = tuple(cause.last_heartbeat_details)
     pieces = [StreamPiece(**p) if isinstance(p, dict) else p for p in _first_list(details)]
     if isinstance(cause, CancelledError):
-        return LLMResult(CANCELLED, pieces, "CANCELLED", "turn cancelled")
-    code = cause.type if isinstance(cause, ApplicationError) and cause.type else "LLM_ERROR"
+        return LLMResult(TurnOutcome.CANCELLED, pieces, ErrorCode.CANCELLED, "turn cancelled")
+    code = cause.type if isinstance(cause, ApplicationError) and cause.type else ErrorCode.LLM_ERROR
     message = cause.message if isinstance(cause, FailureError) else err.message
-    return LLMResult(FAILED, pieces, code, message)
+    return LLMResult(TurnOutcome.FAILED, pieces, code, message)
 
 
 def _first_list(details: tuple[object, ...]) -> list[StreamPiece | dict[str, str]]:

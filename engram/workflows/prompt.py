@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from engram.vocabulary import TurnOutcome
 from engram.workflows.memory import notes_section
 from engram.workflows.tokens import TextCounter, estimated
-from engram.workflows.types import COMPLETED, AgentSpec, ChatMessage, MemoryNote, Turn
+from engram.workflows.types import AgentSpec, ChatMessage, MemoryNote, Turn
 
 # A few tokens of chat-template overhead per message, on top of its content's.
 TOKENS_PER_MESSAGE = 4
@@ -43,7 +44,7 @@ def turn_messages(turns: list[Turn]) -> list[ChatMessage]:
     """Completed turns as user/assistant pairs; failed and cancelled turns leave nothing."""
     messages: list[ChatMessage] = []
     for turn in turns:
-        if turn.outcome == COMPLETED:
+        if turn.outcome == TurnOutcome.COMPLETED:
             messages += [ChatMessage("user", turn.user), ChatMessage("assistant", turn.reply)]
     return messages
 
@@ -73,14 +74,22 @@ def build_prompt(
     budget = context_budget(spec) - estimate_tokens(tail, count)
     if head is not None:
         budget -= estimate_tokens(head, count)
-    kept: list[ChatMessage] = []
-    # Walk back a user/assistant pair at a time so a reply never loses its question.
-    history = turn_messages(turns)
-    for i in range(len(history) - 2, -1, -2):
-        pair = history[i : i + 2]
-        cost = sum(estimate_tokens(m, count) for m in pair)
-        if cost > budget:
+    kept = turns[len(turns) - newest_that_fit(turns, budget, count) :]
+    return ([head] if head else []) + turn_messages(kept) + [tail]
+
+
+def turn_tokens(turn: Turn, count: TextCounter = estimated) -> int:
+    """What a turn adds to a prompt (nothing, if it did not complete)."""
+    return sum(estimate_tokens(m, count) for m in turn_messages([turn]))
+
+
+def newest_that_fit(turns: list[Turn], room: int, count: TextCounter = estimated) -> int:
+    """How many of the newest turns fit in `room` tokens, walking back a whole turn at a time
+    (so a reply never loses its question) and stopping at the first that does not fit."""
+    used = kept = 0
+    for turn in reversed(turns):
+        used += turn_tokens(turn, count)
+        if used > room:
             break
-        budget -= cost
-        kept[:0] = pair
-    return ([head] if head else []) + kept + [tail]
+        kept += 1
+    return kept

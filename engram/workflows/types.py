@@ -9,25 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# Kinds of Event, mirroring the ServerMessage payloads Engram emits.
-USER_MESSAGE = "user_message"
-STATUS = "status"
-TEXT = "text"
-FINAL_ANSWER = "final_answer"
-ERROR = "error"
-TOOL_CALL = "tool_call"
-TOOL_RESULT = "tool_result"
+from engram.vocabulary import AgentStatus, EventKind, TurnOutcome
 
-# Agent statuses (Agent.status, the EngramStatus search attribute).
-IDLE = "idle"
-THINKING = "thinking"
-PAUSED = "paused"
-DELETED = "deleted"
-
-# Turn outcomes.
-COMPLETED = "completed"
-FAILED = "failed"
-CANCELLED = "cancelled"
+# Old flat names, kept while the last modules move to engram.vocabulary.
+USER_MESSAGE, STATUS, TEXT = EventKind.USER_MESSAGE, EventKind.STATUS, EventKind.TEXT
+FINAL_ANSWER, ERROR = EventKind.FINAL_ANSWER, EventKind.ERROR
+TOOL_CALL, TOOL_RESULT, RESTART = EventKind.TOOL_CALL, EventKind.TOOL_RESULT, EventKind.RESTART
+IDLE, THINKING, PAUSED, DELETED = (
+    AgentStatus.IDLE,
+    AgentStatus.THINKING,
+    AgentStatus.PAUSED,
+    AgentStatus.DELETED,
+)
+COMPLETED, FAILED, CANCELLED = TurnOutcome.COMPLETED, TurnOutcome.FAILED, TurnOutcome.CANCELLED
 
 
 @dataclass
@@ -46,15 +40,16 @@ class AgentSpec:
     max_context_tokens: int = 0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Event:
     """One message of the agent's stream; `seq` is its ServerMessage.sequence_id."""
 
     seq: int
+    # An EventKind.
     kind: str
     text: str = ""
-    # The status name for STATUS, the error code for ERROR, the tool's name for TOOL_CALL,
-    # "error" for a TOOL_RESULT that is one.
+    # The Notice for STATUS, the ErrorCode for ERROR, the tool's name for TOOL_CALL, TOOL_ERROR
+    # for a TOOL_RESULT that is an error.
     code: str = ""
     message_id: str = ""
     ts: float = 0.0
@@ -102,7 +97,7 @@ class AgentState:
     spec: AgentSpec
     created_at: float
     updated_at: float = 0.0
-    status: str = IDLE
+    status: str = AgentStatus.IDLE
     paused: bool = False
     next_seq: int = 1
     events: list[Event] = field(default_factory=list)
@@ -146,7 +141,7 @@ class EditInput:
     description: str = ""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TurnResult:
     """Every event of one turn, from its user message to its final answer or error.
 
@@ -177,7 +172,7 @@ class EventsPage:
     archived_through: int = 0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class AgentInfo:
     spec: AgentSpec
     status: str
@@ -254,12 +249,10 @@ class LLMRequest:
 class StreamPiece:
     """A message the activity published: TEXT, a STATUS notice, or RESTART (a regenerated reply)."""
 
+    # TEXT, STATUS or RESTART (an EventKind).
     kind: str
     text: str
     code: str = ""
-
-
-RESTART = "restart"
 
 
 @dataclass

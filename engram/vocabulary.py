@@ -1,0 +1,138 @@
+"""Every name that crosses a boundary: what a client can receive, what history records.
+
+The one place to read to learn which messages an agent sends and in which states it can be. Each
+enum is a `StrEnum`, equal to the plain string it names, so the values written to workflow history,
+the transcript store and the wire are the same strings as before these enums existed, and
+recorded histories replay unchanged. Add a member here before using a new string anywhere.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from temporalio.common import SearchAttributeKey
+
+
+class EventKind(StrEnum):
+    """Kinds of stream event (`Event.kind`), one per `ServerMessage` payload Engram emits."""
+
+    USER_MESSAGE = "user_message"
+    """The user's input, now durably recorded: the first message of every turn."""
+    STATUS = "status"
+    """A notice (`Notice`): `Event.code` names it, `Event.text` says it for people."""
+    TEXT = "text"
+    """A piece of the reply, as the model produces it."""
+    FINAL_ANSWER = "final_answer"
+    """The whole reply: the last message of a turn that completed."""
+    ERROR = "error"
+    """Why a turn failed (`Event.code` is an `ErrorCode`): the last message of a failed turn."""
+    TOOL_CALL = "tool_call"
+    """The model called a tool: `Event.code` names it, `Event.text` holds the arguments JSON."""
+    TOOL_RESULT = "tool_result"
+    """A tool's answer to the call with the same `call_id`; `Event.code` is `TOOL_ERROR` if it
+    failed."""
+    RESTART = "restart"
+    """Only inside the LLM activity's stream: an earlier attempt's text is void. Clients see it as
+    the status notice `Notice.RESTARTING`."""
+
+
+class Notice(StrEnum):
+    """`status` notices (`ServerMessage.status.status`)."""
+
+    THINKING = "thinking"
+    """A turn has started; the LLM is being called (message: the model's name)."""
+    PAUSED = "paused"
+    """The agent was paused: new messages wait until it is resumed."""
+    RESUMED = "resumed"
+    """The agent was resumed and answers what waited."""
+    EDITED = "edited"
+    """The agent's goal, instructions, settings or notes were changed by an Edit."""
+    RESTARTING = "restarting"
+    """The reply restarts from the beginning (a retried LLM call): discard the text shown so far."""
+    MODEL_SUBSTITUTED = "model_substituted"
+    """Another model answers for the one the agent names (the local fallback); said once."""
+
+
+class AgentStatus(StrEnum):
+    """`Agent.status`, and the `EngramStatus` search attribute operators filter on."""
+
+    IDLE = "idle"
+    """Waiting for a message."""
+    THINKING = "thinking"
+    """A turn is in progress."""
+    PAUSED = "paused"
+    """Paused: messages queue until resume."""
+    DELETED = "deleted"
+    """Ended by DeleteAgent; its transcript stays readable."""
+
+
+class TurnOutcome(StrEnum):
+    """How a turn ended (`Turn.outcome`); empty while it runs."""
+
+    COMPLETED = "completed"
+    """The model answered; the reply is part of the agent's memory."""
+    FAILED = "failed"
+    """The LLM call failed; nothing of the turn is remembered. Retry runs it again."""
+    CANCELLED = "cancelled"
+    """Cancelled by a client; the partial reply is discarded. Retry runs it again."""
+
+
+class Command(StrEnum):
+    """Controls a client sends (Chat stream or ControlAgent), the `control` update's argument."""
+
+    PAUSE = "pause"
+    """Hold new messages in the queue."""
+    RESUME = "resume"
+    """Answer what waited, and new messages again."""
+    CANCEL = "cancel"
+    """Stop the turn in progress; the LLM request is cut off."""
+    RETRY = "retry"
+    """Queue the last failed or cancelled turn again, as `<message id>#retry<n>`."""
+
+
+class ErrorType(StrEnum):
+    """`ApplicationError.type`s the workflow raises to the gateway, which maps each to a status."""
+
+    FAILED_PRECONDITION = "FailedPrecondition"
+    """The agent is not in a state to do this (deleted, nothing to retry): FAILED_PRECONDITION."""
+    ACCEPTED_UPDATE_COMPLETED_WORKFLOW = "AcceptedUpdateCompletedWorkflow"
+    """Temporal's: the workflow ended after accepting the update (deleted mid-turn)."""
+
+
+class ErrorCode(StrEnum):
+    """`error.code` of a turn that failed."""
+
+    CANCELLED = "CANCELLED"
+    """The turn was cancelled (an outcome, shown as an error to the stream that asked for it)."""
+    LLM_ERROR = "LLM_ERROR"
+    """The LLM call failed for a reason Engram cannot name more precisely."""
+    LLM_TIMEOUT = "LLM_TIMEOUT"
+    """The endpoint did not answer, or stopped sending tokens, within the timeout."""
+    LLM_UNREACHABLE = "LLM_UNREACHABLE"
+    """Nothing answers at the endpoint's address (after a short retry budget)."""
+    LLM_UNAUTHENTICATED = "LLM_UNAUTHENTICATED"
+    """HTTP 401: the endpoint refused the API key."""
+    LLM_PERMISSION_DENIED = "LLM_PERMISSION_DENIED"
+    """HTTP 403."""
+    LLM_NOT_FOUND = "LLM_NOT_FOUND"
+    """HTTP 404: an unknown model, or a wrong base URL."""
+
+    @staticmethod
+    def http(status: int) -> str:
+        """`LLM_HTTP_<status>`: any other HTTP error (429 and 5xx after Temporal's retries)."""
+        return f"LLM_HTTP_{status}"
+
+
+TOOL_ERROR = "error"
+"""`Event.code` of a TOOL_RESULT that is an error."""
+
+
+class Query(StrEnum):
+    """Workflow queries called by name from outside the workflow's own module."""
+
+    EVENTS_SINCE = "events_since"
+    """Stored events after a sequence id, and the turn in flight."""
+
+
+STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramStatus")
+"""The agent's `AgentStatus`, kept as a search attribute so ListAgents can filter on it."""
