@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import argparse
 import os
-
-from engram.activities.llm_stream import LLMEndpoint
+from dataclasses import dataclass, field
 
 OLLAMA_URL = "http://localhost:11434/v1"
+
+
+@dataclass(frozen=True)
+class LLMEndpoint:
+    """Where the worker's LLM activities send their requests."""
+
+    base_url: str
+    # Read from the worker's environment; never part of an activity input or a log line.
+    api_key: str = field(default="", repr=False)
+    timeout: float = 60.0
+    # For a single-model server (the local fallback): every agent's turns go to this model.
+    serve_every_model_as: str = ""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

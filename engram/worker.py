@@ -17,9 +17,11 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from engram import TASK_QUEUE
 from engram.activities.archive import ArchiveActivities
-from engram.activities.llm_stream import LLMActivities, LLMEndpoint
+from engram.activities.llm_stream import LLMActivities
+from engram.llm_settings import LLMEndpoint
 from engram.transcripts import TranscriptStore
-from engram.workflows.agent_workflow import STATUS_ATTRIBUTE, AgentWorkflow
+from engram.vocabulary import STATUS_ATTRIBUTE
+from engram.workflows.agent_workflow import AgentWorkflow
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, cast
 
 import openai
@@ -20,15 +20,13 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from engram import WORKFLOW_ID_PREFIX
+from engram.activities.llm_errors import classify
 from engram.activities.relay_publisher import RelayChannels, TurnRelay, received
+from engram.llm_settings import LLMEndpoint
 from engram.messages import to_piece, to_server_message
+from engram.vocabulary import EventKind, Notice, Query, TurnOutcome
+from engram.workflows.llm_outcome import cancelled, failed, pieces_detail, stream_pieces
 from engram.workflows.types import (
-    CANCELLED,
-    COMPLETED,
-    FAILED,
-    RESTART,
-    STATUS,
-    TEXT,
     Event,
     EventsPage,
     LLMRequest,
@@ -38,26 +36,12 @@ from engram.workflows.types import (
     ToolCall,
 )
 
-# A refused connection is retried this many times (about 1.5 s with the workflow's retry policy)
-# before the turn fails: long enough to ride out an endpoint restart, short enough that a
-# misconfigured endpoint is reported at once.
-UNREACHABLE_ATTEMPTS = 3
 SUMMARY_INSTRUCTIONS = (
     "You keep the memory of a long conversation. Rewrite the summary so far to also cover the "
     "new exchanges. Keep every fact, name, number, preference and decision; drop small talk. "
     "Answer with the summary only."
 )
 HEARTBEAT_EVERY = 1.0
-
-
-@dataclass(frozen=True)
-class LLMEndpoint:
-    base_url: str
-    # Read from the worker's environment; never part of an activity input or a log line.
-    api_key: str = field(default="", repr=False)
-    timeout: float = 60.0
-    # For a single-model server (the local fallback): every agent's turns go to this model.
-    serve_every_model_as: str = ""
 
 
 class LLMActivities:
@@ -83,7 +67,7 @@ class LLMActivities:
     @activity.defn(name="stream_chat")
     async def stream_chat(self, request: LLMRequest) -> LLMResult:
         info = activity.info()
-        pieces = _pieces(info.heartbeat_details)
+        pieces = stream_pieces(info.heartbeat_details)
         if info.attempt > 1:
             pieces = await self._streamed_so_far(request, pieces)
         relay = TurnRelay(self.relay, request.reply_to)
@@ -105,7 +89,7 @@ class LLMActivities:
             relay.send(to_server_message(request.agent_id, event))
         if pieces:
             # An earlier attempt already streamed part of a reply that cannot be resumed.
-            publish(StreamPiece(RESTART, ""))
+            publish(StreamPiece(kind=EventKind.RESTART, text=""))
         model = self.endpoint.serve_every_model_as or request.model
         first_exchange = not request.tool_rounds and not any(
             m.role == "assistant" for m in request.messages
@@ -113,7 +97,7 @@ class LLMActivities:
         if model != request.model and first_exchange:
             # Told once, on the agent's first exchange, rather than on every turn.
             notice = f"model {request.model} is not available here; {model} answers instead"
-            publish(StreamPiece(STATUS, notice, "model_substituted"))
+            publish(StreamPiece(kind=EventKind.STATUS, text=notice, code=Notice.MODEL_SUBSTITUTED))
 
         heartbeats = asyncio.create_task(self._keep_alive(request, pieces, relay))
         try:
@@ -129,8 +113,8 @@ class LLMActivities:
                 refused = True
                 tokens, calls = await self._generate(request, model, publish, [])
             return LLMResult(
-                COMPLETED,
-                pieces,
+                outcome=TurnOutcome.COMPLETED,
+                pieces=pieces,
                 tokens=tokens or _count_text(pieces),
                 tool_calls=calls,
                 tools_refused=refused,
@@ -139,19 +123,13 @@ class LLMActivities:
             details = activity.cancellation_details()
             if details is None or not details.cancel_requested:
                 raise  # worker shutdown or timeout: let Temporal retry elsewhere
-            return LLMResult(CANCELLED, pieces, "CANCELLED", "turn cancelled")
-        except openai.APIConnectionError as err:
-            if isinstance(err, openai.APITimeoutError):
-                raise self._retryable("LLM_TIMEOUT", "timed out", pieces) from err
-            if info.attempt < UNREACHABLE_ATTEMPTS:
-                raise self._retryable("LLM_UNREACHABLE", "is unreachable", pieces) from err
-            return self._failed("LLM_UNREACHABLE", f"is unreachable ({_root_cause(err)})", pieces)
-        except openai.APIStatusError as err:
-            if err.status_code == 429 or err.status_code >= 500:
-                raise self._retryable(
-                    f"LLM_HTTP_{err.status_code}", _describe(err), pieces
-                ) from err
-            return self._failed(_status_code_name(err), _describe(err), pieces)
+            return cancelled(pieces)
+        except (openai.APIConnectionError, openai.APIStatusError) as err:
+            failure = classify(err, self.endpoint.base_url, info.attempt)
+            if failure.retryable:
+                raise failure.retry_error(pieces) from err
+            activity.logger.warning("turn failed: %s", failure.message)
+            return failed(pieces, failure.code, failure.message)
         finally:
             heartbeats.cancel()
             await relay.close()
@@ -191,7 +169,7 @@ class LLMActivities:
         while True:
             # Heartbeats carry cancellation back to the activity: a model that is slow to start
             # must not make a cancel wait for its first token.
-            activity.heartbeat([asdict(p) for p in pieces])
+            activity.heartbeat(pieces_detail(pieces))
             if relay.broken and self.temporal is not None:
                 # The gateway died; a client that reconnected elsewhere named its new gateway.
                 address = await self._current_reply_to(request)
@@ -204,7 +182,7 @@ class LLMActivities:
         try:
             page: EventsPage = await self.temporal.get_workflow_handle(
                 WORKFLOW_ID_PREFIX + request.agent_id
-            ).query("events_since", request.first_text_seq, result_type=EventsPage)
+            ).query(Query.EVENTS_SINCE, request.first_text_seq, result_type=EventsPage)
         except Exception as err:  # a failed lookup only delays the redirect
             activity.logger.warning("cannot read the turn's gateway: %s", err)
             return ""
@@ -252,10 +230,11 @@ class LLMActivities:
                     if choice.delta is None:
                         continue
                     if choice.delta.content:
-                        publish(StreamPiece(TEXT, choice.delta.content))
+                        publish(StreamPiece(kind=EventKind.TEXT, text=choice.delta.content))
                     for fragment in choice.delta.tool_calls or []:
                         call = calls.setdefault(
-                            fragment.index, ToolCall(f"call_{fragment.index}", "", "")
+                            fragment.index,
+                            ToolCall(call_id=f"call_{fragment.index}", name="", arguments=""),
                         )
                         call.call_id = fragment.id or call.call_id
                         if fragment.function is not None:
@@ -264,15 +243,6 @@ class LLMActivities:
                 # A fast model's chunks arrive already buffered: let the relay send between them.
                 await asyncio.sleep(0)
         return tokens, [calls[i] for i in sorted(calls)]
-
-    def _failed(self, code: str, what: str, pieces: list[StreamPiece]) -> LLMResult:
-        message = f"LLM endpoint {self.endpoint.base_url} {what}"
-        activity.logger.warning("turn failed: %s", message)
-        return LLMResult(FAILED, pieces, code, message)
-
-    def _retryable(self, code: str, what: str, pieces: list[StreamPiece]) -> ApplicationError:
-        message = f"LLM endpoint {self.endpoint.base_url} {what}"
-        return ApplicationError(message, [asdict(p) for p in pieces], type=code)
 
 
 def _chat_messages(request: LLMRequest) -> list[ChatCompletionMessageParam]:
@@ -301,34 +271,5 @@ def _chat_messages(request: LLMRequest) -> list[ChatCompletionMessageParam]:
     return cast(list[ChatCompletionMessageParam], messages)
 
 
-def _pieces(details: Any) -> list[StreamPiece]:
-    if details and isinstance(details[0], list):
-        return [StreamPiece(**p) for p in details[0]]
-    return []
-
-
 def _count_text(pieces: list[StreamPiece]) -> int:
-    return sum(1 for p in pieces if p.kind == TEXT)
-
-
-def _status_code_name(err: openai.APIStatusError) -> str:
-    names = {401: "LLM_UNAUTHENTICATED", 403: "LLM_PERMISSION_DENIED", 404: "LLM_NOT_FOUND"}
-    return names.get(err.status_code, f"LLM_HTTP_{err.status_code}")
-
-
-def _describe(err: openai.APIStatusError) -> str:
-    body = err.body
-    detail = ""
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        detail = str(inner.get("message", "")) if isinstance(inner, dict) else str(inner)
-    hint = {401: " (check ENGRAM_LLM_API_KEY)", 404: " (unknown model or wrong base URL)"}
-    return (
-        f"answered HTTP {err.status_code}: {detail or err.message}{hint.get(err.status_code, '')}"
-    )
-
-
-def _root_cause(err: BaseException) -> str:
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return str(err) or type(err).__name__
+    return sum(1 for p in pieces if p.kind == EventKind.TEXT)

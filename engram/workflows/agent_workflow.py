@@ -14,9 +14,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
-    CancelledError,
-    FailureError,
-    TimeoutError,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -26,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
         STATUS_ATTRIBUTE,
         AgentStatus,
         Command,
-        ErrorCode,
         ErrorType,
         EventKind,
         Notice,
@@ -36,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from engram.workflows import memory
     from engram.workflows.events import EventLog
     from engram.workflows.ledger import NothingToRetry, TurnLedger
+    from engram.workflows.llm_outcome import LLM_RETRY, failed_result
     from engram.workflows.prompt import (
         build_prompt,
         context_budget,
@@ -63,7 +60,6 @@ with workflow.unsafe.imports_passed_through():
         LLMRequest,
         LLMResult,
         MemoryNote,
-        StreamPiece,
         SummaryRequest,
         ToolCall,
         ToolRound,
@@ -75,13 +71,6 @@ with workflow.unsafe.imports_passed_through():
 EVENTS_IN_STATE = 500
 # Rounds of tool use in one turn; the last call offers no tools, so the model must answer.
 MAX_TOOL_ROUNDS = 3
-
-LLM_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=5,
-)
 
 
 @workflow.defn(name="AgentWorkflow")
@@ -313,7 +302,7 @@ class AgentWorkflow:
         try:
             return await self.llm_call
         except ActivityError as err:
-            return _failed_result(err)
+            return failed_result(err)
 
     # --- handlers: each with its validator ------------------------------------------------
 
@@ -505,25 +494,3 @@ class AgentWorkflow:
     @staticmethod
     def _now() -> float:
         return workflow.now().timestamp()
-
-
-def _failed_result(err: ActivityError) -> LLMResult:
-    """Turn an activity failure into a failed turn, keeping what the attempt already streamed."""
-    cause = err.cause
-    details: tuple[object, ...] = ()
-    if isinstance(cause, (ApplicationError, CancelledError)):
-        details = tuple(cause.details)
-    elif isinstance(cause, TimeoutError):
-        details = tuple(cause.last_heartbeat_details)
-    pieces = [StreamPiece(**p) if isinstance(p, dict) else p for p in _first_list(details)]
-    if isinstance(cause, CancelledError):
-        return LLMResult(TurnOutcome.CANCELLED, pieces, ErrorCode.CANCELLED, "turn cancelled")
-    code = cause.type if isinstance(cause, ApplicationError) and cause.type else ErrorCode.LLM_ERROR
-    message = cause.message if isinstance(cause, FailureError) else err.message
-    return LLMResult(TurnOutcome.FAILED, pieces, code, message)
-
-
-def _first_list(details: tuple[object, ...]) -> list[StreamPiece | dict[str, str]]:
-    if details and isinstance(details[0], list):
-        return details[0]
-    return []
