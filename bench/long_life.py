@@ -25,8 +25,9 @@ from temporalio.client import Client
 
 from bench.run import RESULTS, Bench, model, summary
 from engram import WORKFLOW_ID_PREFIX
+from engram.vocabulary import TurnOutcome
 from engram.workflows.prompt import build_prompt
-from engram.workflows.types import COMPLETED, AgentSpec, Turn
+from engram.workflows.types import AgentSpec, Turn
 from tests.engine import Engine, free_port
 
 SAMPLES = 40
@@ -50,7 +51,9 @@ class LongLife:
         elapsed = time.perf_counter() - start
         self.latencies.append(elapsed)
         # The client's view of the conversation, for the baseline's prompt.
-        self.turns.append(Turn(str(len(self.turns)), text, outcome=COMPLETED, reply="tok " * 20))
+        self.turns.append(
+            Turn(str(len(self.turns)), text, outcome=TurnOutcome.COMPLETED, reply="tok " * 20)
+        )
         return elapsed
 
     async def direct(self, text: str) -> float:

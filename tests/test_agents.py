@@ -5,9 +5,10 @@ from __future__ import annotations
 from google.protobuf.struct_pb2 import Struct
 
 from engram.v1 import agent_pb2, agent_pb2_grpc
+from engram.vocabulary import TurnOutcome
 from engram.workflows.prompt import build_prompt, estimate_tokens
 from engram.workflows.tokens import cl100k, has_tokenizer
-from engram.workflows.types import COMPLETED, FAILED, AgentSpec, ChatMessage, Turn
+from engram.workflows.types import AgentSpec, ChatMessage, Turn
 from tests.conftest import chat, create_agent, unique
 from tests.fake_llm import FakeLLM
 
@@ -101,9 +102,9 @@ def test_budget_of_an_openai_agent_counts_real_tokens(
 def test_prompt_keeps_pairs_and_skips_failed_turns() -> None:
     spec = AgentSpec(agent_id="a", goal="Win.", model="m", system_prompt="Be brief.")
     turns = [
-        Turn("1", "q1", outcome=COMPLETED, reply="a1"),
-        Turn("2", "q2", outcome=FAILED, error="boom"),
-        Turn("3", "q3", outcome=COMPLETED, reply="a3"),
+        Turn("1", "q1", outcome=TurnOutcome.COMPLETED, reply="a1"),
+        Turn("2", "q2", outcome=TurnOutcome.FAILED, error="boom"),
+        Turn("3", "q3", outcome=TurnOutcome.COMPLETED, reply="a3"),
     ]
     prompt = build_prompt(spec, turns, "q4")
     assert [(m.role, m.content) for m in prompt] == [

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from engram.transcripts import TranscriptStore, open_transcript_store
-from engram.workflows.types import COMPLETED, Event, Turn
+from engram.vocabulary import TurnOutcome
+from engram.workflows.types import Event, Turn
 from tests.postgres import PostgresServer
 
 
@@ -51,7 +52,8 @@ def test_events_in_order_and_idempotent(store: TranscriptStore) -> None:
 def test_turns_in_order_and_idempotent(store: TranscriptStore) -> None:
     agent = uuid.uuid4().hex
     turns = [
-        Turn(f"m-{i}", f"question {i}", outcome=COMPLETED, reply=f"answer {i}") for i in range(6)
+        Turn(f"m-{i}", f"question {i}", outcome=TurnOutcome.COMPLETED, reply=f"answer {i}")
+        for i in range(6)
     ]
     store.append_turns(agent, 3, turns[3:])
     store.append_turns(agent, 0, turns[:4])

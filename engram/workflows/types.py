@@ -9,19 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engram.vocabulary import AgentStatus, EventKind, TurnOutcome
-
-# Old flat names, kept while the last modules move to engram.vocabulary.
-USER_MESSAGE, STATUS, TEXT = EventKind.USER_MESSAGE, EventKind.STATUS, EventKind.TEXT
-FINAL_ANSWER, ERROR = EventKind.FINAL_ANSWER, EventKind.ERROR
-TOOL_CALL, TOOL_RESULT, RESTART = EventKind.TOOL_CALL, EventKind.TOOL_RESULT, EventKind.RESTART
-IDLE, THINKING, PAUSED, DELETED = (
-    AgentStatus.IDLE,
-    AgentStatus.THINKING,
-    AgentStatus.PAUSED,
-    AgentStatus.DELETED,
-)
-COMPLETED, FAILED, CANCELLED = TurnOutcome.COMPLETED, TurnOutcome.FAILED, TurnOutcome.CANCELLED
+from engram.vocabulary import AgentStatus, EventKind
 
 
 @dataclass
@@ -270,6 +258,6 @@ class LLMResult:
         """The text after the last restart: what the model finally said."""
         start = 0
         for i, piece in enumerate(self.pieces):
-            if piece.kind == RESTART:
+            if piece.kind == EventKind.RESTART:
                 start = i + 1
-        return "".join(p.text for p in self.pieces[start:] if p.kind == TEXT)
+        return "".join(p.text for p in self.pieces[start:] if p.kind == EventKind.TEXT)
