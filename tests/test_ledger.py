@@ -91,3 +91,13 @@ def test_forgetting_the_oldest_turns_keeps_the_counts() -> None:
     assert [t.message_id for t in old] == ["m0", "m1"]
     assert book.state.archived_turns == 2 and book.state.archived_completed_turns == 1
     assert book.completed_turns() == 2 and book.find("m0") is None
+
+
+def test_two_retries_asked_while_paused_are_two_turns() -> None:
+    book = ledger()
+    book.enqueue("x", "boom")
+    run(book, TurnOutcome.FAILED)
+    book.state.paused = True
+    assert book.enqueue_retry() == "x#retry1"
+    assert book.enqueue_retry() == "x#retry2"
+    assert [p.message_id for p in book.state.queue] == ["x#retry1", "x#retry2"]

@@ -81,6 +81,10 @@ class TurnLedger:
             raise NothingToRetry("no failed turn to retry")
         tries = sum(1 for t in self.state.turns if t.message_id.startswith(failed.message_id))
         message_id = f"{failed.message_id}{RETRY_SUFFIX}{tries}"
+        # A retry still queued (asked twice while paused) holds that id: take the next one.
+        while self.is_known(message_id):
+            tries += 1
+            message_id = f"{failed.message_id}{RETRY_SUFFIX}{tries}"
         self.state.queue.append(PendingMessage(message_id, failed.user, failed.reply_to))
         return message_id
 
