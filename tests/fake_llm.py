@@ -7,6 +7,7 @@ record of every request it was sent. Run it alone with `python tests/fake_llm.py
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import sys
@@ -34,10 +35,63 @@ def default_reply(messages: Messages) -> str:
 
 @dataclass
 class ToolUse:
-    """A reply that calls tools: `text` first, then each (name, arguments JSON) call."""
+    """A reply that calls tools: `text` first, then each (name, arguments JSON) call.
+
+    Each call's arguments are streamed in `fragments` pieces, as OpenAI does; `call_ids`, when
+    given, are the calls' ids (else fresh ones).
+    """
 
     calls: list[tuple[str, str]]
     text: str = ""
+    fragments: int = 2
+    call_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Reasoning:
+    """A reply that thinks first: `reasoning` streams as `reasoning_content` deltas (as vLLM and
+    DeepSeek send them), then `reply` as usual."""
+
+    reasoning: str
+    reply: str | ToolUse = ""
+
+
+Reply = str | ToolUse | Reasoning
+
+
+class Script:
+    """Replies scripted for one test, one per request, in order; then `then` answers.
+
+        llm.reply = Script(ToolUse([("current_time", '{"timezone": "UTC"}')]), "It is noon.")
+
+    `replies` may also be functions of the messages, for a reply that depends on a tool's result.
+    """
+
+    def __init__(
+        self,
+        *replies: Reply | Callable[[Messages], Reply],
+        then: Callable[[Messages], Reply] | None = None,
+    ) -> None:
+        self.replies = list(replies)
+        self.then = then or default_reply
+        self.lock = threading.Lock()
+
+    def __call__(self, messages: Messages) -> Reply:
+        with self.lock:
+            reply = self.replies.pop(0) if self.replies else self.then
+        return reply(messages) if callable(reply) else reply
+
+    @property
+    def remaining(self) -> int:
+        with self.lock:
+            return len(self.replies)
+
+
+def split_fragments(text: str, count: int) -> list[str]:
+    """`text` in `count` consecutive pieces (some empty if it is short), joined back as it was."""
+    count = max(1, count)
+    bounds = [len(text) * k // count for k in range(count + 1)]
+    return [text[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def note_taker(messages: list[dict[str, Any]]) -> str | ToolUse:
@@ -86,7 +140,7 @@ class Failure:
 class FakeLLM:
     ttft: float = 0.0  # seconds before the first token
     token_delay: float = 0.0  # seconds between tokens
-    reply: Callable[[Messages], str | ToolUse] = default_reply
+    reply: Callable[[Messages], Reply] = default_reply
     models: set[str] | None = None  # None: every model exists
     refuse_tools: bool = False  # answer 400 to a request offering tools, as some Ollama models do
     api_key: str | None = None  # None: no key needed
@@ -197,18 +251,23 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             scenario = Scenario.from_model(str(body.get("model", "")))
             if scenario is None:
                 scenario = Scenario(fake.ttft, fake.token_delay, None)
-            reply = (
+            reply: Reply = (
                 "tok " * scenario.tokens
                 if scenario.tokens is not None
                 else fake.reply(body.get("messages", []))
             )
+            reasoning = ""
+            if isinstance(reply, Reasoning):
+                reasoning, reply = reply.reasoning, reply.reply
             tool_use = reply if isinstance(reply, ToolUse) else ToolUse([], reply)
             if body.get("stream"):
-                self._stream(body, tool_use, scenario)
+                self._stream(body, tool_use, scenario, reasoning)
             else:
-                self._json(200, _completion(body, tool_use.text))
+                self._json(200, _completion(body, tool_use, reasoning))
 
-        def _stream(self, body: dict[str, Any], reply: ToolUse, scenario: Scenario) -> None:
+        def _stream(
+            self, body: dict[str, Any], reply: ToolUse, scenario: Scenario, reasoning: str = ""
+        ) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
@@ -221,28 +280,35 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                 "model": body.get("model", ""),
             }
             tokens = tokens_of(reply.text) if reply.text or not reply.calls else []
+            # Reasoning first, as its own deltas; the role comes with the very first delta.
+            deltas = [("reasoning_content", t) for t in (tokens_of(reasoning) if reasoning else [])]
+            deltas += [("content", t) for t in tokens]
             try:
                 time.sleep(scenario.ttft)
-                for i, token in enumerate(tokens):
+                for i, (key, token) in enumerate(deltas):
                     if i and scenario.token_delay:
                         time.sleep(scenario.token_delay)
-                    delta = (
-                        {"role": "assistant", "content": token} if i == 0 else {"content": token}
-                    )
+                    delta = {"role": "assistant", key: token} if i == 0 else {key: token}
                     self._event(
                         {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
                     )
                 for i, (name, arguments) in enumerate(reply.calls):
                     # As OpenAI streams them: id and name first, the arguments in fragments.
-                    half = len(arguments) // 2
+                    call_id = (
+                        reply.call_ids[i]
+                        if i < len(reply.call_ids)
+                        else f"call_{i}_{time.monotonic_ns()}"
+                    )
                     fragments: list[dict[str, Any]] = [
                         {
-                            "id": f"call_{i}_{time.monotonic_ns()}",
+                            "id": call_id,
                             "type": "function",
                             "function": {"name": name, "arguments": ""},
                         },
-                        {"function": {"arguments": arguments[:half]}},
-                        {"function": {"arguments": arguments[half:]}},
+                    ]
+                    fragments += [
+                        {"function": {"arguments": piece}}
+                        for piece in split_fragments(arguments, reply.fragments)
                     ]
                     for fragment in fragments:
                         call_delta = {"tool_calls": [{"index": i, **fragment}]}
@@ -292,15 +358,26 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _completion(body: dict[str, Any], text: str) -> dict[str, Any]:
+def _completion(body: dict[str, Any], reply: ToolUse, reasoning: str = "") -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    if reply.calls:
+        message["tool_calls"] = [
+            {
+                "id": reply.call_ids[i] if i < len(reply.call_ids) else f"call_{i}",
+                "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            }
+            for i, (name, arguments) in enumerate(reply.calls)
+        ]
+    finish = "tool_calls" if reply.calls else "stop"
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", ""),
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-        ],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
     }
 
 

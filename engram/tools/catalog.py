@@ -1,0 +1,29 @@
+"""The catalog: the tools a worker offers, as agents are given them.
+
+Each worker publishes its catalog to the shared store when it starts; gateways read it to resolve
+the tool names in CreateAgent and Edit, and to answer ListTools.
+"""
+
+from __future__ import annotations
+
+from engram.tools import ToolCatalog, ToolDescription
+from engram.vocabulary import ToolKind
+from engram.workflows.types import AgentTool
+
+
+def agent_tool(description: ToolDescription) -> AgentTool:
+    policy = description.policy
+    return AgentTool(
+        name=description.name,
+        # MCP tools are named `<server>__<tool>`; worker tools may not contain `__`.
+        kind=ToolKind.MCP if "__" in description.name else ToolKind.WORKER,
+        function=description.function,
+        timeout_seconds=policy.timeout_seconds,
+        retries=policy.retries,
+        requires_confirmation=policy.requires_confirmation,
+        read_only=policy.read_only,
+    )
+
+
+def agent_tools(catalog: ToolCatalog) -> list[AgentTool]:
+    return [agent_tool(d) for d in catalog.tools]
