@@ -15,7 +15,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from engram import TASK_QUEUE, llm_settings, local_model
+from engram import TASK_QUEUE, llm_settings, local_model, tool_settings
 from engram.dev_server import start_dev_server, wait_for_port
 from engram.gateway.agent_service import GatewaySettings
 from engram.gateway.server import GRACE_SECONDS, start_gateway
@@ -24,7 +24,7 @@ from engram.probe import add_arguments as add_probe_arguments
 from engram.probe import probe_gateway, probe_worker
 from engram.temporal_connection import TemporalSettings
 from engram.transcripts import open_transcript_store
-from engram.worker import build_worker, ensure_search_attributes
+from engram.worker import build_worker, ensure_search_attributes, publish_catalog
 
 log = logging.getLogger("engram")
 
@@ -41,11 +41,13 @@ def main(argv: list[str] | None = None) -> None:
     dev.add_argument("--ui-port", type=int, default=8233)
     _gateway_arguments(dev)
     llm_settings.add_arguments(dev)
+    tool_settings.add_arguments(dev)
     _transcript_argument(dev, default="")
 
     worker = commands.add_parser("worker", help="run agent workflows and LLM activities")
     TemporalSettings.add_arguments(worker)
     llm_settings.add_arguments(worker)
+    tool_settings.add_arguments(worker)
     _transcript_argument(worker)
 
     gateway = commands.add_parser("gateway", help="serve the gRPC API")
@@ -153,7 +155,10 @@ async def run_worker(args: argparse.Namespace) -> None:
     log.info(
         "worker on %s/%s, LLM endpoint %s", args.temporal_address, args.namespace, endpoint.base_url
     )
-    async with build_worker(client, endpoint, open_transcript_store(args.transcript_db)):
+    store = open_transcript_store(args.transcript_db)
+    tools = tool_settings.tools_from_args(args)
+    await publish_catalog(tools, store)
+    async with build_worker(client, endpoint, store, tools):
         await _until_stopped()
     log.info("worker stopped")
 
@@ -218,7 +223,9 @@ async def run_dev(args: argparse.Namespace) -> None:
         )
         settings = _gateway_settings(args)
         store = open_transcript_store(args.transcript_db or args.data_dir / "transcripts.db")
-        async with build_worker(client, endpoint, store):
+        tools = tool_settings.tools_from_args(args)
+        await publish_catalog(tools, store)
+        async with build_worker(client, endpoint, store, tools):
             server = await start_gateway(client, f"{args.host}:{args.port}", settings, store)
             print(
                 f"Engram is running.\n"

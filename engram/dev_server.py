@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engram.workflows.agent_workflow import STATUS_ATTRIBUTE
+from engram.vocabulary import STATUS_ATTRIBUTE
 
 
 def temporal_binary() -> str:

@@ -51,6 +51,19 @@ class Notice(StrEnum):
     """The reply restarts from the beginning (a retried LLM call): discard the text shown so far."""
     MODEL_SUBSTITUTED = "model_substituted"
     """Another model answers for the one the agent names (the local fallback); said once."""
+    AWAITING_APPROVAL = "awaiting_approval"
+    """A tool call waits for a person: approve, deny or respond to the call named in the message
+    (its `call_id` is the preceding `tool_call`'s)."""
+    AWAITING_RESULT = "awaiting_result"
+    """A client tool's call waits for the client to send its `tool_result`."""
+    APPROVED = "approved"
+    """A person approved the call (the message says who, and the input if they edited it)."""
+    DENIED = "denied"
+    """A person denied the call, or its approval timed out; the model is told why."""
+    RESPONDED = "responded"
+    """A person answered in the tool's place; the answer is the tool's result."""
+    TOOL_UNAVAILABLE = "tool_unavailable"
+    """A tool could not be reached (an MCP server down); the model got an error result."""
 
 
 class AgentStatus(StrEnum):
@@ -62,6 +75,9 @@ class AgentStatus(StrEnum):
     """A turn is in progress."""
     PAUSED = "paused"
     """Paused: messages queue until resume."""
+    WAITING = "waiting"
+    """A tool call waits for a person's approval or a client tool's result (`Agent.pending_calls`
+    says which)."""
     DELETED = "deleted"
     """Ended by DeleteAgent; its transcript stays readable."""
 
@@ -121,6 +137,38 @@ class ErrorCode(StrEnum):
     def http(status: int) -> str:
         """`LLM_HTTP_<status>`: any other HTTP error (429 and 5xx after Temporal's retries)."""
         return f"LLM_HTTP_{status}"
+
+
+class ToolKind(StrEnum):
+    """Where a tool runs."""
+
+    MEMORY = "memory"
+    """Engram's own `remember`, inside the workflow."""
+    WORKER = "worker"
+    """A Python function loaded by the workers (`--tools`), run as an activity."""
+    MCP = "mcp"
+    """A tool of an MCP server the workers know (`--mcp`), named `<server>__<tool>`, run as an
+    activity."""
+    CLIENT = "client"
+    """Declared by the client with a schema; the client runs it and sends the result back."""
+
+
+class ApprovalPolicy(StrEnum):
+    """Whether a tool call needs a person's approval."""
+
+    ALWAYS = "always"
+    """Run it without asking."""
+    NEVER = "never"
+    """Never run it: the model is told it is not allowed."""
+    ASK = "ask"
+    """Ask a person first (the default for a tool that `requires_confirmation`)."""
+
+
+class Waiting(StrEnum):
+    """What a pending tool call waits for (`PendingToolCall.waiting_for`)."""
+
+    APPROVAL = "approval"
+    RESULT = "result"
 
 
 TOOL_ERROR = "error"

@@ -1,7 +1,8 @@
-"""The worker: runs agent workflows and their LLM activities."""
+"""The worker: runs agent workflows, their LLM activities and their tools."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
@@ -18,7 +19,11 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from engram import TASK_QUEUE
 from engram.activities.archive import ArchiveActivities
 from engram.activities.llm_stream import LLMActivities
+from engram.activities.tool_calls import ToolActivities
 from engram.llm_settings import LLMEndpoint
+from engram.tools import ToolRegistry
+from engram.tools.catalog import agent_tools
+from engram.tools.mcp_tools import McpServers, parse_mcp_servers
 from engram.transcripts import TranscriptStore
 from engram.vocabulary import STATUS_ATTRIBUTE
 from engram.workflows.agent_workflow import AgentWorkflow
@@ -57,9 +62,33 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
-def build_worker(client: Client, endpoint: LLMEndpoint, store: TranscriptStore) -> Worker:
+def load_tools(modules: str, mcp_servers: list[str]) -> ToolActivities:
+    """The tools this worker runs: functions from `modules` (comma-separated module names) and
+    those of the MCP servers given as `NAME=URL` or `NAME=command args`."""
+    registry = ToolRegistry()
+    registry.load_modules(modules)
+    return ToolActivities(registry, McpServers(parse_mcp_servers(mcp_servers)))
+
+
+async def publish_catalog(tools: ToolActivities, store: TranscriptStore) -> None:
+    """Tell the gateways (through the shared store) which tools this worker runs."""
+    catalog = await tools.list_tools()
+    for problem in catalog.problems:
+        log.warning("tools not available: %s", problem)
+    await asyncio.to_thread(store.publish_tools, agent_tools(catalog))
+    if catalog.tools:
+        log.info("tools: %s", ", ".join(t.name for t in catalog.tools))
+
+
+def build_worker(
+    client: Client,
+    endpoint: LLMEndpoint,
+    store: TranscriptStore,
+    tools: ToolActivities | None = None,
+) -> Worker:
     llm = LLMActivities(endpoint, temporal=client)
     archive = ArchiveActivities(store)
+    tools = tools or ToolActivities(ToolRegistry())
     return Worker(
         client,
         task_queue=TASK_QUEUE,
@@ -67,8 +96,12 @@ def build_worker(client: Client, endpoint: LLMEndpoint, store: TranscriptStore) 
         activities=[
             llm.stream_chat,
             llm.summarize,
+            llm.announce,
             archive.archive_events,
             archive.archive_turns,
+            # Every `tool:<name>` activity, so each call shows in the Web UI as the tool it ran.
+            tools.call_tool,
+            tools.list_tools,
         ],
         workflow_runner=workflow_runner(),
         # Cancel requests reach a streaming activity through heartbeats: keep them frequent.

@@ -41,12 +41,28 @@ def llm(fake_llm: FakeLLM) -> Iterator[FakeLLM]:
     fake_llm.failures.clear()
 
 
+# Worker tools every test engine runs: the tests' own, with side effects recorded in a file.
+TEST_TOOLS = "tests.tool_module,tests.effect_tools"
+
+
 @pytest.fixture(scope="session")
-def engine(fake_llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+def effects_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("effects") / "effects.log"
+
+
+@pytest.fixture(scope="session")
+def engine(
+    fake_llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory, effects_log: Path
+) -> Iterator[Engine]:
     # The README's example dials localhost:50051; use that port when it is free.
     port = DEFAULT_PORT if port_is_free(DEFAULT_PORT) else free_port()
     eng = Engine(
-        tmp_path_factory.mktemp("engine"), fake_llm.url, port=port, ENGRAM_LLM_API_KEY=SECRET
+        tmp_path_factory.mktemp("engine"),
+        fake_llm.url,
+        port=port,
+        ENGRAM_LLM_API_KEY=SECRET,
+        ENGRAM_TOOLS=TEST_TOOLS,
+        ENGRAM_TEST_EFFECTS=str(effects_log),
     ).start()
     yield eng
     eng.stop()

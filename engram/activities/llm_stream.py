@@ -27,6 +27,7 @@ from engram.messages import to_piece, to_server_message
 from engram.vocabulary import EventKind, Notice, Query, TurnOutcome
 from engram.workflows.llm_outcome import cancelled, failed, pieces_detail, stream_pieces
 from engram.workflows.types import (
+    AnnounceInput,
     Event,
     EventsPage,
     LLMRequest,
@@ -133,6 +134,14 @@ class LLMActivities:
         finally:
             heartbeats.cancel()
             await relay.close()
+
+    @activity.defn(name="announce")
+    async def announce(self, request: AnnounceInput) -> None:
+        """Relay events the workflow recorded (a tool call that waits for the client, say)."""
+        relay = TurnRelay(self.relay, request.reply_to)
+        for event in request.events:
+            relay.send(to_server_message(request.agent_id, event))
+        await relay.close()
 
     @activity.defn(name="summarize")
     async def summarize(self, request: SummaryRequest) -> str:

@@ -13,7 +13,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -26,7 +26,7 @@ from temporalio.client import WorkflowUpdateStage as Stage
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from engram import TASK_QUEUE, WORKFLOW_ID_PREFIX
-from engram.gateway import validation
+from engram.gateway import tool_specs, validation
 from engram.gateway.errors import GatewayError, from_temporal, invalid
 from engram.gateway.token_hub import TokenHub, TurnFeed
 from engram.gateway.transcript_reader import TranscriptReader
@@ -40,6 +40,7 @@ from engram.workflows.types import (
     AgentInfo,
     AgentSpec,
     AgentState,
+    AgentTool,
     ChatInput,
     Event,
     TurnResult,
@@ -103,6 +104,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self.client = client
         self.hub = hub
         self.settings = settings
+        self.store = store
         self.transcript = TranscriptReader(store)
 
     def _agent(self, agent_id: str) -> WorkflowHandle[AgentWorkflow, str]:
@@ -115,6 +117,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self, request: agent_pb2.CreateAgentRequest, context: Context
     ) -> agent_pb2.CreateAgentResponse:
         model = validation.create_request(request, self.settings.default_model)
+        tools = await self._resolve_tools(request.tools)
         agent_id = str(uuid.uuid4())
         spec = AgentSpec(
             agent_id=agent_id,
@@ -135,6 +138,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 created_at=now,
                 updated_at=now,
                 max_history_events=self.settings.max_history_events,
+                tools=tools,
+                auto_approve_read_only=request.config.auto_approve_read_only,
             ),
             id=WORKFLOW_ID_PREFIX + agent_id,
             task_queue=TASK_QUEUE,
@@ -154,6 +159,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             busy_seconds=0.0,
             queued_messages=0,
             last_seq=0,
+            tools=tools,
         )
         return agent_pb2.CreateAgentResponse(agent_id=agent_id, agent=_agent_message(info))
 
@@ -215,10 +221,16 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         agent_id = validation.agent_id(request.agent_id)
         command = request.WhichOneof("command")
         if command is None:
-            raise invalid("one of pause, resume, cancel, retry or edit is required")
+            raise invalid(
+                "one of pause, resume, cancel, retry, edit, approval or tool_result is required"
+            )
         handle = self._agent(agent_id)
         if command == "edit":
             status = await handle.execute_update(AgentWorkflow.edit, validation.edit(request.edit))
+        elif command == "approval":
+            status = await self._decide(handle, request.approval)
+        elif command == "tool_result":
+            status = await self._tool_result(handle, request.tool_result)
         else:
             status = await handle.execute_update(AgentWorkflow.control, Command(command))
         return agent_pb2.ControlAgentResponse(status=status)
@@ -237,6 +249,19 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             raise invalid(f"status must be one of {choices}")
         status = await handle.execute_update(AgentWorkflow.control, STATUS_COMMANDS[wanted])
         return agent_pb2.SetAgentStatusResponse(status=status)
+
+    @_reports_errors
+    async def ListTools(
+        self, request: agent_pb2.ListToolsRequest, context: Context
+    ) -> agent_pb2.ListToolsResponse:
+        catalog = await asyncio.to_thread(self.store.tools)
+        return agent_pb2.ListToolsResponse(tools=[tool_specs.to_proto(t) for t in catalog])
+
+    async def _resolve_tools(self, requested: Sequence[agent_pb2.Tool]) -> list[AgentTool]:
+        if not requested:
+            return []
+        catalog = await asyncio.to_thread(self.store.tools)
+        return tool_specs.resolve(requested, catalog)
 
     @_reports_errors
     async def GetHistory(
@@ -333,9 +358,30 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             if kind == "edit":
                 await handle.execute_update(AgentWorkflow.edit, validation.edit(message.edit))
                 return None
-            raise invalid("a ClientMessage needs user_input, pause, resume, cancel or edit")
+            if kind == "approval":
+                await self._decide(handle, message.approval)
+                return None
+            if kind == "tool_result":
+                await self._tool_result(handle, message.tool_result)
+                return None
+            raise invalid(
+                "a ClientMessage needs user_input, pause, resume, cancel, edit, approval or "
+                "tool_result"
+            )
         except Exception as err:
             raise from_temporal(err, agent_id) from err
+
+    async def _decide(
+        self, handle: WorkflowHandle[AgentWorkflow, str], approval: agent_pb2.Approval
+    ) -> str:
+        decision = tool_specs.decision(approval)
+        return await handle.execute_update(AgentWorkflow.decide, decision)
+
+    async def _tool_result(
+        self, handle: WorkflowHandle[AgentWorkflow, str], result: agent_pb2.ToolResult
+    ) -> str:
+        answer = tool_specs.client_result(result, self.settings.max_message_bytes)
+        return await handle.execute_update(AgentWorkflow.submit_tool_result, answer)
 
     async def _follow(
         self, turn: _PendingTurn, cursor: Cursor
@@ -435,13 +481,26 @@ def _agent_message(info: AgentInfo) -> agent_pb2.Agent:
         ),
         model=spec.model,
         system_prompt=spec.system_prompt,
-        tools=[ParseDict(t, agent_pb2.Tool()) for t in spec.tools],
+        tools=[tool_specs.to_proto(t) for t in info.tools]
+        or [ParseDict(t, agent_pb2.Tool()) for t in spec.tools],
         config=ParseDict(spec.config, agent_pb2.AgentConfig()),
         queued_messages=info.queued_messages,
         last_sequence_id=info.last_seq,
         memory=[
             agent_pb2.MemoryNote(name=n.name, content=n.content, updated_at=timestamp(n.updated_at))
             for n in info.notes
+        ],
+        pending_calls=[
+            agent_pb2.PendingToolCall(
+                call_id=p.call_id,
+                tool_name=p.tool,
+                input_json=p.arguments,
+                waiting_for=p.waiting_for,
+                since=timestamp(p.since),
+                deadline=timestamp(p.deadline) if p.deadline else None,
+                message_id=p.message_id,
+            )
+            for p in info.pending
         ],
     )
 

@@ -10,12 +10,13 @@ from google.protobuf.json_format import MessageToDict
 
 from engram.gateway.errors import invalid
 from engram.v1 import agent_pb2
+from engram.vocabulary import AgentStatus
 from engram.workflows.types import EditInput
 
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 MAX_FIELD_BYTES = 64 * 1024
 MAX_METADATA_ENTRIES = 64
-STATUSES = ("idle", "thinking", "paused", "deleted")
+STATUSES = tuple(AgentStatus)
 
 
 def agent_id(value: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from engram.workflows.types import Event, Turn
+from engram.workflows.types import AgentTool, Event, Turn
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS engram_events (
@@ -26,6 +26,11 @@ CREATE TABLE IF NOT EXISTS engram_turns (
     idx INTEGER NOT NULL,
     turn JSONB NOT NULL,
     PRIMARY KEY (agent_id, idx)
+);
+CREATE TABLE IF NOT EXISTS engram_tools (
+    name TEXT PRIMARY KEY,
+    tool JSONB NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 """
 # Workers and gateways start together; concurrent CREATE TABLE IF NOT EXISTS can still collide.
@@ -77,6 +82,19 @@ class PostgresTranscriptStore:
                 (agent_id, count),
             ).fetchall()
         return [Turn(**row[0]) for row in rows]
+
+    def publish_tools(self, tools: list[AgentTool]) -> None:
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO engram_tools VALUES (%s, %s, now())"
+                " ON CONFLICT (name) DO UPDATE SET tool = EXCLUDED.tool, updated_at = now()",
+                [(t.name, Jsonb(asdict(t))) for t in tools],
+            )
+
+    def tools(self) -> list[AgentTool]:
+        with self._pool.connection() as conn:
+            rows = conn.execute("SELECT tool FROM engram_tools ORDER BY name").fetchall()
+        return [AgentTool(**row[0]) for row in rows]
 
     def close(self) -> None:
         self._pool.close()

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 
-from engram.workflows.types import Event, Turn
+from engram.workflows.types import AgentTool, Event, Turn
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -26,6 +27,11 @@ CREATE TABLE IF NOT EXISTS turns (
     turn TEXT NOT NULL,
     PRIMARY KEY (agent_id, idx)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tools (
+    name TEXT PRIMARY KEY,
+    tool TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
 """
 
 
@@ -69,6 +75,18 @@ class SqliteTranscriptStore:
                 (agent_id, count),
             ).fetchall()
         return [Turn(**json.loads(row[0])) for row in rows]
+
+    def publish_tools(self, tools: list[AgentTool]) -> None:
+        rows = [(t.name, json.dumps(asdict(t)), time.time()) for t in tools]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR REPLACE INTO tools VALUES (?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+
+    def tools(self) -> list[AgentTool]:
+        with self._lock:
+            rows = self._db.execute("SELECT tool FROM tools ORDER BY name").fetchall()
+        return [AgentTool(**json.loads(row[0])) for row in rows]
 
     def close(self) -> None:
         self._db.close()

@@ -4,6 +4,8 @@ A claim check: the workflow keeps its recent messages and turns and two watermar
 (`archived_through`, `archived_turns`); everything below them is here. The worker writes (through
 activities, so writes are retried and recorded like any other step) and the gateway reads (for
 Replay and GetHistory). Writes are idempotent, so a retried archive activity changes nothing.
+It also holds the catalog of tools the workers offer, which the gateway checks agents' tools
+against and lists (ListTools).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from engram.workflows.types import Event, Turn
+from engram.workflows.types import AgentTool, Event, Turn
 
 
 class TranscriptStore(Protocol):
@@ -26,6 +28,12 @@ class TranscriptStore(Protocol):
 
     def turns(self, agent_id: str, count: int) -> list[Turn]:
         """The agent's first `count` turns, in order."""
+
+    def publish_tools(self, tools: list[AgentTool]) -> None:
+        """Record the tools a worker offers (replacing earlier entries of the same names)."""
+
+    def tools(self) -> list[AgentTool]:
+        """Every tool some worker has offered, by name."""
 
     def close(self) -> None: ...
 

@@ -58,23 +58,25 @@ class CreateAgentResponse(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ...) -> None: ...
 
 class AgentConfig(_message.Message):
-    __slots__ = ("max_steps", "max_duration", "temperature", "max_context_tokens", "enable_thinking", "enable_observation")
+    __slots__ = ("max_steps", "max_duration", "temperature", "max_context_tokens", "enable_thinking", "enable_observation", "auto_approve_read_only")
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     MAX_DURATION_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     MAX_CONTEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     ENABLE_THINKING_FIELD_NUMBER: _ClassVar[int]
     ENABLE_OBSERVATION_FIELD_NUMBER: _ClassVar[int]
+    AUTO_APPROVE_READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     max_steps: int
     max_duration: _duration_pb2.Duration
     temperature: float
     max_context_tokens: int
     enable_thinking: bool
     enable_observation: bool
-    def __init__(self, max_steps: _Optional[int] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., temperature: _Optional[float] = ..., max_context_tokens: _Optional[int] = ..., enable_thinking: _Optional[bool] = ..., enable_observation: _Optional[bool] = ...) -> None: ...
+    auto_approve_read_only: bool
+    def __init__(self, max_steps: _Optional[int] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., temperature: _Optional[float] = ..., max_context_tokens: _Optional[int] = ..., enable_thinking: _Optional[bool] = ..., enable_observation: _Optional[bool] = ..., auto_approve_read_only: _Optional[bool] = ...) -> None: ...
 
 class Agent(_message.Message):
-    __slots__ = ("agent_id", "goal", "status", "created_at", "updated_at", "metadata", "stats", "model", "system_prompt", "tools", "config", "queued_messages", "last_sequence_id", "memory")
+    __slots__ = ("agent_id", "goal", "status", "created_at", "updated_at", "metadata", "stats", "model", "system_prompt", "tools", "config", "queued_messages", "last_sequence_id", "memory", "pending_calls")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +98,7 @@ class Agent(_message.Message):
     QUEUED_MESSAGES_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
     MEMORY_FIELD_NUMBER: _ClassVar[int]
+    PENDING_CALLS_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     goal: str
     status: str
@@ -110,7 +113,8 @@ class Agent(_message.Message):
     queued_messages: int
     last_sequence_id: int
     memory: _containers.RepeatedCompositeFieldContainer[MemoryNote]
-    def __init__(self, agent_id: _Optional[str] = ..., goal: _Optional[str] = ..., status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., stats: _Optional[_Union[AgentStats, _Mapping]] = ..., model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., config: _Optional[_Union[AgentConfig, _Mapping]] = ..., queued_messages: _Optional[int] = ..., last_sequence_id: _Optional[int] = ..., memory: _Optional[_Iterable[_Union[MemoryNote, _Mapping]]] = ...) -> None: ...
+    pending_calls: _containers.RepeatedCompositeFieldContainer[PendingToolCall]
+    def __init__(self, agent_id: _Optional[str] = ..., goal: _Optional[str] = ..., status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., stats: _Optional[_Union[AgentStats, _Mapping]] = ..., model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., config: _Optional[_Union[AgentConfig, _Mapping]] = ..., queued_messages: _Optional[int] = ..., last_sequence_id: _Optional[int] = ..., memory: _Optional[_Iterable[_Union[MemoryNote, _Mapping]]] = ..., pending_calls: _Optional[_Iterable[_Union[PendingToolCall, _Mapping]]] = ...) -> None: ...
 
 class MemoryNote(_message.Message):
     __slots__ = ("name", "content", "updated_at")
@@ -135,7 +139,7 @@ class AgentStats(_message.Message):
     def __init__(self, total_steps: _Optional[int] = ..., tool_calls: _Optional[int] = ..., total_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tokens_used: _Optional[int] = ...) -> None: ...
 
 class ClientMessage(_message.Message):
-    __slots__ = ("agent_id", "client_timestamp", "user_input", "pause", "resume", "edit", "cancel", "message_id")
+    __slots__ = ("agent_id", "client_timestamp", "user_input", "pause", "resume", "edit", "cancel", "tool_result", "approval", "message_id")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     USER_INPUT_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +147,8 @@ class ClientMessage(_message.Message):
     RESUME_FIELD_NUMBER: _ClassVar[int]
     EDIT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    TOOL_RESULT_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     client_timestamp: _timestamp_pb2.Timestamp
@@ -151,8 +157,28 @@ class ClientMessage(_message.Message):
     resume: Resume
     edit: Edit
     cancel: Cancel
+    tool_result: ToolResult
+    approval: Approval
     message_id: str
-    def __init__(self, agent_id: _Optional[str] = ..., client_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_input: _Optional[_Union[UserInput, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., message_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, agent_id: _Optional[str] = ..., client_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_input: _Optional[_Union[UserInput, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., tool_result: _Optional[_Union[ToolResult, _Mapping]] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., message_id: _Optional[str] = ...) -> None: ...
+
+class Approval(_message.Message):
+    __slots__ = ("call_id", "approved", "reason", "edited_input_json", "response", "stop_asking", "decided_by")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EDITED_INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    STOP_ASKING_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    approved: bool
+    reason: str
+    edited_input_json: str
+    response: str
+    stop_asking: bool
+    decided_by: str
+    def __init__(self, call_id: _Optional[str] = ..., approved: _Optional[bool] = ..., reason: _Optional[str] = ..., edited_input_json: _Optional[str] = ..., response: _Optional[str] = ..., stop_asking: _Optional[bool] = ..., decided_by: _Optional[str] = ...) -> None: ...
 
 class UserInput(_message.Message):
     __slots__ = ("content", "attachments")
@@ -337,20 +363,24 @@ class DeleteAgentRequest(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class ControlAgentRequest(_message.Message):
-    __slots__ = ("agent_id", "pause", "resume", "cancel", "retry", "edit")
+    __slots__ = ("agent_id", "pause", "resume", "cancel", "retry", "edit", "approval", "tool_result")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     PAUSE_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
     EDIT_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    TOOL_RESULT_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     pause: Pause
     resume: Resume
     cancel: Cancel
     retry: Retry
     edit: Edit
-    def __init__(self, agent_id: _Optional[str] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ...) -> None: ...
+    approval: Approval
+    tool_result: ToolResult
+    def __init__(self, agent_id: _Optional[str] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., tool_result: _Optional[_Union[ToolResult, _Mapping]] = ...) -> None: ...
 
 class ControlAgentResponse(_message.Message):
     __slots__ = ("status",)
@@ -369,16 +399,52 @@ class ReplayRequest(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., from_sequence: _Optional[int] = ..., include_history: _Optional[bool] = ...) -> None: ...
 
 class Tool(_message.Message):
-    __slots__ = ("name", "description", "parameters_schema", "requires_confirmation")
+    __slots__ = ("name", "description", "parameters_schema", "requires_confirmation", "approval", "read_only", "approval_timeout", "kind")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_SCHEMA_FIELD_NUMBER: _ClassVar[int]
     REQUIRES_CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     parameters_schema: _struct_pb2.Struct
     requires_confirmation: bool
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., requires_confirmation: _Optional[bool] = ...) -> None: ...
+    approval: str
+    read_only: bool
+    approval_timeout: _duration_pb2.Duration
+    kind: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., requires_confirmation: _Optional[bool] = ..., approval: _Optional[str] = ..., read_only: _Optional[bool] = ..., approval_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., kind: _Optional[str] = ...) -> None: ...
+
+class ListToolsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListToolsResponse(_message.Message):
+    __slots__ = ("tools",)
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    tools: _containers.RepeatedCompositeFieldContainer[Tool]
+    def __init__(self, tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ...) -> None: ...
+
+class PendingToolCall(_message.Message):
+    __slots__ = ("call_id", "tool_name", "input_json", "waiting_for", "since", "deadline", "message_id")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_NAME_FIELD_NUMBER: _ClassVar[int]
+    INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    tool_name: str
+    input_json: str
+    waiting_for: str
+    since: _timestamp_pb2.Timestamp
+    deadline: _timestamp_pb2.Timestamp
+    message_id: str
+    def __init__(self, call_id: _Optional[str] = ..., tool_name: _Optional[str] = ..., input_json: _Optional[str] = ..., waiting_for: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message_id: _Optional[str] = ...) -> None: ...
 
 class GetHistoryRequest(_message.Message):
     __slots__ = ("agent_id",)

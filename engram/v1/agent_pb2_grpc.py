@@ -80,6 +80,11 @@ class AgentServiceStub:
                 request_serializer=engram_dot_v1_dot_agent__pb2.GetHistoryRequest.SerializeToString,
                 response_deserializer=engram_dot_v1_dot_agent__pb2.GetHistoryResponse.FromString,
                 _registered_method=True)
+        self.ListTools = channel.unary_unary(
+                '/dura.api.v1.AgentService/ListTools',
+                request_serializer=engram_dot_v1_dot_agent__pb2.ListToolsRequest.SerializeToString,
+                response_deserializer=engram_dot_v1_dot_agent__pb2.ListToolsResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -144,6 +149,14 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTools(self, request, context):
+        """Added by Engram: the tools the workers run, with their schemas. CreateAgent
+        and Edit name them in `tools` by bare name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +204,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.GetHistory,
                     request_deserializer=engram_dot_v1_dot_agent__pb2.GetHistoryRequest.FromString,
                     response_serializer=engram_dot_v1_dot_agent__pb2.GetHistoryResponse.SerializeToString,
+            ),
+            'ListTools': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTools,
+                    request_deserializer=engram_dot_v1_dot_agent__pb2.ListToolsRequest.FromString,
+                    response_serializer=engram_dot_v1_dot_agent__pb2.ListToolsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -436,6 +454,33 @@ class AgentService:
             '/dura.api.v1.AgentService/GetHistory',
             engram_dot_v1_dot_agent__pb2.GetHistoryRequest.SerializeToString,
             engram_dot_v1_dot_agent__pb2.GetHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dura.api.v1.AgentService/ListTools',
+            engram_dot_v1_dot_agent__pb2.ListToolsRequest.SerializeToString,
+            engram_dot_v1_dot_agent__pb2.ListToolsResponse.FromString,
             options,
             channel_credentials,
             insecure,

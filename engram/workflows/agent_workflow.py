@@ -8,6 +8,7 @@ recorded here, so history grows by a handful of events per turn, not per token.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -28,11 +29,12 @@ with workflow.unsafe.imports_passed_through():
         Notice,
         Query,
         TurnOutcome,
+        Waiting,
     )
     from engram.workflows import memory
     from engram.workflows.events import EventLog
     from engram.workflows.ledger import NothingToRetry, TurnLedger
-    from engram.workflows.llm_outcome import LLM_RETRY, failed_result
+    from engram.workflows.llm_outcome import LLM_RETRY, cancelled, failed_result
     from engram.workflows.prompt import (
         build_prompt,
         context_budget,
@@ -48,10 +50,14 @@ with workflow.unsafe.imports_passed_through():
         estimated,
         has_tokenizer,
     )
+    from engram.workflows.tool_use import ToolUse, TurnCancelled, TurnHooks, check_arguments
     from engram.workflows.types import (
         AgentInfo,
         AgentState,
+        AnnounceInput,
         ChatInput,
+        ClientToolResult,
+        Decision,
         EditInput,
         Event,
         EventsPage,
@@ -61,7 +67,6 @@ with workflow.unsafe.imports_passed_through():
         LLMResult,
         MemoryNote,
         SummaryRequest,
-        ToolCall,
         ToolRound,
         Turn,
         TurnResult,
@@ -70,7 +75,11 @@ with workflow.unsafe.imports_passed_through():
 # Stream events kept in workflow state before older ones go to the transcript store.
 EVENTS_IN_STATE = 500
 # Rounds of tool use in one turn; the last call offers no tools, so the model must answer.
+# An agent that only keeps notes needs few; one with tools works through several steps.
 MAX_TOOL_ROUNDS = 3
+MAX_TOOL_ROUNDS_WITH_TOOLS = 10
+# Decisions and client results kept for idempotent resends, the newest first.
+ANSWERS_KEPT = 64
 
 
 @workflow.defn(name="AgentWorkflow")
@@ -82,6 +91,9 @@ class AgentWorkflow:
         self.log = EventLog(state)
         self.current: Turn | None = None
         self.llm_call: workflow.ActivityHandle[LLMResult] | None = None
+        self.tool_use = ToolUse(state, self.log)
+        # Cancel was asked for the turn in progress (it may be waiting rather than calling).
+        self.cancelling = False
         # Status notices raised mid-turn wait here so a turn's events stay contiguous.
         self.deferred: list[tuple[Notice, str]] = []
 
@@ -208,10 +220,16 @@ class AgentWorkflow:
         self.current = turn
         self._set_status(AgentStatus.THINKING)
 
-        # The model may use its memory tool before it answers; each round is one LLM call.
+        # The model may use tools before it answers; each round is one LLM call.
         rounds: list[ToolRound] = []
+        max_rounds = MAX_TOOL_ROUNDS_WITH_TOOLS if self.state.tools else MAX_TOOL_ROUNDS
+        hooks = TurnHooks(
+            announce=lambda: self._announce(turn),
+            stopping=lambda: self.cancelling or self.ledger.deleting,
+            waiting_changed=self._waiting_changed,
+        )
         while True:
-            offer_tools = not self.state.tools_refused and len(rounds) < MAX_TOOL_ROUNDS
+            offer_tools = not self.state.tools_refused and len(rounds) < max_rounds
             result = await self._call_llm(
                 LLMRequest(
                     agent_id=spec.agent_id,
@@ -229,7 +247,7 @@ class AgentWorkflow:
                     first_text_seq=self.state.next_seq,
                     reply_to=turn.reply_to,
                     temperature=spec.temperature,
-                    tools=[memory.REMEMBER_TOOL] if offer_tools else [],
+                    tools=self.tool_use.offered() if offer_tools else [],
                     tool_rounds=rounds,
                 )
             )
@@ -240,8 +258,16 @@ class AgentWorkflow:
             # Calls to tools that were not offered are not made: the model must answer now.
             if result.outcome != TurnOutcome.COMPLETED or not result.tool_calls or not offer_tools:
                 break
-            outputs, prelude = self._use_tools(result.tool_calls, mid)
-            rounds = [*rounds, ToolRound(result.reply, result.tool_calls, outputs)]
+            try:
+                calls, outputs, prelude = await self.tool_use.run_calls(
+                    result.tool_calls, mid, hooks
+                )
+            except TurnCancelled:
+                result = cancelled([])
+                break
+            finally:
+                self._touch()
+            rounds = [*rounds, ToolRound(result.reply, calls, outputs)]
 
         self._end_turn(turn, result, rounds)
 
@@ -264,30 +290,33 @@ class AgentWorkflow:
         self.state.busy_seconds += turn.ended_at - turn.started_at
         self.current = None
         self.llm_call = None
+        self.cancelling = False
         self._set_status(AgentStatus.PAUSED if self.state.paused else AgentStatus.IDLE)
         for status, text in self.deferred:
             self._notice(status, text)
         self.deferred.clear()
 
-    def _use_tools(self, calls: list[ToolCall], message_id: str) -> tuple[list[str], list[Event]]:
-        """Carry out the model's tool calls; their results, and the events that show them."""
-        outputs: list[str] = []
-        events: list[Event] = []
-        for call in calls:
-            self.state.tool_calls += 1
-            events.append(self.log.tool_call(call, message_id=message_id, now=self._now()))
-            try:
-                output, is_error = memory.apply(self.state.notes, call, self._now()), False
-            except memory.NoteError as err:
-                output, is_error = f"error: {err}", True
-            outputs.append(output)
-            events.append(
-                self.log.tool_result(
-                    call.call_id, output, is_error=is_error, message_id=message_id, now=self._now()
-                )
+    async def _announce(self, turn: Turn) -> None:
+        """Send the turn's events so far to its gateway now: a client must see a call that waits
+        for it (and one whose tool runs long) before the next LLM call would carry it there."""
+        try:
+            await workflow.execute_local_activity_method(
+                LLMActivities.announce,
+                AnnounceInput(
+                    agent_id=self.state.spec.agent_id,
+                    reply_to=turn.reply_to,
+                    events=self.log.between(turn.first_seq, self.state.next_seq - 1),
+                ),
+                start_to_close_timeout=timedelta(seconds=5),
+                retry_policy=RetryPolicy(maximum_attempts=1),
             )
-        self._touch()
-        return outputs, events
+        except ActivityError:
+            # Best effort, like all relaying: the durable record still has every event.
+            workflow.logger.warning("could not announce the events of turn %s", turn.message_id)
+
+    def _waiting_changed(self) -> None:
+        waiting = bool(self.state.pending)
+        self._set_status(AgentStatus.WAITING if waiting else AgentStatus.THINKING)
 
     async def _call_llm(self, request: LLMRequest) -> LLMResult:
         self.llm_call = workflow.start_activity_method(
@@ -343,8 +372,8 @@ class AgentWorkflow:
             self._notice(Notice.RESUMED, "resumed")
             if self.current is None:
                 self._set_status(AgentStatus.IDLE)
-        elif command == Command.CANCEL and self.llm_call is not None:
-            self.llm_call.cancel()
+        elif command == Command.CANCEL and self.current is not None:
+            self._cancel_turn()
         elif command == Command.RETRY:
             try:
                 self.ledger.enqueue_retry()
@@ -386,6 +415,9 @@ class AgentWorkflow:
         now = self._now()
         for name, content in edit.memory.items():
             memory.write(self.state.notes, name, content, now)
+        if edit.tools is not None:
+            self.state.tools = edit.tools
+        self.state.approvals.update(edit.approvals)
         self._notice(Notice.EDITED, edit.description or f"edited {', '.join(changed)}")
         self._touch()
         return self.state.status
@@ -401,12 +433,55 @@ class AgentWorkflow:
             except memory.NoteError as err:
                 raise ValueError(f"memory note {name!r}: {err}") from None
 
+    @workflow.update
+    def decide(self, decision: Decision) -> str:
+        """A person's answer to a tool call awaiting approval; the same answer again is a no-op."""
+        if decision.call_id not in self.state.decisions:
+            _keep_newest(self.state.decisions, decision.call_id, decision)
+            self._touch()
+        return self.state.status
+
+    @decide.validator
+    def _validate_decide(self, decision: Decision) -> None:
+        self._refuse_if_deleting()
+        earlier = self.state.decisions.get(decision.call_id)
+        if earlier is not None:
+            if earlier != decision:
+                raise ApplicationError(
+                    f"call {decision.call_id} was already decided",
+                    type=ErrorType.FAILED_PRECONDITION,
+                )
+            return
+        self._refuse_unless_waiting(decision.call_id, Waiting.APPROVAL)
+        if decision.edited_arguments and (problem := check_arguments(decision.edited_arguments)):
+            raise ValueError(problem)
+
+    @workflow.update
+    def submit_tool_result(self, result: ClientToolResult) -> str:
+        """What a client's tool returned; the same result again is a no-op."""
+        if result.call_id not in self.state.client_results:
+            _keep_newest(self.state.client_results, result.call_id, result)
+            self._touch()
+        return self.state.status
+
+    @submit_tool_result.validator
+    def _validate_submit_tool_result(self, result: ClientToolResult) -> None:
+        self._refuse_if_deleting()
+        earlier = self.state.client_results.get(result.call_id)
+        if earlier is not None:
+            if earlier != result:
+                raise ApplicationError(
+                    f"call {result.call_id} already has a result",
+                    type=ErrorType.FAILED_PRECONDITION,
+                )
+            return
+        self._refuse_unless_waiting(result.call_id, Waiting.RESULT)
+
     @workflow.signal
     def delete(self) -> None:
         """End the agent: stop the turn in progress and drop queued messages."""
         self.ledger.deleting = True
-        if self.llm_call is not None:
-            self.llm_call.cancel()
+        self._cancel_turn()
 
     @workflow.signal
     def relay_to(self, message_id: str, reply_to: str) -> None:
@@ -429,6 +504,8 @@ class AgentWorkflow:
             last_seq=s.next_seq - 1,
             notes=s.notes,
             tool_calls=s.tool_calls,
+            tools=s.tools,
+            pending=s.pending,
         )
 
     @workflow.query(name=Query.EVENTS_SINCE)
@@ -460,6 +537,25 @@ class AgentWorkflow:
             last_seq=turn.last_seq,
             archived_through=self.state.archived_through,
         )
+
+    def _cancel_turn(self) -> None:
+        """Stop the turn in progress, whatever it is doing: calling the LLM, running a tool or
+        waiting for a person or a client."""
+        if self.current is None:
+            return
+        self.cancelling = True
+        if self.llm_call is not None:
+            self.llm_call.cancel()
+        self.tool_use.cancel()
+
+    def _refuse_unless_waiting(self, call_id: str, waiting_for: Waiting) -> None:
+        pending = next((p for p in self.state.pending if p.call_id == call_id), None)
+        if pending is None or pending.waiting_for != waiting_for:
+            what = "approval" if waiting_for == Waiting.APPROVAL else "a client's result"
+            raise ApplicationError(
+                f"no tool call {call_id!r} is waiting for {what}",
+                type=ErrorType.FAILED_PRECONDITION,
+            )
 
     def _refuse_if_deleting(self) -> None:
         if self.ledger.deleting:
@@ -494,3 +590,10 @@ class AgentWorkflow:
     @staticmethod
     def _now() -> float:
         return workflow.now().timestamp()
+
+
+def _keep_newest(answers: dict[str, Any], call_id: str, answer: Any) -> None:
+    """Record an answer, forgetting the oldest past ANSWERS_KEPT (dicts keep insertion order)."""
+    answers[call_id] = answer
+    for old in list(answers)[: max(0, len(answers) - ANSWERS_KEPT)]:
+        del answers[old]

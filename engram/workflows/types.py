@@ -72,6 +72,67 @@ class MemoryNote:
 
 
 @dataclass
+class AgentTool:
+    """A tool the agent may call, resolved when it was given (CreateAgent or Edit)."""
+
+    name: str
+    # A ToolKind.
+    kind: str
+    # The OpenAI function tool the model is offered: {"type": "function", "function": {...}}.
+    function: dict[str, Any] = field(default_factory=dict)
+    timeout_seconds: float = 60.0
+    # Attempts after the first, for a worker or MCP tool that fails.
+    retries: int = 2
+    requires_confirmation: bool = False
+    read_only: bool = False
+    # An ApprovalPolicy; "" asks when requires_confirmation, else runs without asking.
+    approval: str = ""
+    # How long an approval may wait; 0 waits as long as it takes. Past it the call is denied.
+    approval_timeout_seconds: float = 0.0
+
+
+@dataclass(kw_only=True)
+class PendingCall:
+    """A tool call waiting for a person (approval) or for the client that runs it (result)."""
+
+    call_id: str
+    message_id: str
+    tool: str
+    arguments: str
+    # A Waiting.
+    waiting_for: str
+    since: float
+    # When an approval times out (0: never).
+    deadline: float = 0.0
+
+
+@dataclass(kw_only=True)
+class Decision:
+    """A person's answer to a call awaiting approval."""
+
+    call_id: str
+    approved: bool
+    reason: str = ""
+    # Run the tool with this input instead of the model's.
+    edited_arguments: str = ""
+    # Answer in the tool's place: this text is the tool's result and the tool does not run.
+    response: str = ""
+    # Approve this tool's calls on this agent from now on without asking.
+    stop_asking: bool = False
+    decided_by: str = ""
+
+
+@dataclass(kw_only=True)
+class ClientToolResult:
+    """What a client's tool returned (ClientMessage.tool_result)."""
+
+    call_id: str
+    output: str
+    is_error: bool = False
+    error_message: str = ""
+
+
+@dataclass
 class PendingMessage:
     message_id: str
     content: str
@@ -106,6 +167,14 @@ class AgentState:
     tool_calls: int = 0
     # The endpoint refused a request offering tools: this agent's model cannot keep notes.
     tools_refused: bool = False
+    # Tools beyond `remember`, and the approval policies changed since creation (by name).
+    tools: list[AgentTool] = field(default_factory=list)
+    approvals: dict[str, str] = field(default_factory=dict)
+    auto_approve_read_only: bool = False
+    # Calls of the turn in progress waiting for a person or a client, and their answers.
+    pending: list[PendingCall] = field(default_factory=list)
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    client_results: dict[str, ClientToolResult] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,6 +195,9 @@ class EditInput:
     max_context_tokens: int | None = None
     # Memory notes to write: empty content deletes the note.
     memory: dict[str, str] = field(default_factory=dict)
+    # The agent's whole new set of tools (resolved by the gateway), and policy changes by name.
+    tools: list[AgentTool] | None = None
+    approvals: dict[str, str] = field(default_factory=dict)
     description: str = ""
 
 
@@ -173,6 +245,8 @@ class AgentInfo:
     last_seq: int
     notes: list[MemoryNote] = field(default_factory=list)
     tool_calls: int = 0
+    tools: list[AgentTool] = field(default_factory=list)
+    pending: list[PendingCall] = field(default_factory=list)
 
 
 @dataclass
@@ -231,6 +305,15 @@ class LLMRequest:
     # OpenAI function-tool definitions offered to the model, and the rounds of this turn so far.
     tools: list[dict[str, Any]] = field(default_factory=list)
     tool_rounds: list[ToolRound] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class AnnounceInput:
+    """Events of a turn in progress, for its gateway now rather than with the next LLM call."""
+
+    agent_id: str
+    reply_to: str
+    events: list[Event]
 
 
 @dataclass

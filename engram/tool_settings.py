@@ -1,0 +1,33 @@
+"""Which tools a worker runs, from flags or the environment: `--tools` and `--mcp`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from engram.activities.tool_calls import ToolActivities
+from engram.worker import load_tools
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("tools")
+    group.add_argument(
+        "--tools",
+        default=os.environ.get("ENGRAM_TOOLS", ""),
+        metavar="MODULES",
+        help="comma-separated Python modules whose @tool functions agents may use "
+        "(e.g. engram.tools.builtin,my_company.tools)",
+    )
+    group.add_argument(
+        "--mcp",
+        action="append",
+        default=[s for s in os.environ.get("ENGRAM_MCP", "").split(";") if s.strip()],
+        metavar="NAME=URL|NAME=COMMAND",
+        help="an MCP server whose tools agents may use, as NAME__tool: NAME=http://host/mcp "
+        "(streamable HTTP) or NAME='command args' (stdio, started by the worker); repeatable "
+        "(ENGRAM_MCP: ';'-separated)",
+    )
+
+
+def tools_from_args(args: argparse.Namespace) -> ToolActivities:
+    return load_tools(args.tools, args.mcp)

@@ -1,0 +1,298 @@
+"""Tool use inside a turn: the model's calls carried out one by one, in the order it made them.
+
+A call goes through the same steps whatever runs it: its `tool_call` event; the approval policy
+(run, refuse, or ask a person and wait, durably, for as long as it takes or until its deadline);
+then `remember` inside the workflow, a worker or MCP tool as its own activity, or a client tool by
+waiting for the client's result; last its `tool_result` event. Waiting holds no worker: the
+workflow sleeps on a condition and may be evicted, and a decision arriving a week later, after
+every process restarted, resumes it here. What already ran is in history and never runs again.
+Everything here is workflow code: deterministic, with time from `workflow.now()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+
+from engram.tools import ToolCallInput, ToolCallOutput, ToolPolicy, execute_tool_call
+from engram.vocabulary import ApprovalPolicy, Notice, ToolKind, Waiting
+from engram.workflows import memory
+from engram.workflows.events import EventLog
+from engram.workflows.types import (
+    AgentState,
+    AgentTool,
+    ClientToolResult,
+    Decision,
+    Event,
+    PendingCall,
+    ToolCall,
+)
+
+# What the model is shown of one tool's output; the transcript keeps all of it.
+PROMPT_OUTPUT_CHARS = 16 * 1024
+
+
+class TurnCancelled(Exception):
+    """The turn was cancelled (or the agent deleted) while a tool ran or a call waited."""
+
+
+@dataclass
+class Outcome:
+    output: str
+    is_error: bool = False
+
+
+@dataclass
+class TurnHooks:
+    """What tool use needs from the turn around it."""
+
+    # Send the turn's events recorded so far to the client's gateway now (best effort).
+    announce: Callable[[], Awaitable[None]]
+    # The turn was cancelled, or the agent is being deleted.
+    stopping: Callable[[], bool]
+    # A call started or stopped waiting for a person or a client.
+    waiting_changed: Callable[[], None]
+
+
+class ToolUse:
+    def __init__(self, state: AgentState, log: EventLog) -> None:
+        self.state = state
+        self.log = log
+        # The tool activity in progress, so cancel can reach it.
+        self.running: asyncio.Task[ToolCallOutput] | None = None
+
+    def offered(self) -> list[dict[str, Any]]:
+        """The function tools the model is offered, `remember` first."""
+        return [memory.REMEMBER_TOOL, *(t.function for t in self.state.tools)]
+
+    def cancel(self) -> None:
+        if self.running is not None:
+            self.running.cancel()
+
+    async def run_calls(
+        self, calls: list[ToolCall], message_id: str, hooks: TurnHooks
+    ) -> tuple[list[ToolCall], list[str], list[Event]]:
+        """Carry out the model's calls: the calls as recorded, what the model is shown of each,
+        and the events recorded.
+
+        Each call is renamed `call_<seq>` after its `tool_call` event's sequence id: a model's own
+        ids (`call_0`) repeat from turn to turn, and the id is what approvals name and what a tool
+        gets as its idempotency key. Raises TurnCancelled if the turn is cancelled meanwhile: the
+        calls already made stay recorded, the rest are not made.
+        """
+        first = self.state.next_seq
+        made: list[ToolCall] = []
+        outputs: list[str] = []
+        for model_call in calls:
+            call = ToolCall(f"call_{self.state.next_seq}", model_call.name, model_call.arguments)
+            made.append(call)
+            self.state.tool_calls += 1
+            self.log.tool_call(call, message_id=message_id, now=_now())
+            outcome = await self._carry_out(call, message_id, hooks)
+            self.log.tool_result(
+                call.call_id,
+                outcome.output,
+                is_error=outcome.is_error,
+                message_id=message_id,
+                now=_now(),
+            )
+            outputs.append(_for_prompt(outcome.output))
+        return made, outputs, self.log.between(first, self.state.next_seq - 1)
+
+    async def _carry_out(self, call: ToolCall, message_id: str, hooks: TurnHooks) -> Outcome:
+        if call.name == memory.REMEMBER:
+            try:
+                return Outcome(memory.apply(self.state.notes, call, _now()))
+            except memory.NoteError as err:
+                return Outcome(f"error: {err}", is_error=True)
+        tool = next((t for t in self.state.tools if t.name == call.name), None)
+        if tool is None:
+            names = ", ".join([memory.REMEMBER, *(t.name for t in self.state.tools)])
+            return Outcome(f"error: unknown tool {call.name!r}; the tools are {names}", True)
+
+        arguments = call.arguments
+        policy = self.policy(tool)
+        if policy == ApprovalPolicy.NEVER:
+            return Outcome(f"error: tool {tool.name!r} is not allowed for this agent", True)
+        if policy == ApprovalPolicy.ASK:
+            decision = await self._approval(call, tool, message_id, hooks)
+            if decision is None:
+                self._note(Notice.DENIED, f"call {call.call_id} denied: timed out", message_id)
+                return Outcome("error: denied: timed out waiting for approval", True)
+            if decision.stop_asking:
+                self.state.approvals[tool.name] = ApprovalPolicy.ALWAYS
+            if decision.response:
+                who = _by(decision)
+                self._note(Notice.RESPONDED, f"call {call.call_id} answered{who}", message_id)
+                return Outcome(decision.response)
+            if not decision.approved:
+                reason = decision.reason or "no reason given"
+                self._note(
+                    Notice.DENIED,
+                    f"call {call.call_id} denied{_by(decision)}: {reason}",
+                    message_id,
+                )
+                return Outcome(f"error: denied by the user: {reason}", True)
+            arguments = decision.edited_arguments or arguments
+            edited = f" with input {arguments}" if decision.edited_arguments else ""
+            self._note(
+                Notice.APPROVED, f"call {call.call_id} approved{_by(decision)}{edited}", message_id
+            )
+
+        if tool.kind == ToolKind.CLIENT:
+            result = await self._client_result(call, arguments, message_id, hooks)
+            if result.is_error:
+                return Outcome(f"error: {result.error_message or result.output}", True)
+            return Outcome(result.output)
+        return await self._run_activity(call, tool, arguments, message_id, hooks)
+
+    def policy(self, tool: AgentTool) -> str:
+        """The tool's approval policy on this agent, changes made since creation first."""
+        if tool.name in self.state.approvals:
+            return self.state.approvals[tool.name]
+        if tool.approval:
+            return tool.approval
+        if tool.read_only and self.state.auto_approve_read_only:
+            return ApprovalPolicy.ALWAYS
+        return ApprovalPolicy.ASK if tool.requires_confirmation else ApprovalPolicy.ALWAYS
+
+    async def _approval(
+        self, call: ToolCall, tool: AgentTool, message_id: str, hooks: TurnHooks
+    ) -> Decision | None:
+        """Wait for a person's decision on `call`; None if its deadline passed first."""
+        now = _now()
+        deadline = now + tool.approval_timeout_seconds if tool.approval_timeout_seconds else 0.0
+        self._note(
+            Notice.AWAITING_APPROVAL,
+            f"{tool.name} wants to run with {call.arguments}: approve, deny or respond to call "
+            f"{call.call_id}",
+            message_id,
+        )
+        self._wait_for(call, message_id, Waiting.APPROVAL, deadline)
+        hooks.waiting_changed()
+        await hooks.announce()
+        timeout = timedelta(seconds=tool.approval_timeout_seconds) if deadline else None
+        try:
+            await workflow.wait_condition(
+                lambda: call.call_id in self.state.decisions or hooks.stopping(), timeout=timeout
+            )
+        except TimeoutError:
+            pass
+        finally:
+            self._done_waiting(call.call_id)
+            hooks.waiting_changed()
+        if hooks.stopping():
+            raise TurnCancelled
+        return self.state.decisions.get(call.call_id)
+
+    async def _client_result(
+        self, call: ToolCall, arguments: str, message_id: str, hooks: TurnHooks
+    ) -> ClientToolResult:
+        self._note(
+            Notice.AWAITING_RESULT,
+            f"waiting for the client to run {call.name} for call {call.call_id}",
+            message_id,
+        )
+        self._wait_for(call, message_id, Waiting.RESULT, 0.0, arguments)
+        hooks.waiting_changed()
+        await hooks.announce()
+        try:
+            await workflow.wait_condition(
+                lambda: call.call_id in self.state.client_results or hooks.stopping()
+            )
+        finally:
+            self._done_waiting(call.call_id)
+            hooks.waiting_changed()
+        if hooks.stopping():
+            raise TurnCancelled
+        return self.state.client_results[call.call_id]
+
+    async def _run_activity(
+        self, call: ToolCall, tool: AgentTool, arguments: str, message_id: str, hooks: TurnHooks
+    ) -> Outcome:
+        # The client sees the call while the tool runs, not after.
+        await hooks.announce()
+        self.running = asyncio.ensure_future(
+            execute_tool_call(
+                ToolCallInput(
+                    agent_id=self.state.spec.agent_id,
+                    call_id=call.call_id,
+                    name=tool.name,
+                    arguments=arguments,
+                ),
+                ToolPolicy(timeout_seconds=tool.timeout_seconds, retries=tool.retries),
+            )
+        )
+        try:
+            result = await self.running
+        except asyncio.CancelledError:
+            raise TurnCancelled from None
+        finally:
+            self.running = None
+        if result.unavailable:
+            self._note(Notice.TOOL_UNAVAILABLE, result.error_message, message_id)
+        return Outcome(result.output, result.is_error)
+
+    # --- bookkeeping ----------------------------------------------------------------------
+
+    def _wait_for(
+        self,
+        call: ToolCall,
+        message_id: str,
+        waiting_for: Waiting,
+        deadline: float,
+        arguments: str | None = None,
+    ) -> None:
+        self.state.pending.append(
+            PendingCall(
+                call_id=call.call_id,
+                message_id=message_id,
+                tool=call.name,
+                arguments=call.arguments if arguments is None else arguments,
+                waiting_for=waiting_for,
+                since=_now(),
+                deadline=deadline,
+            )
+        )
+
+    def _done_waiting(self, call_id: str) -> None:
+        self.state.pending = [p for p in self.state.pending if p.call_id != call_id]
+
+    def _note(self, status: Notice, text: str, message_id: str) -> None:
+        self.log.notice(status, text, now=_now(), message_id=message_id)
+
+    def end_turn(self) -> None:
+        """Forget the turn's decisions and results: call ids are only unique within a turn."""
+        self.state.pending.clear()
+        self.state.decisions.clear()
+        self.state.client_results.clear()
+
+
+def check_arguments(arguments: str) -> str | None:
+    """Why edited input is unusable (not a JSON object), or None."""
+    try:
+        value = json.loads(arguments)
+    except json.JSONDecodeError as err:
+        return f"edited input is not valid JSON: {err}"
+    return None if isinstance(value, dict) else "edited input must be a JSON object"
+
+
+def _for_prompt(output: str) -> str:
+    if len(output) <= PROMPT_OUTPUT_CHARS:
+        return output
+    cut = len(output) - PROMPT_OUTPUT_CHARS
+    return f"{output[:PROMPT_OUTPUT_CHARS]}\n[... {cut} more characters not shown]"
+
+
+def _by(decision: Decision) -> str:
+    return f" by {decision.decided_by}" if decision.decided_by else ""
+
+
+def _now() -> float:
+    return workflow.now().timestamp()

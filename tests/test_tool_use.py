@@ -1,0 +1,349 @@
+"""Agents that act: worker tools, client tools and approvals, end to end through the gateway.
+
+The model is the fake LLM's `note_taker`: "call <tool> <json>" makes it call that tool, and after
+a tool's result it answers "Done: <result>.". Worker tools come from tests/tool_module.py and
+tests/effect_tools.py, loaded by the engine as `--tools` modules.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.struct_pb2 import Struct
+
+from engram.v1 import agent_pb2, agent_pb2_grpc
+from tests.conftest import Reader, chat, chat_in_background, create_agent, finals, user_message
+from tests.effect_tools import effects
+from tests.fake_llm import FakeLLM, note_taker
+from tests.test_control import get
+
+
+@pytest.fixture
+def tool_llm(llm: FakeLLM) -> FakeLLM:
+    llm.reply = note_taker
+    return llm
+
+
+def of_kind(messages: list[agent_pb2.ServerMessage], kind: str) -> list[agent_pb2.ServerMessage]:
+    return [m for m in messages if m.WhichOneof("payload") == kind]
+
+
+def notices(messages: list[agent_pb2.ServerMessage]) -> list[str]:
+    return [m.status.status for m in of_kind(messages, "status")]
+
+
+def waiting_call(reader: Reader, notice: str = "awaiting_approval") -> agent_pb2.ToolCall:
+    """The tool call the reader's turn is waiting on, once the stream has shown it."""
+    deadline = time.monotonic() + 20
+    while notice not in notices(reader.messages):
+        assert time.monotonic() < deadline and not reader.done.is_set(), reader.messages
+        time.sleep(0.02)
+    return of_kind(reader.messages, "tool_call")[-1].tool_call
+
+
+def approve(
+    stub: agent_pb2_grpc.AgentServiceStub, agent_id: str, **fields: object
+) -> agent_pb2.ControlAgentResponse:
+    request = agent_pb2.ControlAgentRequest(
+        agent_id=agent_id,
+        approval=agent_pb2.Approval(**fields),  # type: ignore[arg-type]
+    )
+    response: agent_pb2.ControlAgentResponse = stub.ControlAgent(request)
+    return response
+
+
+def test_a_worker_tool_runs_and_the_model_gets_its_result(
+    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM
+) -> None:
+    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="add")])
+    messages = chat(stub, agent_id, 'call add {"a": 2, "b": 40}')
+
+    call, result = of_kind(messages, "tool_call"), of_kind(messages, "tool_result")
+    assert [c.tool_call.tool_name for c in call] == ["add"]
+    assert json.loads(call[0].tool_call.input_json) == {"a": 2, "b": 40}
+    assert result[0].tool_result.call_id == call[0].tool_call.call_id
+    assert (result[0].tool_result.output, result[0].tool_result.is_error) == ("42", False)
+    assert finals(messages) == ["Done: 42."]
+    seqs = [m.sequence_id for m in messages]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+    # The model was offered the tool with its schema, and shown the result.
+    second = tool_llm.requests_for('call add {"a": 2, "b": 40}')[-1]
+    offered = {t["function"]["name"]: t["function"] for t in second["tools"]}
+    assert set(offered) == {"remember", "add"}
+    assert offered["add"]["parameters"]["required"] == ["a", "b"]
+    assert second["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": call[0].tool_call.call_id,
+        "content": "42",
+    }
+    agent = get(stub, agent_id)
+    assert agent.stats.tool_calls == 1
+    assert [(t.name, t.kind) for t in agent.tools] == [("add", "worker")]
+    assert MessageToDict(agent.tools[0].parameters_schema)["properties"]["a"]["type"] == "integer"
+
+
+def test_bad_arguments_reach_the_model_as_an_error(
+    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM
+) -> None:
+    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="add")])
+    messages = chat(stub, agent_id, 'call add {"a": "two"}')
+    result = of_kind(messages, "tool_result")[0].tool_result
+    assert result.is_error and "a" in result.output and "b" in result.output
+    assert finals(messages)[0].startswith("Done: ")
+
+
+def test_tools_are_listed_and_unknown_ones_refused(stub: agent_pb2_grpc.AgentServiceStub) -> None:
+    tools = {t.name: t for t in stub.ListTools(agent_pb2.ListToolsRequest()).tools}
+    assert {"add", "place_order", "current_time", "deploy", "record_effect"} <= set(tools)
+    assert tools["deploy"].requires_confirmation and not tools["add"].requires_confirmation
+    assert tools["add"].read_only and tools["add"].kind == "worker"
+    order_schema = MessageToDict(tools["place_order"].parameters_schema)
+    assert order_schema["properties"]["speed"]["enum"] == ["normal", "express"]
+    with pytest.raises(grpc.RpcError) as refused:
+        create_agent(stub, tools=[agent_pb2.Tool(name="launch_rockets")])
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "launch_rockets" in str(refused.value.details())
+    assert "add" in str(refused.value.details())
+    with pytest.raises(grpc.RpcError) as refused:
+        create_agent(stub, tools=[agent_pb2.Tool(name="add", approval="sometimes")])
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_call_waits_for_approval_then_runs_once(
+    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM, effects_log: Path
+) -> None:
+    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="deploy")])
+    reader = chat_in_background(stub, agent_id, 'call deploy {"service": "api"}')
+    call = waiting_call(reader)
+    assert call.tool_name == "deploy"
+
+    agent = get(stub, agent_id)
+    assert agent.status == "waiting"
+    assert [(p.call_id, p.tool_name, p.waiting_for) for p in agent.pending_calls] == [
+        (call.call_id, "deploy", "approval")
+    ]
+    waiting = stub.ListAgents(agent_pb2.ListAgentsRequest(status_filter="waiting")).agents
+    assert agent_id in [a.agent_id for a in waiting]
+    time.sleep(0.3)
+    assert effects(agent_id, effects_log) == [] and not reader.done.is_set()
+
+    approve(stub, agent_id, call_id=call.call_id, approved=True, decided_by="ops@example.com")
+    assert reader.done.wait(20) and reader.status == grpc.StatusCode.OK
+    assert finals(reader.messages) == ["Done: deployed api: done."]
+    assert effects(agent_id, effects_log) == ["deployed api"]
+    approved = [m.status.message for m in of_kind(reader.messages, "status")]
+    assert any("approved by ops@example.com" in text for text in approved)
+
+    # The same decision again changes nothing; another one, or an unknown call, is refused.
+    approve(stub, agent_id, call_id=call.call_id, approved=True, decided_by="ops@example.com")
+    for fields in ({"call_id": call.call_id, "approved": False}, {"call_id": "call_999999"}):
+        with pytest.raises(grpc.RpcError) as refused:
+            approve(stub, agent_id, **fields)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    agent = get(stub, agent_id)
+    assert agent.status == "idle" and not agent.pending_calls
+    assert effects(agent_id, effects_log) == ["deployed api"]
+
+
+def test_deny_edit_and_respond(
+    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM, effects_log: Path
+) -> None:
+    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="deploy")])
+
+    reader = chat_in_background(stub, agent_id, 'call deploy {"service": "api"}')
+    call = waiting_call(reader)
+    approve(stub, agent_id, call_id=call.call_id, approved=False, reason="not on a Friday")
+    assert reader.done.wait(20)
+    assert finals(reader.messages) == ["Done: error: denied by the user: not on a Friday."]
+    assert of_kind(reader.messages, "tool_result")[0].tool_result.is_error
+    assert "denied" in notices(reader.messages)
+
+    reader = chat_in_background(stub, agent_id, 'call deploy {"service": "api"}')
+    call = waiting_call(reader)
+    edited = json.dumps({"service": "web"})
+    with pytest.raises(grpc.RpcError) as refused:
+        approve(stub, agent_id, call_id=call.call_id, approved=True, edited_input_json="{oops")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    approve(stub, agent_id, call_id=call.call_id, approved=True, edited_input_json=edited)
+    assert reader.done.wait(20)
+    assert finals(reader.messages) == ["Done: deployed web: done."]
+    # The transcript shows both: what the model asked for and what ran.
+    assert json.loads(of_kind(reader.messages, "tool_call")[0].tool_call.input_json) == {
+        "service": "api"
+    }
+    assert any(edited in m.status.message for m in of_kind(reader.messages, "status"))
+
+    reader = chat_in_background(stub, agent_id, 'call deploy {"service": "db"}')
+    call = waiting_call(reader)
+    approve(stub, agent_id, call_id=call.call_id, response="Already deployed this morning.")
+    assert reader.done.wait(20)
+    assert finals(reader.messages) == ["Done: Already deployed this morning.."]
+    assert effects(agent_id, effects_log) == ["deployed web"]
+
+
+def test_policies_and_stop_asking(
+    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM, effects_log: Path
+) -> None:
+    never = create_agent(stub, tools=[agent_pb2.Tool(name="deploy", approval="never")])
+    assert finals(chat(stub, never, 'call deploy {"service": "x"}')) == [
+        "Done: error: tool 'deploy' is not allowed for this agent."
+    ]
+    always = create_agent(stub, tools=[agent_pb2.Tool(name="deploy", approval="always")])
+    assert finals(chat(stub, always, 'call deploy {"service": "y"}')) == ["Done: deployed y: done."]
+    assert effects(never, effects_log) == [] and effects(always, effects_log) == ["deployed y"]
+
+    # A read-only tool marked as needing confirmation runs at once when the agent allows it.
+    trusting = create_agent(
+        stub,
+        tools=[agent_pb2.Tool(name="add", requires_confirmation=True)],
+        config=agent_pb2.AgentConfig(auto_approve_read_only=True),
+    )
+    assert finals(chat(stub, trusting, 'call add {"a": 1, "b": 1}')) == ["Done: 2."]
+
+    asking = create_agent(stub, tools=[agent_pb2.Tool(name="deploy")])
+    reader = chat_in_background(stub, asking, 'call deploy {"service": "one"}')
+    call = waiting_call(reader)
+    approve(stub, asking, call_id=call.call_id, approved=True, stop_asking=True)
+    assert reader.done.wait(20)
+    assert finals(chat(stub, asking, 'call deploy {"service": "two"}')) == [
+        "Done: deployed two: done."
+    ]
+    assert effects(asking, effects_log) == ["deployed one", "deployed two"]
+
+
+def test_an_approval_that_times_out_is_denied(
+    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM, effects_log: Path
+) -> None:
+    agent_id = create_agent(
+        stub, tools=[agent_pb2.Tool(name="deploy", approval_timeout=Duration(seconds=1))]
+    )
+    started = time.monotonic()
+    messages = chat(stub, agent_id, 'call deploy {"service": "api"}')
+    assert time.monotonic() - started >= 1
+    assert finals(messages) == ["Done: error: denied: timed out waiting for approval."]
+    assert effects(agent_id, effects_log) == []
+
+
+def test_cancel_while_waiting_for_approval(
+    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM, effects_log: Path
+) -> None:
+    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="deploy")])
+    reader = chat_in_background(stub, agent_id, 'call deploy {"service": "api"}')
+    call = waiting_call(reader)
+    stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=agent_id, cancel=agent_pb2.Cancel()))
+    assert reader.done.wait(20)
+    assert reader.messages[-1].error.code == "CANCELLED"
+    with pytest.raises(grpc.RpcError) as refused:
+        approve(stub, agent_id, call_id=call.call_id, approved=True)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert not get(stub, agent_id).pending_calls
+    assert finals(chat(stub, agent_id, "still there?")) == ["Sure."]
+    assert effects(agent_id, effects_log) == []
+
+
+def location_tool() -> agent_pb2.Tool:
+    schema = Struct()
+    schema.update({"type": "object", "properties": {"precision": {"type": "string"}}})
+    return agent_pb2.Tool(
+        name="get_location", description="Where the user is.", parameters_schema=schema
+    )
+
+
+def test_a_client_tool_waits_for_the_clients_result(
+    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM
+) -> None:
+    agent_id = create_agent(stub, tools=[location_tool()])
+    assert get(stub, agent_id).tools[0].kind == "client"
+    reader = chat_in_background(stub, agent_id, 'call get_location {"precision": "city"}')
+    call = waiting_call(reader, "awaiting_result")
+    assert get(stub, agent_id).pending_calls[0].waiting_for == "result"
+
+    # The result comes on another stream, as it would from another process.
+    result = agent_pb2.ClientMessage(
+        agent_id=agent_id, tool_result=agent_pb2.ToolResult(call_id=call.call_id, output="Lisbon")
+    )
+    assert list(stub.Chat(iter([result]), timeout=10)) == []
+    assert reader.done.wait(20)
+    assert finals(reader.messages) == ["Done: Lisbon."]
+    # A resend changes nothing; a result for a call that is not waiting is refused.
+    assert list(stub.Chat(iter([result]), timeout=10)) == []
+    stray = agent_pb2.ControlAgentRequest(
+        agent_id=agent_id, tool_result=agent_pb2.ToolResult(call_id="call_1", output="?")
+    )
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.ControlAgent(stray)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_a_client_tools_error_reaches_the_model(
+    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM
+) -> None:
+    agent_id = create_agent(stub, tools=[location_tool()])
+    reader = chat_in_background(stub, agent_id, "call get_location {}")
+    call = waiting_call(reader, "awaiting_result")
+    stub.ControlAgent(
+        agent_pb2.ControlAgentRequest(
+            agent_id=agent_id,
+            tool_result=agent_pb2.ToolResult(
+                call_id=call.call_id, is_error=True, error_message="GPS is off"
+            ),
+        )
+    )
+    assert reader.done.wait(20)
+    assert finals(reader.messages) == ["Done: error: GPS is off."]
+
+
+def test_bad_tool_input_is_refused(stub: agent_pb2_grpc.AgentServiceStub) -> None:
+    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="deploy")])
+    cases = [
+        agent_pb2.ControlAgentRequest(agent_id=agent_id, approval=agent_pb2.Approval()),
+        agent_pb2.ControlAgentRequest(
+            agent_id=agent_id,
+            approval=agent_pb2.Approval(call_id="c", approved=True, edited_input_json="[1]"),
+        ),
+        agent_pb2.ControlAgentRequest(agent_id=agent_id, tool_result=agent_pb2.ToolResult()),
+        agent_pb2.ControlAgentRequest(
+            agent_id=agent_id,
+            tool_result=agent_pb2.ToolResult(call_id="c", output="x" * 70_000),
+        ),
+    ]
+    for request in cases:
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ControlAgent(request)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, request
+    bad_schema = Struct()
+    bad_schema.update({"type": "array"})
+    for tool in (
+        agent_pb2.Tool(name="has space", parameters_schema=Struct()),
+        agent_pb2.Tool(name="listy", parameters_schema=bad_schema),
+        agent_pb2.Tool(name="deploy", approval_timeout=Duration(seconds=-1)),
+    ):
+        with pytest.raises(grpc.RpcError) as refused:
+            create_agent(stub, tools=[tool])
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, tool
+    # An approval for an agent that does not exist is NOT_FOUND, as for everything else.
+    with pytest.raises(grpc.RpcError) as refused:
+        approve(stub, "6f1c1f9e-0000-4000-8000-000000000000", call_id="c", approved=True)
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_chat_stream_can_carry_an_approval(
+    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM, effects_log: Path
+) -> None:
+    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="deploy")])
+    reader = chat_in_background(stub, agent_id, 'call deploy {"service": "api"}')
+    call = waiting_call(reader)
+    decision = agent_pb2.ClientMessage(
+        agent_id=agent_id, approval=agent_pb2.Approval(call_id=call.call_id, approved=True)
+    )
+    assert list(stub.Chat(iter([decision, user_message(agent_id, "and then?")]), timeout=30))
+    assert reader.done.wait(20)
+    assert finals(reader.messages) == ["Done: deployed api: done."]
+    assert effects(agent_id, effects_log) == ["deployed api"]
