@@ -26,6 +26,10 @@ def to_server_message(agent_id: str, event: Event) -> agent_pb2.ServerMessage:
     )
     if event.kind == EventKind.TEXT:
         msg.text.content = event.text
+    elif event.kind == EventKind.THOUGHT:
+        msg.thought.content = event.text
+    elif event.kind == EventKind.OBSERVATION:
+        msg.observation.content = event.text
     elif event.kind == EventKind.FINAL_ANSWER:
         msg.final_answer.content = event.text
     elif event.kind == EventKind.ERROR:
@@ -58,6 +62,8 @@ def to_piece(msg: agent_pb2.ServerMessage) -> StreamPiece | None:
     kind = msg.WhichOneof("payload")
     if kind == "text":
         return StreamPiece(EventKind.TEXT, msg.text.content)
+    if kind == "thought":
+        return StreamPiece(EventKind.THOUGHT, msg.thought.content)
     if kind == "status" and msg.status.status == Notice.RESTARTING:
         return StreamPiece(EventKind.RESTART, "")
     if kind == "status":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from engram.activities.tool_calls import ToolActivities
 from engram.worker import load_tools
@@ -30,4 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def tools_from_args(args: argparse.Namespace) -> ToolActivities:
+    # `engram dev --tools my_tools` finds my_tools.py where it is run, as `python -m` would.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     return load_tools(args.tools, args.mcp)

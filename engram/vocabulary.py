@@ -22,6 +22,11 @@ class EventKind(StrEnum):
     """A notice (`Notice`): `Event.code` names it, `Event.text` says it for people."""
     TEXT = "text"
     """A piece of the reply, as the model produces it."""
+    THOUGHT = "thought"
+    """A piece of the model's reasoning, from endpoints that stream it (`enable_thinking`): never
+    part of the reply or of a later prompt."""
+    OBSERVATION = "observation"
+    """What the agent learned from a tool's result, in short (`enable_observation`)."""
     FINAL_ANSWER = "final_answer"
     """The whole reply: the last message of a turn that completed."""
     ERROR = "error"
@@ -184,3 +189,7 @@ class Query(StrEnum):
 
 STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramStatus")
 """The agent's `AgentStatus`, kept as a search attribute so ListAgents can filter on it."""
+
+TENANT_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramTenant")
+"""The tenant of the API key that created the agent (unset with auth off), so ListAgents shows a
+caller only its own tenant's agents. Set once, at CreateAgent."""

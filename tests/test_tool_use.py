@@ -20,7 +20,7 @@ from google.protobuf.struct_pb2 import Struct
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from tests.conftest import Reader, chat, chat_in_background, create_agent, finals, user_message
 from tests.effect_tools import effects
-from tests.fake_llm import FakeLLM, note_taker
+from tests.fake_llm import FakeLLM, Reasoning, note_taker
 from tests.test_control import get
 
 
@@ -347,3 +347,38 @@ def test_a_chat_stream_can_carry_an_approval(
     assert reader.done.wait(20)
     assert finals(reader.messages) == ["Done: deployed api: done."]
     assert effects(agent_id, effects_log) == ["deployed api"]
+
+
+def test_thinking_streams_as_thoughts_kept_out_of_the_reply(
+    stub: agent_pb2_grpc.AgentServiceStub, llm: FakeLLM
+) -> None:
+    reasoning = "The user greets me. A short greeting back is right."
+    llm.reply = lambda messages: Reasoning(reasoning, f"Hello! ({len(messages)})")
+    thinker = create_agent(stub, config=agent_pb2.AgentConfig(enable_thinking=True))
+    messages = chat(stub, thinker, "hi there")
+    thoughts = of_kind(messages, "thought")
+    assert len(thoughts) > 1 and "".join(t.thought.content for t in thoughts) == reasoning
+    # Thoughts come before the reply's text, and are not part of it.
+    assert messages.index(thoughts[-1]) < messages.index(of_kind(messages, "text")[0])
+    assert finals(messages) == ["Hello! (2)"]
+    second = chat(stub, thinker, "and again")
+    assert finals(second) == ["Hello! (4)"]
+    sent = llm.requests_for("and again")[-1]["messages"]
+    assert reasoning not in json.dumps(sent)
+    # Without enable_thinking, reasoning is not streamed.
+    plain = create_agent(stub)
+    assert not of_kind(chat(stub, plain, "hi"), "thought")
+
+
+def test_observation_follows_each_tool_result(
+    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM
+) -> None:
+    agent_id = create_agent(
+        stub,
+        tools=[agent_pb2.Tool(name="add")],
+        config=agent_pb2.AgentConfig(enable_observation=True),
+    )
+    messages = chat(stub, agent_id, 'call add {"a": 20, "b": 22}')
+    kinds = [m.WhichOneof("payload") for m in messages]
+    assert kinds[kinds.index("tool_result") + 1] == "observation"
+    assert of_kind(messages, "observation")[0].observation.content == "add returned: 42"

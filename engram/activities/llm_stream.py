@@ -240,6 +240,11 @@ class LLMActivities:
                         continue
                     if choice.delta.content:
                         publish(StreamPiece(kind=EventKind.TEXT, text=choice.delta.content))
+                    # vLLM, DeepSeek and llama.cpp say reasoning_content; Ollama and others say
+                    # reasoning. Neither is in OpenAI's schema, so the client keeps them as extras.
+                    thought = _reasoning(choice.delta)
+                    if thought and request.thinking:
+                        publish(StreamPiece(kind=EventKind.THOUGHT, text=thought))
                     for fragment in choice.delta.tool_calls or []:
                         call = calls.setdefault(
                             fragment.index,
@@ -252,6 +257,14 @@ class LLMActivities:
                 # A fast model's chunks arrive already buffered: let the relay send between them.
                 await asyncio.sleep(0)
         return tokens, [calls[i] for i in sorted(calls)]
+
+
+def _reasoning(delta: Any) -> str:
+    for name in ("reasoning_content", "reasoning"):
+        value = getattr(delta, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return ""
 
 
 def _chat_messages(request: LLMRequest) -> list[ChatCompletionMessageParam]:

@@ -249,6 +249,7 @@ class AgentWorkflow:
                     temperature=spec.temperature,
                     tools=self.tool_use.offered() if offer_tools else [],
                     tool_rounds=rounds,
+                    thinking=bool(spec.config.get("enableThinking")),
                 )
             )
             for piece in result.pieces:

@@ -21,7 +21,7 @@ from typing import Any
 from temporalio import workflow
 
 from engram.tools import ToolCallInput, ToolCallOutput, ToolPolicy, execute_tool_call
-from engram.vocabulary import ApprovalPolicy, Notice, ToolKind, Waiting
+from engram.vocabulary import ApprovalPolicy, EventKind, Notice, ToolKind, Waiting
 from engram.workflows import memory
 from engram.workflows.events import EventLog
 from engram.workflows.types import (
@@ -102,6 +102,13 @@ class ToolUse:
                 message_id=message_id,
                 now=_now(),
             )
+            if self.state.spec.config.get("enableObservation"):
+                self.log.emit(
+                    kind=EventKind.OBSERVATION,
+                    text=observation(call, outcome),
+                    message_id=message_id,
+                    now=_now(),
+                )
             outputs.append(_for_prompt(outcome.output))
         return made, outputs, self.log.between(first, self.state.next_seq - 1)
 
@@ -272,6 +279,18 @@ class ToolUse:
         self.state.pending.clear()
         self.state.decisions.clear()
         self.state.client_results.clear()
+
+
+OBSERVATION_CHARS = 200
+
+
+def observation(call: ToolCall, outcome: Outcome) -> str:
+    """What the agent learned from a call, in a line: the tool and the start of its answer."""
+    first = outcome.output.strip().splitlines()[0] if outcome.output.strip() else "(nothing)"
+    if len(first) > OBSERVATION_CHARS:
+        first = first[:OBSERVATION_CHARS] + "…"
+    verb = "failed" if outcome.is_error else "returned"
+    return f"{call.name} {verb}: {first}"
 
 
 def check_arguments(arguments: str) -> str | None:

@@ -305,6 +305,8 @@ class LLMRequest:
     # OpenAI function-tool definitions offered to the model, and the rounds of this turn so far.
     tools: list[dict[str, Any]] = field(default_factory=list)
     tool_rounds: list[ToolRound] = field(default_factory=list)
+    # Stream the model's reasoning (from endpoints that send it) as THOUGHT pieces.
+    thinking: bool = False
 
 
 @dataclass(kw_only=True)
@@ -318,9 +320,10 @@ class AnnounceInput:
 
 @dataclass
 class StreamPiece:
-    """A message the activity published: TEXT, a STATUS notice, or RESTART (a regenerated reply)."""
+    """A message the activity published: TEXT, THOUGHT, a STATUS notice, or RESTART (a
+    regenerated reply)."""
 
-    # TEXT, STATUS or RESTART (an EventKind).
+    # TEXT, THOUGHT, STATUS or RESTART (an EventKind).
     kind: str
     text: str
     code: str = ""
