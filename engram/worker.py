@@ -86,7 +86,7 @@ def build_worker(
     store: TranscriptStore,
     tools: ToolActivities | None = None,
 ) -> Worker:
-    llm = LLMActivities(endpoint, temporal=client)
+    llm = LLMActivities(endpoint, temporal=client, store=store)
     archive = ArchiveActivities(store)
     tools = tools or ToolActivities(ToolRegistry())
     return Worker(

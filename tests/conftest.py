@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import subprocess
 import sys
@@ -162,6 +164,26 @@ def chat_in_background(
     stub: agent_pb2_grpc.AgentServiceStub, agent_id: str, content: str
 ) -> Reader:
     return Reader(stub.Chat(iter([user_message(agent_id, content)]), timeout=60))
+
+
+def history_text(history: dict[str, object]) -> str:
+    """Everything a workflow history holds as text, its payloads decoded (they are base64 in the
+    history's JSON form)."""
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            data = node.get("data")
+            if isinstance(data, str) and "metadata" in node:
+                found.append(base64.b64decode(data).decode("utf-8", errors="replace"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(history)
+    return json.dumps(history) + "\n" + "\n".join(found)
 
 
 def without_time(message: agent_pb2.ServerMessage) -> agent_pb2.ServerMessage:

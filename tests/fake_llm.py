@@ -21,12 +21,19 @@ from typing import Any
 Messages = list[dict[str, Any]]
 
 
+def text_of_content(content: Any) -> str:
+    """A message's text: the content itself, or its text parts when it has images too."""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if p.get("type") == "text")
+    return str(content or "")
+
+
 def default_reply(messages: Messages) -> str:
     """Echo the last user message; asked which table, recall one quoted earlier in the chat."""
-    last = messages[-1]["content"] if messages else ""
+    last = text_of_content(messages[-1]["content"]) if messages else ""
     if "what table" in last.lower():
         for message in reversed(messages[:-1]):
-            found = re.search(r"'(\w+)' table", message["content"])
+            found = re.search(r"'(\w+)' table", text_of_content(message["content"]))
             if found:
                 return f"We were talking about the '{found.group(1)}' table."
         return "I don't know which table."
@@ -196,7 +203,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 def _last_user_message(request: dict[str, Any]) -> str:
     users = [m for m in request.get("messages", []) if m.get("role") == "user"]
-    return str(users[-1]["content"]) if users else ""
+    return text_of_content(users[-1]["content"]) if users else ""
 
 
 def tokens_of(text: str) -> list[str]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 from temporalio.client import Client
 
 from engram.v1 import agent_pb2
-from tests.conftest import SECRET, chat, create_agent, finals, text_of
+from tests.conftest import SECRET, chat, create_agent, finals, history_text, text_of
 from tests.engine import Engine
 from tests.fake_llm import FakeLLM
 
@@ -63,7 +62,7 @@ def test_api_key_is_used_but_never_recorded(engine: Engine, llm: FakeLLM) -> Non
             history = await client.get_workflow_handle(
                 execution.id, run_id=execution.run_id
             ).fetch_history()
-            found.append(json.dumps(history.to_json_dict()))
+            found.append(history_text(history.to_json_dict()))
         return found
 
     recorded = asyncio.run(histories())

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import asdict
 from typing import Any, cast
 
 import openai
@@ -20,10 +19,12 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from engram import WORKFLOW_ID_PREFIX
+from engram.activities import attachments
 from engram.activities.llm_errors import classify
 from engram.activities.relay_publisher import RelayChannels, TurnRelay, received
 from engram.llm_settings import LLMEndpoint
 from engram.messages import to_piece, to_server_message
+from engram.transcripts import TranscriptStore
 from engram.vocabulary import EventKind, Notice, Query, TurnOutcome
 from engram.workflows.llm_outcome import cancelled, failed, pieces_detail, stream_pieces
 from engram.workflows.types import (
@@ -51,8 +52,11 @@ class LLMActivities:
         endpoint: LLMEndpoint,
         relay: RelayChannels | None = None,
         temporal: Client | None = None,
+        store: TranscriptStore | None = None,
     ) -> None:
         self.endpoint = endpoint
+        # Where attachments' bytes are (the prompt carries only their hashes).
+        self.store = store
         self.relay = relay or RelayChannels()
         # To find a turn's new gateway after its first one died.
         self.temporal = temporal
@@ -216,13 +220,31 @@ class LLMActivities:
                 relayed.append(piece)
         return relayed if len(relayed) > len(heartbeated) else heartbeated
 
+    async def _chat_messages(self, request: LLMRequest) -> list[ChatCompletionMessageParam]:
+        """The prompt (attachments read from the store), then this turn's rounds of tool use."""
+        store = self.store
+
+        def blob(sha256: str) -> bytes | None:
+            return store.get_blob(sha256) if store is not None else None
+
+        if any(m.attachments for m in request.messages):
+            try:
+                prompt = await asyncio.to_thread(
+                    lambda: [attachments.render(m, blob) for m in request.messages]
+                )
+            except attachments.MissingAttachment as err:
+                raise ApplicationError(str(err), type="LLM_ERROR", non_retryable=True) from err
+        else:
+            prompt = [{"role": m.role, "content": m.content} for m in request.messages]
+        return cast(list[ChatCompletionMessageParam], prompt + _tool_rounds(request))
+
     async def _generate(
         self, request: LLMRequest, model: str, publish: Any, tools: list[dict[str, Any]]
     ) -> tuple[int, list[ToolCall]]:
         """Stream the reply's text to `publish`; the tokens used and the tools the model called."""
         stream = await self.client.chat.completions.create(
             model=model,
-            messages=_chat_messages(request),
+            messages=await self._chat_messages(request),
             stream=True,
             stream_options={"include_usage": True},
             temperature=openai.omit if request.temperature is None else request.temperature,
@@ -267,9 +289,9 @@ def _reasoning(delta: Any) -> str:
     return ""
 
 
-def _chat_messages(request: LLMRequest) -> list[ChatCompletionMessageParam]:
-    """The prompt, then this turn's rounds of tool use in OpenAI's wire form."""
-    messages: list[dict[str, Any]] = [asdict(m) for m in request.messages]
+def _tool_rounds(request: LLMRequest) -> list[dict[str, Any]]:
+    """This turn's rounds of tool use, in OpenAI's wire form."""
+    messages: list[dict[str, Any]] = []
     for round_ in request.tool_rounds:
         messages.append(
             {
@@ -290,7 +312,7 @@ def _chat_messages(request: LLMRequest) -> list[ChatCompletionMessageParam]:
             {"role": "tool", "tool_call_id": c.call_id, "content": result}
             for c, result in zip(round_.calls, round_.results, strict=True)
         ]
-    return cast(list[ChatCompletionMessageParam], messages)
+    return messages
 
 
 def _count_text(pieces: list[StreamPiece]) -> int:

@@ -26,7 +26,7 @@ from temporalio.client import WorkflowUpdateStage as Stage
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from engram import TASK_QUEUE, WORKFLOW_ID_PREFIX
-from engram.gateway import tool_specs, validation
+from engram.gateway import attachments, tool_specs, validation
 from engram.gateway.errors import GatewayError, from_temporal, invalid
 from engram.gateway.token_hub import TokenHub, TurnFeed
 from engram.gateway.transcript_reader import TranscriptReader
@@ -69,6 +69,9 @@ class GatewaySettings:
     # host:port at which workers reach this gateway's TokenRelay.
     advertise_address: str
     max_message_bytes: int = 64 * 1024
+    # Attachments' bytes, each and together per message.
+    max_attachment_bytes: int = attachments.DEFAULT_LIMIT
+    max_attachments_bytes: int = attachments.DEFAULT_LIMIT
     default_model: str = ""
     # Continue-as-new threshold given to new agents.
     max_history_events: int = 10_000
@@ -334,16 +337,29 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         kind = message.WhichOneof("payload")
         try:
             if kind == "user_input":
+                files = attachments.check(
+                    message.user_input.attachments,
+                    self.settings.max_attachment_bytes,
+                    self.settings.max_attachments_bytes,
+                )
                 content = validation.content(
-                    message.user_input.content, self.settings.max_message_bytes
+                    message.user_input.content, self.settings.max_message_bytes, bool(files)
                 )
                 message_id = validation.message_id(message.message_id or str(uuid.uuid4()))
+                # Claim check: the bytes go to the store; history gets the references.
+                for ref, data in files:
+                    await asyncio.to_thread(self.store.put_blob, ref.sha256, data)
                 # Listen before submitting: the first tokens may come before the update returns.
                 feed = self.hub.open((agent_id, message_id))
                 try:
                     update = await handle.start_update(
                         AgentWorkflow.chat,
-                        ChatInput(message_id, content, self.settings.advertise_address),
+                        ChatInput(
+                            message_id,
+                            content,
+                            self.settings.advertise_address,
+                            [ref for ref, _ in files],
+                        ),
                         id=f"chat-{message_id}",
                         wait_for_stage=Stage.ACCEPTED,
                     )

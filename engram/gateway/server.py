@@ -22,7 +22,10 @@ async def start_gateway(
     server = grpc.aio.server(
         options=[
             # Room for a maximal user message plus protobuf overhead, and no more.
-            ("grpc.max_receive_message_length", settings.max_message_bytes + 64 * 1024),
+            (
+                "grpc.max_receive_message_length",
+                settings.max_message_bytes + settings.max_attachments_bytes + 64 * 1024,
+            ),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.http2.max_pings_without_data", 0),
         ]

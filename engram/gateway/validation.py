@@ -37,8 +37,8 @@ def message_id(value: str) -> str:
     return value
 
 
-def content(value: str, limit: int) -> str:
-    if not value.strip():
+def content(value: str, limit: int, has_attachments: bool = False) -> str:
+    if not value.strip() and not has_attachments:
         raise invalid("user_input.content is empty")
     size = len(value.encode())
     if size > limit:

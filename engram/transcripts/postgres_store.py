@@ -27,6 +27,10 @@ CREATE TABLE IF NOT EXISTS engram_turns (
     turn JSONB NOT NULL,
     PRIMARY KEY (agent_id, idx)
 );
+CREATE TABLE IF NOT EXISTS engram_blobs (
+    sha256 TEXT PRIMARY KEY,
+    data BYTEA NOT NULL
+);
 CREATE TABLE IF NOT EXISTS engram_tools (
     name TEXT PRIMARY KEY,
     tool JSONB NOT NULL,
@@ -82,6 +86,19 @@ class PostgresTranscriptStore:
                 (agent_id, count),
             ).fetchall()
         return [Turn(**row[0]) for row in rows]
+
+    def put_blob(self, sha256: str, data: bytes) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO engram_blobs VALUES (%s, %s) ON CONFLICT DO NOTHING", (sha256, data)
+            )
+
+    def get_blob(self, sha256: str) -> bytes | None:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT data FROM engram_blobs WHERE sha256 = %s", (sha256,)
+            ).fetchone()
+        return None if row is None else bytes(row[0])
 
     def publish_tools(self, tools: list[AgentTool]) -> None:
         with self._pool.connection() as conn, conn.cursor() as cur:

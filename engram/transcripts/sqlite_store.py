@@ -27,6 +27,10 @@ CREATE TABLE IF NOT EXISTS turns (
     turn TEXT NOT NULL,
     PRIMARY KEY (agent_id, idx)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256 TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tools (
     name TEXT PRIMARY KEY,
     tool TEXT NOT NULL,
@@ -75,6 +79,15 @@ class SqliteTranscriptStore:
                 (agent_id, count),
             ).fetchall()
         return [Turn(**json.loads(row[0])) for row in rows]
+
+    def put_blob(self, sha256: str, data: bytes) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?)", (sha256, data))
+
+    def get_blob(self, sha256: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM blobs WHERE sha256 = ?", (sha256,)).fetchone()
+        return None if row is None else bytes(row[0])
 
     def publish_tools(self, tools: list[AgentTool]) -> None:
         rows = [(t.name, json.dumps(asdict(t)), time.time()) for t in tools]

@@ -29,6 +29,12 @@ class TranscriptStore(Protocol):
     def turns(self, agent_id: str, count: int) -> list[Turn]:
         """The agent's first `count` turns, in order."""
 
+    def put_blob(self, sha256: str, data: bytes) -> None:
+        """Store an attachment's bytes under their hash (storing them again changes nothing)."""
+
+    def get_blob(self, sha256: str) -> bytes | None:
+        """An attachment's bytes, or None if the store has none by that hash."""
+
     def publish_tools(self, tools: list[AgentTool]) -> None:
         """Record the tools a worker offers (replacing earlier entries of the same names)."""
 

@@ -242,6 +242,7 @@ class AgentWorkflow:
                         self.state.summary,
                         self.state.notes,
                         self._counter(),
+                        turn.attachments,
                     ),
                     prelude=prelude,
                     first_text_seq=self.state.next_seq,
@@ -338,7 +339,9 @@ class AgentWorkflow:
 
     @workflow.update
     async def chat(self, message: ChatInput) -> TurnResult:
-        if self.ledger.enqueue(message.message_id, message.content, message.reply_to):
+        if self.ledger.enqueue(
+            message.message_id, message.content, message.reply_to, message.attachments
+        ):
             self._touch()
         return await self._turn_result(message.message_id)
 
@@ -347,7 +350,8 @@ class AgentWorkflow:
         self._refuse_if_deleting()
         if not message.message_id:
             raise ValueError("message_id is required")
-        if not message.content.strip() and self.ledger.find(message.message_id) is None:
+        resend = self.ledger.find(message.message_id) is not None
+        if not message.content.strip() and not message.attachments and not resend:
             raise ValueError("content is empty")
 
     @workflow.update

@@ -8,7 +8,7 @@ agent's state. Plain, deterministic code with no Temporal in it, so it is tested
 from __future__ import annotations
 
 from engram.vocabulary import TurnOutcome
-from engram.workflows.types import AgentState, PendingMessage, Turn
+from engram.workflows.types import AgentState, Attachment, PendingMessage, Turn
 
 RETRY_SUFFIX = "#retry"
 
@@ -64,11 +64,19 @@ class TurnLedger:
 
     # --- changes --------------------------------------------------------------------------
 
-    def enqueue(self, message_id: str, content: str, reply_to: str = "") -> bool:
+    def enqueue(
+        self,
+        message_id: str,
+        content: str,
+        reply_to: str = "",
+        attachments: list[Attachment] | None = None,
+    ) -> bool:
         """Queue a new message; False (and nothing changes) for one already known."""
         if self.is_known(message_id):
             return False
-        self.state.queue.append(PendingMessage(message_id, content, reply_to))
+        self.state.queue.append(
+            PendingMessage(message_id, content, reply_to, list(attachments or []))
+        )
         return True
 
     def enqueue_retry(self) -> str:
@@ -85,7 +93,9 @@ class TurnLedger:
         while self.is_known(message_id):
             tries += 1
             message_id = f"{failed.message_id}{RETRY_SUFFIX}{tries}"
-        self.state.queue.append(PendingMessage(message_id, failed.user, failed.reply_to))
+        self.state.queue.append(
+            PendingMessage(message_id, failed.user, failed.reply_to, failed.attachments)
+        )
         return message_id
 
     def start_next(self, first_seq: int, now: float) -> Turn:
@@ -97,6 +107,7 @@ class TurnLedger:
             reply_to=pending.reply_to,
             first_seq=first_seq,
             started_at=now,
+            attachments=pending.attachments,
         )
         self.state.turns.append(turn)
         return turn

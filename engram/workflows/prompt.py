@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from engram.vocabulary import TurnOutcome
 from engram.workflows.memory import notes_section
-from engram.workflows.tokens import TextCounter, estimated
-from engram.workflows.types import AgentSpec, ChatMessage, MemoryNote, Turn
+from engram.workflows.tokens import CHARS_PER_TOKEN, TextCounter, estimated
+from engram.workflows.types import AgentSpec, Attachment, ChatMessage, MemoryNote, Turn
 
 # A few tokens of chat-template overhead per message, on top of its content's.
 TOKENS_PER_MESSAGE = 4
 
 
+# What an image costs in a prompt, whatever its size: OpenAI's high-detail tiles for a 1024x1024
+# image come to 765 tokens; other vision models are in the same range.
+IMAGE_TOKENS = 800
+
+
 def estimate_tokens(message: ChatMessage, count: TextCounter = estimated) -> int:
-    return TOKENS_PER_MESSAGE + count(message.content)
+    attached = sum(
+        IMAGE_TOKENS if a.kind == "image" else a.size // CHARS_PER_TOKEN
+        for a in message.attachments
+    )
+    return TOKENS_PER_MESSAGE + count(message.content) + attached
 
 
 # The context budget of an agent created without max_context_tokens.
@@ -45,7 +54,10 @@ def turn_messages(turns: list[Turn]) -> list[ChatMessage]:
     messages: list[ChatMessage] = []
     for turn in turns:
         if turn.outcome == TurnOutcome.COMPLETED:
-            messages += [ChatMessage("user", turn.user), ChatMessage("assistant", turn.reply)]
+            messages += [
+                ChatMessage("user", turn.user, turn.attachments),
+                ChatMessage("assistant", turn.reply),
+            ]
     return messages
 
 
@@ -60,6 +72,7 @@ def build_prompt(
     summary: str = "",
     notes: list[MemoryNote] | None = None,
     count: TextCounter = estimated,
+    attachments: list[Attachment] | None = None,
 ) -> list[ChatMessage]:
     """System message (with memory notes and the summary of compacted turns), completed turns
     oldest first, then the new user message.
@@ -70,7 +83,7 @@ def build_prompt(
     message are always sent.
     """
     head = system_message(spec, summary, notes)
-    tail = ChatMessage("user", user)
+    tail = ChatMessage("user", user, list(attachments or []))
     budget = context_budget(spec) - estimate_tokens(tail, count)
     if head is not None:
         budget -= estimate_tokens(head, count)

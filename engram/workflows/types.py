@@ -60,6 +60,7 @@ class Turn:
     started_at: float = 0.0
     ended_at: float = 0.0
     tokens: int = 0
+    attachments: list[Attachment] = field(default_factory=list)
 
 
 @dataclass
@@ -133,10 +134,24 @@ class ClientToolResult:
 
 
 @dataclass
+class Attachment:
+    """A file sent with a user message. Its bytes are in the transcript store's blob table, by
+    content hash (a claim check): workflow history only ever carries this reference."""
+
+    name: str
+    mime_type: str
+    sha256: str
+    size: int
+    # "image" (sent to the model as an image part) or "text" (inlined with its name).
+    kind: str
+
+
+@dataclass
 class PendingMessage:
     message_id: str
     content: str
     reply_to: str = ""
+    attachments: list[Attachment] = field(default_factory=list)
 
 
 @dataclass
@@ -183,6 +198,7 @@ class ChatInput:
     content: str
     # Address of the gateway serving this turn: where the activity sends tokens.
     reply_to: str = ""
+    attachments: list[Attachment] = field(default_factory=list)
 
 
 @dataclass
@@ -253,6 +269,7 @@ class AgentInfo:
 class ChatMessage:
     role: str
     content: str
+    attachments: list[Attachment] = field(default_factory=list)
 
 
 @dataclass
