@@ -16,12 +16,13 @@ from typing import Any
 from temporalio.client import Client
 
 from engram import TASK_QUEUE, llm_settings, local_model, tool_settings
-from engram.dev_server import start_dev_server, wait_for_port
+from engram.dev_server import start_dev_server
 from engram.gateway.agent_service import GatewaySettings
 from engram.gateway.server import GRACE_SECONDS, start_gateway
 from engram.local_model import LocalModelServer
 from engram.probe import add_arguments as add_probe_arguments
 from engram.probe import probe_gateway, probe_worker
+from engram.processes import free_port, wait_for_port
 from engram.temporal_connection import TemporalSettings
 from engram.transcripts import open_transcript_store
 from engram.worker import build_worker, ensure_search_attributes, publish_catalog
@@ -149,11 +150,12 @@ async def connect(settings: TemporalSettings, timeout: float = 60.0) -> Client:
 
 
 async def run_worker(args: argparse.Namespace) -> None:
-    client = await connect(TemporalSettings.from_args(args))
+    temporal = TemporalSettings.from_args(args)
+    client = await connect(temporal)
     await ensure_search_attributes(client)
     endpoint = llm_settings.endpoint_from_args(args)
     log.info(
-        "worker on %s/%s, LLM endpoint %s", args.temporal_address, args.namespace, endpoint.base_url
+        "worker on %s/%s, LLM endpoint %s", temporal.address, temporal.namespace, endpoint.base_url
     )
     store = open_transcript_store(args.transcript_db)
     tools = tool_settings.tools_from_args(args)
@@ -205,9 +207,7 @@ async def run_dev(args: argparse.Namespace) -> None:
         if base_url is None and not local_model.ollama_is_running():
             model = local_model.model_file()
             if model is not None and local_model.available():
-                local = LocalModelServer(
-                    model, local_model.free_port(), args.data_dir / "local-model.log"
-                )
+                local = LocalModelServer(model, free_port(), args.data_dir / "local-model.log")
                 await local.start()
                 base_url = local.base_url
                 llm_note = f" (local {local_model.MODEL_ALIAS}, answers for every model name)"

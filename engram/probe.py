@@ -5,20 +5,34 @@ from __future__ import annotations
 import argparse
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from engram import TASK_QUEUE
+from engram.gateway.health import AGENT_SERVICE
 from engram.temporal_connection import TemporalSettings
-from engram.v1 import agent_pb2, agent_pb2_grpc
 
 
 def probe_gateway(address: str, timeout: float = 5.0) -> None:
-    """The gateway answers, and can reach Temporal: a one-agent ListAgents goes all the way."""
+    """The gateway's standard health service says AgentService is SERVING, which it does only
+    while the gateway can reach Temporal."""
     with grpc.insecure_channel(address) as channel:
-        stub = agent_pb2_grpc.AgentServiceStub(channel)
-        stub.ListAgents(agent_pb2.ListAgentsRequest(page_size=1), timeout=timeout)
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            response = stub.Check(
+                health_pb2.HealthCheckRequest(service=AGENT_SERVICE), timeout=timeout
+            )
+        except grpc.RpcError as err:
+            # The error is also the call: its status, without the repr's debug string.
+            if not isinstance(err, grpc.Call):
+                raise
+            status = f"{err.code().name}: {err.details()}"
+            raise RuntimeError(f"gateway at {address}: {status}") from None
+    if response.status != health_pb2.HealthCheckResponse.SERVING:
+        name = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        raise RuntimeError(f"gateway at {address} reports {name}")
 
 
 async def probe_worker(settings: TemporalSettings) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from engram.local_model import free_port as free_port  # re-exported for tests and benches
+from engram.processes import free_port as free_port  # re-exported for tests and benches
 from engram.v1 import agent_pb2_grpc
 
 
@@ -27,7 +27,14 @@ def port_is_free(port: int) -> bool:
 
 class Engine:
     def __init__(
-        self, data_dir: Path, llm_url: str | None, port: int | None = None, **env: str
+        self,
+        data_dir: Path,
+        llm_url: str | None,
+        port: int | None = None,
+        *,
+        cwd: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+        **env: str,
     ) -> None:
         self.data_dir = data_dir
         self.llm_url = llm_url
@@ -35,6 +42,8 @@ class Engine:
         self.temporal_port = free_port()
         self.ui_port = free_port()
         self.env = env
+        self.cwd = cwd
+        self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "engine.log"
         self._channel: grpc.Channel | None = None
@@ -61,11 +70,17 @@ class Engine:
             str(self.temporal_port),
             "--ui-port",
             str(self.ui_port),
+            *self.extra_args,
         ]
         log = open(self.log_path, "ab")
         offset = log.tell()
         self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            cwd=self.cwd,
         )
         deadline = time.monotonic() + timeout
         while b"Engram is running" not in self.log_path.read_bytes()[offset:]:

@@ -1,11 +1,16 @@
-"""The gateway process: AgentService for clients and TokenRelay for workers, on one port."""
+"""The gateway process: AgentService for clients, TokenRelay for workers and the standard gRPC
+health service, on one port."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 
 import grpc
 from temporalio.client import Client
 
 from engram.gateway.agent_service import AgentService, GatewaySettings
+from engram.gateway.health import TemporalHealth
 from engram.gateway.token_hub import TokenHub, TokenRelayServicer
 from engram.relay.v1 import relay_pb2_grpc
 from engram.transcripts import TranscriptStore
@@ -17,7 +22,7 @@ GRACE_SECONDS = 10.0
 async def start_gateway(
     client: Client, listen: str, settings: GatewaySettings, store: TranscriptStore
 ) -> grpc.aio.Server:
-    """Serve on `listen` (host:port); the caller stops the server."""
+    """Serve on `listen` (host:port); the caller stops the server, which stops the health watch."""
     hub = TokenHub()
     server = grpc.aio.server(
         options=[
@@ -34,7 +39,44 @@ async def start_gateway(
         AgentService(client, hub, settings, store), server
     )
     relay_pb2_grpc.add_TokenRelayServicer_to_server(TokenRelayServicer(hub), server)
+    health = TemporalHealth(client)
+    health.add_to_server(server)
     if server.add_insecure_port(listen) == 0:
         raise OSError(f"gateway cannot listen on {listen}")
-    await server.start()
-    return server
+    await health.start()
+    try:
+        await server.start()
+    except BaseException:
+        await health.stop()
+        raise
+    return _GatewayServer(server, health)
+
+
+class _GatewayServer(grpc.aio.Server):
+    """The started server, owning the health watch: stopping one stops the other."""
+
+    def __init__(self, server: grpc.aio.Server, health: TemporalHealth) -> None:
+        self._server = server
+        self._health = health
+
+    def add_generic_rpc_handlers(
+        self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler[Any, Any]]
+    ) -> None:
+        self._server.add_generic_rpc_handlers(generic_rpc_handlers)
+
+    def add_insecure_port(self, address: str) -> int:
+        return self._server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        return self._server.add_secure_port(address, server_credentials)
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self, grace: float | None = None) -> None:
+        # NOT_SERVING first: whoever balances load stops sending calls while these finish.
+        await self._health.stop()
+        await self._server.stop(grace)
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return await self._server.wait_for_termination(timeout)

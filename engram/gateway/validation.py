@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
+from engram.gateway import edit_patch
+from engram.gateway.edit_patch import MAX_FIELD_BYTES as MAX_FIELD_BYTES
 from engram.gateway.errors import invalid
 from engram.v1 import agent_pb2
 from engram.vocabulary import AgentStatus
 from engram.workflows.types import EditInput
 
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-MAX_FIELD_BYTES = 64 * 1024
 MAX_METADATA_ENTRIES = 64
 STATUSES = tuple(AgentStatus)
 
@@ -73,40 +73,21 @@ def status_filter(value: str) -> str:
     return value
 
 
-EDITABLE = ("goal", "system_prompt", "temperature", "max_context_tokens", "memory")
-
-
 def edit(request: agent_pb2.Edit) -> EditInput:
-    """An Edit's patch: {"goal": str, "system_prompt": str, "temperature": number,
-    "max_context_tokens": int, "memory": {name: content, or "" / null to delete}}."""
-    patch: dict[str, Any] = MessageToDict(request.patch)
-    unknown = sorted(set(patch) - set(EDITABLE))
-    if unknown or not patch:
-        raise invalid(f"edit.patch may set {', '.join(EDITABLE)}; got {unknown or 'nothing'}")
-    result = EditInput(description=request.description[:1000])
-    for name in ("goal", "system_prompt"):
-        if name in patch:
-            value = patch[name]
-            if not isinstance(value, str) or len(value.encode()) > MAX_FIELD_BYTES:
-                raise invalid(
-                    f"edit.patch.{name} must be a string of at most {MAX_FIELD_BYTES} bytes"
-                )
-            setattr(result, name, value)
-    if "temperature" in patch:
-        value = patch["temperature"]
-        if not isinstance(value, (int, float)) or not 0 <= value <= 2:
-            raise invalid("edit.patch.temperature must be a number between 0 and 2")
-        result.temperature = float(value)
-    if "max_context_tokens" in patch:
-        value = patch["max_context_tokens"]
-        if not isinstance(value, (int, float)) or value != int(value) or not 0 <= value < 2**31:
-            raise invalid("edit.patch.max_context_tokens must be a whole number >= 0")
-        result.max_context_tokens = int(value)
-    if "memory" in patch:
-        notes = patch["memory"]
-        if not isinstance(notes, dict) or not all(
-            isinstance(v, str) or v is None for v in notes.values()
-        ):
-            raise invalid('edit.patch.memory must map note names to text (or "" / null to delete)')
-        result.memory = {name: value or "" for name, value in notes.items()}
-    return result
+    """An Edit's patch (schema: `edit_patch.EditPatch`) as the agent's EditInput."""
+    try:
+        fields = MessageToDict(request.patch)
+    except ValueError as err:  # a number JSON cannot hold: Infinity, NaN
+        raise invalid(f"edit.patch is not JSON: {err}") from None
+    try:
+        patch = edit_patch.parse(fields)
+    except ValueError as err:
+        raise invalid(str(err)) from None
+    return EditInput(
+        goal=patch.goal,
+        system_prompt=patch.system_prompt,
+        temperature=patch.temperature,
+        max_context_tokens=patch.max_context_tokens,
+        memory={name: content or "" for name, content in (patch.memory or {}).items()},
+        description=request.description[:1000],
+    )
