@@ -32,6 +32,8 @@ def to_server_message(agent_id: str, event: Event) -> agent_pb2.ServerMessage:
         msg.observation.content = event.text
     elif event.kind == EventKind.FINAL_ANSWER:
         msg.final_answer.content = event.text
+        if event.structured is not None:
+            msg.final_answer.structured.update(event.structured)
     elif event.kind == EventKind.ERROR:
         msg.error.code = event.code
         msg.error.message = event.text

@@ -67,6 +67,15 @@ class Notice(StrEnum):
     """A person denied the call, or its approval timed out; the model is told why."""
     RESPONDED = "responded"
     """A person answered in the tool's place; the answer is the tool's result."""
+    RUN_STARTED = "run_started"
+    """An autonomous run began (message: its instructions); its steps follow, under its id."""
+    SLEEPING = "sleeping"
+    """The agent waits on a durable timer (`wait`); the message says until when, and why."""
+    AWAKE = "awake"
+    """The timer fired (or the wait was cut short by a cancel): the run goes on."""
+    LIMIT_REACHED = "limit_reached"
+    """A run reached max_steps, max_duration or its token budget; a short report follows as the
+    final answer."""
     TOOL_UNAVAILABLE = "tool_unavailable"
     """A tool could not be reached (an MCP server down); the model got an error result."""
 
@@ -80,6 +89,10 @@ class AgentStatus(StrEnum):
     """A turn is in progress."""
     PAUSED = "paused"
     """Paused: messages queue until resume."""
+    WORKING = "working"
+    """An autonomous run is taking steps."""
+    SLEEPING = "sleeping"
+    """An autonomous run sleeps until a time (`Agent.run.sleeping_until`)."""
     WAITING = "waiting"
     """A tool call waits for a person's approval or a client tool's result (`Agent.pending_calls`
     says which)."""
@@ -96,6 +109,19 @@ class TurnOutcome(StrEnum):
     """The LLM call failed; nothing of the turn is remembered. Retry runs it again."""
     CANCELLED = "cancelled"
     """Cancelled by a client; the partial reply is discarded. Retry runs it again."""
+
+
+class ToolName(StrEnum):
+    """Tools Engram itself gives the model."""
+
+    REMEMBER = "remember"
+    """Save, replace or delete a memory note (every agent)."""
+    FINISH = "finish"
+    """End an autonomous run with the answer (and `structured`, a JSON object, if given)."""
+    WAIT = "wait"
+    """Sleep on a durable timer: `seconds` or `until`, and a `reason`."""
+    ASK_USER = "ask_user"
+    """Stop the run until the user answers the `question`."""
 
 
 class Command(StrEnum):

@@ -52,6 +52,7 @@ from engram.workflows.types import (
     AgentInfo,
     AgentSpec,
     AgentState,
+    AnnounceInput,
     ChatInput,
     EditInput,
     Event,
@@ -59,6 +60,7 @@ from engram.workflows.types import (
     HistoryPage,
     LLMRequest,
     LLMResult,
+    PendingMessage,
     StreamPiece,
     SummaryRequest,
     Turn,
@@ -114,6 +116,7 @@ class FakeActivities:
     running: int = 0
     most_running: int = 0
     cancelled_calls: int = 0
+    announced: list[AnnounceInput] = field(default_factory=list)
 
     @activity.defn(name="stream_chat")
     async def stream_chat(self, request: LLMRequest) -> LLMResult:
@@ -140,6 +143,10 @@ class FakeActivities:
             return cancelled(pieces)
         finally:
             self.running -= 1
+
+    @activity.defn(name="announce")
+    async def announce(self, request: AnnounceInput) -> None:
+        self.announced.append(request)
 
     @activity.defn(name="summarize")
     async def summarize(self, request: SummaryRequest) -> str:
@@ -323,6 +330,7 @@ class Harness:
             activities=[
                 fake.stream_chat,
                 fake.summarize,
+                fake.announce,
                 fake.archive_events,
                 fake.archive_turns,
             ],
@@ -339,13 +347,15 @@ class Harness:
         system_prompt: str = "",
         max_context_tokens: int = 0,
         max_history_events: int = 10_000,
+        config: dict[str, object] | None = None,
+        autonomous: bool = False,
     ) -> Agent:
         """Start an agent the way CreateAgent does."""
         agent_id = str(uuid.uuid4())
         now = time.time()
-        config: dict[str, object] = (
-            {"maxContextTokens": max_context_tokens} if max_context_tokens else {}
-        )
+        config = dict(config or {})
+        if max_context_tokens:
+            config["maxContextTokens"] = max_context_tokens
         spec = AgentSpec(
             agent_id=agent_id,
             goal=goal,
@@ -362,6 +372,7 @@ class Harness:
                     created_at=now,
                     updated_at=now,
                     max_history_events=max_history_events,
+                    queue=[PendingMessage("run-1", "", starts_run=True)] if autonomous else [],
                 ),
                 id=WORKFLOW_ID_PREFIX + agent_id,
                 task_queue=self.task_queue,

@@ -58,7 +58,7 @@ class CreateAgentResponse(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ...) -> None: ...
 
 class AgentConfig(_message.Message):
-    __slots__ = ("max_steps", "max_duration", "temperature", "max_context_tokens", "enable_thinking", "enable_observation", "auto_approve_read_only")
+    __slots__ = ("max_steps", "max_duration", "temperature", "max_context_tokens", "enable_thinking", "enable_observation", "auto_approve_read_only", "autonomous", "max_run_tokens")
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     MAX_DURATION_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,8 @@ class AgentConfig(_message.Message):
     ENABLE_THINKING_FIELD_NUMBER: _ClassVar[int]
     ENABLE_OBSERVATION_FIELD_NUMBER: _ClassVar[int]
     AUTO_APPROVE_READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    AUTONOMOUS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUN_TOKENS_FIELD_NUMBER: _ClassVar[int]
     max_steps: int
     max_duration: _duration_pb2.Duration
     temperature: float
@@ -73,10 +75,34 @@ class AgentConfig(_message.Message):
     enable_thinking: bool
     enable_observation: bool
     auto_approve_read_only: bool
-    def __init__(self, max_steps: _Optional[int] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., temperature: _Optional[float] = ..., max_context_tokens: _Optional[int] = ..., enable_thinking: _Optional[bool] = ..., enable_observation: _Optional[bool] = ..., auto_approve_read_only: _Optional[bool] = ...) -> None: ...
+    autonomous: bool
+    max_run_tokens: int
+    def __init__(self, max_steps: _Optional[int] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., temperature: _Optional[float] = ..., max_context_tokens: _Optional[int] = ..., enable_thinking: _Optional[bool] = ..., enable_observation: _Optional[bool] = ..., auto_approve_read_only: _Optional[bool] = ..., autonomous: _Optional[bool] = ..., max_run_tokens: _Optional[int] = ...) -> None: ...
+
+class Run(_message.Message):
+    __slots__ = ("instructions",)
+    INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    instructions: str
+    def __init__(self, instructions: _Optional[str] = ...) -> None: ...
+
+class RunInfo(_message.Message):
+    __slots__ = ("run_id", "state", "steps", "tokens", "started_at", "sleeping_until")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    SLEEPING_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    state: str
+    steps: int
+    tokens: int
+    started_at: _timestamp_pb2.Timestamp
+    sleeping_until: _timestamp_pb2.Timestamp
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., steps: _Optional[int] = ..., tokens: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sleeping_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Agent(_message.Message):
-    __slots__ = ("agent_id", "goal", "status", "created_at", "updated_at", "metadata", "stats", "model", "system_prompt", "tools", "config", "queued_messages", "last_sequence_id", "memory", "pending_calls")
+    __slots__ = ("agent_id", "goal", "status", "created_at", "updated_at", "metadata", "stats", "model", "system_prompt", "tools", "config", "queued_messages", "last_sequence_id", "memory", "pending_calls", "run")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +125,7 @@ class Agent(_message.Message):
     LAST_SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
     MEMORY_FIELD_NUMBER: _ClassVar[int]
     PENDING_CALLS_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     goal: str
     status: str
@@ -114,7 +141,8 @@ class Agent(_message.Message):
     last_sequence_id: int
     memory: _containers.RepeatedCompositeFieldContainer[MemoryNote]
     pending_calls: _containers.RepeatedCompositeFieldContainer[PendingToolCall]
-    def __init__(self, agent_id: _Optional[str] = ..., goal: _Optional[str] = ..., status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., stats: _Optional[_Union[AgentStats, _Mapping]] = ..., model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., config: _Optional[_Union[AgentConfig, _Mapping]] = ..., queued_messages: _Optional[int] = ..., last_sequence_id: _Optional[int] = ..., memory: _Optional[_Iterable[_Union[MemoryNote, _Mapping]]] = ..., pending_calls: _Optional[_Iterable[_Union[PendingToolCall, _Mapping]]] = ...) -> None: ...
+    run: RunInfo
+    def __init__(self, agent_id: _Optional[str] = ..., goal: _Optional[str] = ..., status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., stats: _Optional[_Union[AgentStats, _Mapping]] = ..., model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., config: _Optional[_Union[AgentConfig, _Mapping]] = ..., queued_messages: _Optional[int] = ..., last_sequence_id: _Optional[int] = ..., memory: _Optional[_Iterable[_Union[MemoryNote, _Mapping]]] = ..., pending_calls: _Optional[_Iterable[_Union[PendingToolCall, _Mapping]]] = ..., run: _Optional[_Union[RunInfo, _Mapping]] = ...) -> None: ...
 
 class MemoryNote(_message.Message):
     __slots__ = ("name", "content", "updated_at")
@@ -139,7 +167,7 @@ class AgentStats(_message.Message):
     def __init__(self, total_steps: _Optional[int] = ..., tool_calls: _Optional[int] = ..., total_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tokens_used: _Optional[int] = ...) -> None: ...
 
 class ClientMessage(_message.Message):
-    __slots__ = ("agent_id", "client_timestamp", "user_input", "pause", "resume", "edit", "cancel", "tool_result", "approval", "message_id")
+    __slots__ = ("agent_id", "client_timestamp", "user_input", "pause", "resume", "edit", "cancel", "tool_result", "approval", "run", "message_id")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     USER_INPUT_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +177,7 @@ class ClientMessage(_message.Message):
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     TOOL_RESULT_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     client_timestamp: _timestamp_pb2.Timestamp
@@ -159,8 +188,9 @@ class ClientMessage(_message.Message):
     cancel: Cancel
     tool_result: ToolResult
     approval: Approval
+    run: Run
     message_id: str
-    def __init__(self, agent_id: _Optional[str] = ..., client_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_input: _Optional[_Union[UserInput, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., tool_result: _Optional[_Union[ToolResult, _Mapping]] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., message_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, agent_id: _Optional[str] = ..., client_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_input: _Optional[_Union[UserInput, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., tool_result: _Optional[_Union[ToolResult, _Mapping]] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., run: _Optional[_Union[Run, _Mapping]] = ..., message_id: _Optional[str] = ...) -> None: ...
 
 class Approval(_message.Message):
     __slots__ = ("call_id", "approved", "reason", "edited_input_json", "response", "stop_asking", "decided_by")
@@ -363,7 +393,7 @@ class DeleteAgentRequest(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class ControlAgentRequest(_message.Message):
-    __slots__ = ("agent_id", "pause", "resume", "cancel", "retry", "edit", "approval", "tool_result")
+    __slots__ = ("agent_id", "pause", "resume", "cancel", "retry", "edit", "approval", "tool_result", "run")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     PAUSE_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
@@ -372,6 +402,7 @@ class ControlAgentRequest(_message.Message):
     EDIT_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_FIELD_NUMBER: _ClassVar[int]
     TOOL_RESULT_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     pause: Pause
     resume: Resume
@@ -380,7 +411,8 @@ class ControlAgentRequest(_message.Message):
     edit: Edit
     approval: Approval
     tool_result: ToolResult
-    def __init__(self, agent_id: _Optional[str] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., tool_result: _Optional[_Union[ToolResult, _Mapping]] = ...) -> None: ...
+    run: Run
+    def __init__(self, agent_id: _Optional[str] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., tool_result: _Optional[_Union[ToolResult, _Mapping]] = ..., run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
 
 class ControlAgentResponse(_message.Message):
     __slots__ = ("status",)

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         TurnOutcome,
         Waiting,
     )
-    from engram.workflows import memory
+    from engram.workflows import autonomy, memory
     from engram.workflows.events import EventLog
     from engram.workflows.ledger import NothingToRetry, TurnLedger
     from engram.workflows.llm_outcome import LLM_RETRY, cancelled, failed_result
@@ -66,6 +66,8 @@ with workflow.unsafe.imports_passed_through():
         LLMRequest,
         LLMResult,
         MemoryNote,
+        RunInput,
+        RunState,
         SummaryRequest,
         ToolRound,
         Turn,
@@ -96,17 +98,37 @@ class AgentWorkflow:
         self.cancelling = False
         # Status notices raised mid-turn wait here so a turn's events stay contiguous.
         self.deferred: list[tuple[Notice, str]] = []
+        # This turn's rounds of tool use (a run keeps its own, in its state) and the events the
+        # next LLM call re-sends to the gateway.
+        self.rounds: list[ToolRound] = []
+        self.prelude: list[Event] = []
+        if state.run is not None and state.turns and not state.turns[-1].outcome:
+            # Continued as new in the middle of a run: its turn is still in progress.
+            self.current = state.turns[-1]
 
     @workflow.run
     async def run(self, state: AgentState) -> str:
         ledger = self.ledger
         while True:
             await workflow.wait_condition(
-                lambda: ledger.deleting or ledger.ready() or self._history_is_long()
+                lambda: (
+                    ledger.deleting
+                    or self._run_may_step()
+                    or self._ready()
+                    or self._history_is_long()
+                )
             )
             if ledger.deleting:
                 break
-            if ledger.ready():
+            if self._run_may_step():
+                assert self.current is not None
+                if not await self._step(self.current):
+                    await self._maintain()
+                # A long run continues as new between two steps, when nobody waits on a handler.
+                elif self._history_is_long() and workflow.all_handlers_finished():
+                    workflow.continue_as_new(self.state)
+                continue
+            if self._ready():
                 await self._run_turn()
                 # About to continue-as-new? Then no await first: a client sending its next message
                 # right away would keep the run busy, and history growing, indefinitely.
@@ -115,17 +137,31 @@ class AgentWorkflow:
                 continue
             # Handlers still waiting can only be waiting for a turn, which needs this loop.
             await workflow.wait_condition(
-                lambda: workflow.all_handlers_finished() or ledger.ready() or ledger.deleting
+                lambda: (
+                    workflow.all_handlers_finished()
+                    or self._ready()
+                    or self._run_may_step()
+                    or ledger.deleting
+                )
             )
             # No await between this check and continuing: a message arriving in between would
             # otherwise be accepted by a run that is about to end.
-            if workflow.all_handlers_finished() and not ledger.ready() and not ledger.deleting:
+            if (
+                workflow.all_handlers_finished()
+                and not self._ready()
+                and not self._run_may_step()
+                and not ledger.deleting
+            ):
                 workflow.continue_as_new(self.state)
 
         ledger.drop_queue()
         self._set_status(AgentStatus.DELETED)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return AgentStatus.DELETED
+
+    def _ready(self) -> bool:
+        """A queued message may start: none is in progress (a run takes its steps first)."""
+        return self.current is None and self.ledger.ready()
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
@@ -205,80 +241,165 @@ class AgentWorkflow:
         )
         self.log.drop_through(through)
 
-    # --- one turn -------------------------------------------------------------------------
+    # --- one turn, step by step ------------------------------------------------------------
 
     async def _run_turn(self) -> None:
+        """A chat turn: steps until the model answers. A run only starts here; the loop takes
+        its steps one at a time."""
+        turn = self._start_turn()
+        if self.state.run is None:
+            while await self._step(turn):
+                pass
+
+    def _start_turn(self) -> Turn:
         spec = self.state.spec
+        starts_run = self.state.queue[0].starts_run
         turn = self.ledger.start_next(self.state.next_seq, self._now())
         mid = turn.message_id
-        prelude = [
-            self._emit(EventKind.USER_MESSAGE, text=turn.user, message_id=mid),
-            self._emit(
-                EventKind.STATUS, text=f"model {spec.model}", code=Notice.THINKING, message_id=mid
-            ),
-        ]
         self.current = turn
-        self._set_status(AgentStatus.THINKING)
+        self.rounds = []
+        self.prelude = [self._emit(EventKind.USER_MESSAGE, text=turn.user, message_id=mid)]
+        if starts_run:
+            self.state.run = autonomy.start(turn, spec, self._now())
+            notice = (Notice.RUN_STARTED, turn.user or spec.goal)
+        elif self.state.run is not None:
+            # The user answered the run's question: the run goes on, in this turn.
+            autonomy.answered(self.state.run, turn.user)
+            notice = (Notice.RUN_STARTED, "the run goes on with your answer")
+        else:
+            notice = (Notice.THINKING, f"model {spec.model}")
+        self.prelude.append(
+            self._emit(EventKind.STATUS, text=notice[1], code=notice[0], message_id=mid)
+        )
+        self._status_changed()
+        return turn
 
-        # The model may use tools before it answers; each round is one LLM call.
-        rounds: list[ToolRound] = []
-        max_rounds = MAX_TOOL_ROUNDS_WITH_TOOLS if self.state.tools else MAX_TOOL_ROUNDS
+    def _run_may_step(self) -> bool:
+        run = self.state.run
+        return (
+            run is not None
+            and self.current is not None
+            and not self.state.paused
+            and not self.ledger.deleting
+        )
+
+    async def _step(self, turn: Turn) -> bool:
+        """One LLM call and the tool calls it asks for; whether the turn goes on."""
+        run = self.state.run
+        mid = turn.message_id
+        if run is not None:
+            if self.cancelling:
+                self._end_turn(turn, cancelled([]))
+                return False
+            limit = autonomy.limit_reached(run, self.state, self._now())
+            if limit:
+                await self._report(turn, run, limit)
+                return False
+            rounds = autonomy.recent_rounds(run)
+            offer_tools = True
+            user = autonomy.instructions(run)
+        else:
+            rounds = self.rounds
+            max_rounds = MAX_TOOL_ROUNDS_WITH_TOOLS if self.state.tools else MAX_TOOL_ROUNDS
+            offer_tools = not self.state.tools_refused and len(rounds) < max_rounds
+            user = turn.user
+        tools = self.tool_use.offered(run is not None) if offer_tools else []
+        result = await self._call_llm(self._request(turn, user, tools, rounds))
+        self._record(turn, result)
+        if run is not None:
+            run.steps += 1
+            run.tokens += result.tokens
+        # Calls to tools that were not offered are not made: the model must answer now.
+        if result.outcome != TurnOutcome.COMPLETED or not result.tool_calls or not offer_tools:
+            self._end_turn(turn, result)
+            return False
         hooks = TurnHooks(
             announce=lambda: self._announce(turn),
             stopping=lambda: self.cancelling or self.ledger.deleting,
-            waiting_changed=self._waiting_changed,
+            waiting_changed=self._status_changed,
         )
-        while True:
-            offer_tools = not self.state.tools_refused and len(rounds) < max_rounds
-            result = await self._call_llm(
-                LLMRequest(
-                    agent_id=spec.agent_id,
-                    message_id=mid,
-                    model=spec.model,
-                    messages=build_prompt(
-                        spec,
-                        self.state.turns[:-1],
-                        turn.user,
-                        self.state.summary,
-                        self.state.notes,
-                        self._counter(),
-                        turn.attachments,
-                    ),
-                    prelude=prelude,
-                    first_text_seq=self.state.next_seq,
-                    reply_to=turn.reply_to,
-                    temperature=spec.temperature,
-                    tools=self.tool_use.offered() if offer_tools else [],
-                    tool_rounds=rounds,
-                    thinking=bool(spec.config.get("enableThinking")),
-                )
+        try:
+            calls, outputs, self.prelude = await self.tool_use.run_calls(
+                result.tool_calls, mid, hooks
             )
-            for piece in result.pieces:
-                self._emit(EventKind(piece.kind), text=piece.text, code=piece.code, message_id=mid)
-            turn.tokens += result.tokens
-            self.state.tools_refused |= result.tools_refused
-            # Calls to tools that were not offered are not made: the model must answer now.
-            if result.outcome != TurnOutcome.COMPLETED or not result.tool_calls or not offer_tools:
-                break
-            try:
-                calls, outputs, prelude = await self.tool_use.run_calls(
-                    result.tool_calls, mid, hooks
-                )
-            except TurnCancelled:
-                result = cancelled([])
-                break
-            finally:
-                self._touch()
-            rounds = [*rounds, ToolRound(result.reply, calls, outputs)]
+        except TurnCancelled:
+            self._end_turn(turn, cancelled([]))
+            return False
+        finally:
+            self._touch()
+        rounds.append(ToolRound(result.reply, calls, outputs))
+        finished = self.tool_use.take_finished()
+        if finished is not None:
+            self._end_turn(turn, result, finished)
+            return False
+        return True
 
-        self._end_turn(turn, result, rounds)
+    async def _report(self, turn: Turn, run: RunState, limit: str) -> None:
+        """End a run that reached a bound: a notice, then the model's report of where it got."""
+        self._emit(
+            EventKind.STATUS,
+            text=f"limit reached: {limit}",
+            code=Notice.LIMIT_REACHED,
+            message_id=turn.message_id,
+        )
+        autonomy.fold_all(run)
+        ask = f"{autonomy.instructions(run)}\n\n{autonomy.REPORT_INSTRUCTIONS.format(limit=limit)}"
+        result = await self._call_llm(self._request(turn, ask, [], []))
+        self._record(turn, result)
+        run.tokens += result.tokens
+        self._end_turn(turn, result)
 
-    def _end_turn(self, turn: Turn, result: LLMResult, rounds: list[ToolRound]) -> None:
+    def _request(
+        self, turn: Turn, user: str, tools: list[dict[str, Any]], rounds: list[ToolRound]
+    ) -> LLMRequest:
+        spec = self.state.spec
+        return LLMRequest(
+            agent_id=spec.agent_id,
+            message_id=turn.message_id,
+            model=spec.model,
+            messages=build_prompt(
+                spec,
+                self.state.turns[:-1],
+                user,
+                self.state.summary,
+                self.state.notes,
+                self._counter(),
+                turn.attachments,
+            ),
+            prelude=self.prelude,
+            first_text_seq=self.state.next_seq,
+            reply_to=turn.reply_to,
+            temperature=spec.temperature,
+            tools=tools,
+            tool_rounds=rounds,
+            thinking=bool(spec.config.get("enableThinking")),
+        )
+
+    def _record(self, turn: Turn, result: LLMResult) -> None:
+        """The LLM call's streamed pieces, as the turn's events."""
+        for piece in result.pieces:
+            self._emit(
+                EventKind(piece.kind), text=piece.text, code=piece.code, message_id=turn.message_id
+            )
+        turn.tokens += result.tokens
+        self.state.tools_refused |= result.tools_refused
+
+    def _end_turn(
+        self, turn: Turn, result: LLMResult, finished: autonomy.Finished | None = None
+    ) -> None:
         turn.ended_at = self._now()
         turn.outcome = result.outcome
+        run = self.state.run
         if result.outcome == TurnOutcome.COMPLETED:
-            turn.reply = "".join(r.text for r in rounds) + result.reply
-            self._emit(EventKind.FINAL_ANSWER, text=turn.reply, message_id=turn.message_id)
+            if finished is not None:
+                turn.reply = finished.answer
+            elif run is not None:
+                turn.reply = result.reply
+            else:
+                turn.reply = "".join(r.text for r in self.rounds) + result.reply
+            event = self._emit(EventKind.FINAL_ANSWER, text=turn.reply, message_id=turn.message_id)
+            if finished is not None and finished.structured is not None:
+                event.structured = finished.structured
         else:
             turn.error = result.error_message
             self._emit(
@@ -290,10 +411,17 @@ class AgentWorkflow:
         turn.last_seq = self.state.next_seq - 1
         self.state.tokens_used += turn.tokens
         self.state.busy_seconds += turn.ended_at - turn.started_at
+        if run is not None:
+            self.state.run_turns += turn.outcome == TurnOutcome.COMPLETED
+            if finished is not None and finished.asks_user and not self.cancelling:
+                run.waiting_for_user = True
+            else:
+                self.state.run_steps += run.steps
+                self.state.run = None
         self.current = None
         self.llm_call = None
         self.cancelling = False
-        self._set_status(AgentStatus.PAUSED if self.state.paused else AgentStatus.IDLE)
+        self._status_changed()
         for status, text in self.deferred:
             self._notice(status, text)
         self.deferred.clear()
@@ -316,9 +444,19 @@ class AgentWorkflow:
             # Best effort, like all relaying: the durable record still has every event.
             workflow.logger.warning("could not announce the events of turn %s", turn.message_id)
 
-    def _waiting_changed(self) -> None:
-        waiting = bool(self.state.pending)
-        self._set_status(AgentStatus.WAITING if waiting else AgentStatus.THINKING)
+    def _status_changed(self) -> None:
+        run = self.state.run
+        if self.current is None:
+            status = AgentStatus.PAUSED if self.state.paused else AgentStatus.IDLE
+        elif self.state.pending:
+            status = AgentStatus.WAITING
+        elif run is not None and run.sleeping_until:
+            status = AgentStatus.SLEEPING
+        elif run is not None:
+            status = AgentStatus.WORKING
+        else:
+            status = AgentStatus.THINKING
+        self._set_status(status)
 
     async def _call_llm(self, request: LLMRequest) -> LLMResult:
         self.llm_call = workflow.start_activity_method(
@@ -379,6 +517,11 @@ class AgentWorkflow:
                 self._set_status(AgentStatus.IDLE)
         elif command == Command.CANCEL and self.current is not None:
             self._cancel_turn()
+        elif command == Command.CANCEL and self.state.run is not None:
+            # A run waiting for the user's answer: it ends here.
+            self.state.run_steps += self.state.run.steps
+            self.state.run = None
+            self._notice(Notice.RESUMED, "the run was cancelled")
         elif command == Command.RETRY:
             try:
                 self.ledger.enqueue_retry()
@@ -482,6 +625,27 @@ class AgentWorkflow:
             return
         self._refuse_unless_waiting(result.call_id, Waiting.RESULT)
 
+    @workflow.update
+    def start_run(self, request: RunInput) -> str:
+        """Start an autonomous run (queued behind messages already waiting)."""
+        if self.ledger.enqueue(request.run_id, request.instructions, request.reply_to):
+            self.state.queue[-1].starts_run = True
+            self._touch()
+        return self.state.status
+
+    @start_run.validator
+    def _validate_start_run(self, request: RunInput) -> None:
+        self._refuse_if_deleting()
+        if not request.run_id:
+            raise ValueError("run_id is required")
+        if self.ledger.is_known(request.run_id):
+            return  # a resend
+        if self.state.run is not None or any(p.starts_run for p in self.state.queue):
+            raise ApplicationError(
+                "the agent is already working on a run: cancel it first",
+                type=ErrorType.FAILED_PRECONDITION,
+            )
+
     @workflow.signal
     def delete(self) -> None:
         """End the agent: stop the turn in progress and drop queued messages."""
@@ -511,6 +675,11 @@ class AgentWorkflow:
             tool_calls=s.tool_calls,
             tools=s.tools,
             pending=s.pending,
+            run=s.run,
+            steps=self.ledger.completed_turns()
+            - s.run_turns
+            + s.run_steps
+            + (s.run.steps if s.run is not None else 0),
         )
 
     @workflow.query(name=Query.EVENTS_SINCE)
@@ -576,9 +745,14 @@ class AgentWorkflow:
         return event
 
     def _notice(self, status: Notice, text: str) -> None:
-        """A status notice now, or after the turn in progress so its events stay together."""
+        """A status notice now, or after the turn in progress so its events stay together.
+
+        A run's turn may last days: notices during it are part of it, at once."""
         if self.current is None:
             self.log.notice(status, text, now=self._now())
+            self._touch()
+        elif self.state.run is not None:
+            self.log.notice(status, text, now=self._now(), message_id=self.current.message_id)
             self._touch()
         else:
             self.deferred.append((status, text))

@@ -22,7 +22,7 @@ from temporalio import workflow
 
 from engram.tools import ToolCallInput, ToolCallOutput, ToolPolicy, execute_tool_call
 from engram.vocabulary import ApprovalPolicy, EventKind, Notice, ToolKind, Waiting
-from engram.workflows import memory
+from engram.workflows import autonomy, memory
 from engram.workflows.events import EventLog
 from engram.workflows.types import (
     AgentState,
@@ -31,6 +31,7 @@ from engram.workflows.types import (
     Decision,
     Event,
     PendingCall,
+    RunState,
     ToolCall,
 )
 
@@ -66,10 +67,17 @@ class ToolUse:
         self.log = log
         # The tool activity in progress, so cancel can reach it.
         self.running: asyncio.Task[ToolCallOutput] | None = None
+        # A run's `finish` or `ask_user` in this step: the run stops after the step's calls.
+        self.finished: autonomy.Finished | None = None
 
-    def offered(self) -> list[dict[str, Any]]:
-        """The function tools the model is offered, `remember` first."""
-        return [memory.REMEMBER_TOOL, *(t.function for t in self.state.tools)]
+    def offered(self, autonomous: bool = False) -> list[dict[str, Any]]:
+        """The function tools the model is offered: `remember`, a run's own, the agent's."""
+        own = autonomy.TOOLS if autonomous else []
+        return [memory.REMEMBER_TOOL, *own, *(t.function for t in self.state.tools)]
+
+    def take_finished(self) -> autonomy.Finished | None:
+        finished, self.finished = self.finished, None
+        return finished
 
     def cancel(self) -> None:
         if self.running is not None:
@@ -118,6 +126,9 @@ class ToolUse:
                 return Outcome(memory.apply(self.state.notes, call, _now()))
             except memory.NoteError as err:
                 return Outcome(f"error: {err}", is_error=True)
+        run = self.state.run
+        if run is not None and call.name in autonomy.NAMES:
+            return await self._autonomy(call, run, message_id, hooks)
         tool = next((t for t in self.state.tools if t.name == call.name), None)
         if tool is None:
             names = ", ".join([memory.REMEMBER, *(t.name for t in self.state.tools)])
@@ -158,6 +169,27 @@ class ToolUse:
                 return Outcome(f"error: {result.error_message or result.output}", True)
             return Outcome(result.output)
         return await self._run_activity(call, tool, arguments, message_id, hooks)
+
+    async def _autonomy(
+        self, call: ToolCall, run: RunState, message_id: str, hooks: TurnHooks
+    ) -> Outcome:
+        if self.finished is not None:
+            return Outcome("error: not done: the run is already over", True)
+        try:
+            if call.name == autonomy.WAIT:
+                await hooks.announce()
+                woke = await autonomy.sleep(
+                    call, run, self.log, message_id, hooks.stopping, hooks.waiting_changed
+                )
+                if hooks.stopping():
+                    raise TurnCancelled
+                return Outcome(woke)
+            self.finished = autonomy.finished(call)
+        except autonomy.ArgumentError as err:
+            return Outcome(f"error: {err}", True)
+        if self.finished.asks_user:
+            return Outcome("asked; the user's answer will be this call's result")
+        return Outcome("finished")
 
     def policy(self, tool: AgentTool) -> str:
         """The tool's approval policy on this agent, changes made since creation first."""

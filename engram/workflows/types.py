@@ -43,6 +43,8 @@ class Event:
     ts: float = 0.0
     # Pairs a TOOL_CALL with its TOOL_RESULT.
     call_id: str = ""
+    # FINAL_ANSWER: the `structured` result a run finished with, if any.
+    structured: dict[str, Any] | None = None
 
 
 @dataclass
@@ -90,6 +92,35 @@ class AgentTool:
     approval: str = ""
     # How long an approval may wait; 0 waits as long as it takes. Past it the call is denied.
     approval_timeout_seconds: float = 0.0
+
+
+@dataclass
+class RunState:
+    """An autonomous run in progress: carried across continue-as-new, so a run of a thousand
+    steps continues where it was, with its counts and budget."""
+
+    run_id: str
+    instructions: str
+    started_at: float
+    # 0: no limit of time (max_duration), in seconds of wall clock, sleep included.
+    max_seconds: float = 0.0
+    steps: int = 0
+    tokens: int = 0
+    # The newest rounds of tool use, sent verbatim; older ones a line each in `earlier`.
+    rounds: list[ToolRound] = field(default_factory=list)
+    earlier: list[str] = field(default_factory=list)
+    # ask_user was called: the user's next message answers, and the run goes on.
+    waiting_for_user: bool = False
+    sleeping_until: float = 0.0
+
+
+@dataclass(kw_only=True)
+class RunInput:
+    """Start an autonomous run (ControlAgent.run, ClientMessage.run, or autonomy at creation)."""
+
+    run_id: str
+    instructions: str = ""
+    reply_to: str = ""
 
 
 @dataclass(kw_only=True)
@@ -152,6 +183,8 @@ class PendingMessage:
     content: str
     reply_to: str = ""
     attachments: list[Attachment] = field(default_factory=list)
+    # An autonomous run to start (content: its instructions), not a chat message.
+    starts_run: bool = False
 
 
 @dataclass
@@ -186,6 +219,11 @@ class AgentState:
     tools: list[AgentTool] = field(default_factory=list)
     approvals: dict[str, str] = field(default_factory=dict)
     auto_approve_read_only: bool = False
+    # The autonomous run in progress, if any; steps of finished runs, in total.
+    run: RunState | None = None
+    run_steps: int = 0
+    # Completed turns that were (parts of) runs: their steps count, not they.
+    run_turns: int = 0
     # Calls of the turn in progress waiting for a person or a client, and their answers.
     pending: list[PendingCall] = field(default_factory=list)
     decisions: dict[str, Decision] = field(default_factory=dict)
@@ -263,6 +301,9 @@ class AgentInfo:
     tool_calls: int = 0
     tools: list[AgentTool] = field(default_factory=list)
     pending: list[PendingCall] = field(default_factory=list)
+    run: RunState | None = None
+    # Steps: a chat turn counts one, a run each of its LLM calls.
+    steps: int = 0
 
 
 @dataclass
