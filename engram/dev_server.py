@@ -23,7 +23,12 @@ def temporal_binary() -> str:
 
 
 def start_dev_server(
-    data_dir: Path, port: int, ui_port: int, *, log_file: Path | None = None
+    data_dir: Path,
+    port: int,
+    ui_port: int,
+    *,
+    log_file: Path | None = None,
+    ui_codec_endpoint: str = "",
 ) -> subprocess.Popen[bytes]:
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [
@@ -40,6 +45,9 @@ def start_dev_server(
         "--dynamic-config-value", "system.enableEagerWorkflowStart=true",
         "--dynamic-config-value", "system.enableActivityEagerExecution=true",
     ]  # fmt: skip
+    if ui_codec_endpoint:
+        # Payloads are encrypted: the Web UI decodes them through Engram's codec server.
+        command += ["--ui-codec-endpoint", ui_codec_endpoint]
     out = open(log_file or data_dir / "temporal.log", "ab")
     return subprocess.Popen(
         die_with_parent(command),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS, DataSource
 from temporalio.service import TLSConfig
 
@@ -157,13 +158,15 @@ class TemporalSettings:
             domain=self.tls_server_name or None,
         )
 
-    async def connect(self) -> Client:
+    async def connect(self, data_converter: DataConverter = DataConverter.default) -> Client:
+        """Connect; `data_converter` encrypts payloads when encryption is on (engram.codec)."""
         return await Client.connect(
             self.address,
             namespace=self.namespace,
             tls=self.tls_config(),
             api_key=self.api_key or None,
             rpc_metadata=self.rpc_metadata,
+            data_converter=data_converter,
         )
 
 

@@ -1,0 +1,156 @@
+"""A transcript store whose message text is encrypted: a wrapper around any TranscriptStore.
+
+What people wrote and what the model answered (Event.text and structured; Turn.user, reply and
+error) and the files they attached (blobs) are sealed with the keyring before they reach the
+store, and opened when read. Ids, sequence numbers, kinds, codes and timestamps stay as they are,
+so the store's queries (by agent, by seq, by turn index) and an operator's SQL still work. A
+sealed text field is
+
+    enc:v1:<key id>:<base64 of nonce, ciphertext and tag>
+
+bound to its agent, its row and its field, so it cannot be copied into another row; a sealed blob
+is the same prefix and key id, then the sealed bytes. Text stored before encryption was turned on
+does not start with the prefix, and a blob stored then hashes to its own name: both are read as
+they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+from typing import Any, TypeVar
+
+from engram.auth.records import ApiKey
+from engram.codec.cipher import seal, unseal
+from engram.codec.keyring import EncryptionKeyError, Keyring
+from engram.transcripts import TranscriptStore
+from engram.workflows.types import AgentTool, Event, Turn
+
+PREFIX = "enc:v1:"
+EVENT_FIELDS = ("text",)
+TURN_FIELDS = ("user", "reply", "error")
+# A sealed Event.structured is {STRUCTURED_KEY: <sealed JSON text>}.
+STRUCTURED_KEY = "enc:v1"
+
+Row = TypeVar("Row", Event, Turn)
+
+
+class EncryptedTranscriptStore:
+    """`inner`, with the text fields of events and turns encrypted at rest."""
+
+    def __init__(self, inner: TranscriptStore, keyring: Keyring) -> None:
+        self._inner = inner
+        self._keyring = keyring
+
+    def append(self, agent_id: str, events: list[Event]) -> None:
+        self._inner.append(agent_id, [self._seal(agent_id, _event_place(e), e) for e in events])
+
+    def between(self, agent_id: str, after: int, through: int) -> list[Event]:
+        events = self._inner.between(agent_id, after, through)
+        return [self._open(agent_id, _event_place(e), e) for e in events]
+
+    def append_turns(self, agent_id: str, first_index: int, turns: list[Turn]) -> None:
+        self._inner.append_turns(
+            agent_id, first_index, [self._seal(agent_id, _turn_place(t), t) for t in turns]
+        )
+
+    def turns(self, agent_id: str, count: int) -> list[Turn]:
+        turns = self._inner.turns(agent_id, count)
+        return [self._open(agent_id, _turn_place(t), t) for t in turns]
+
+    def put_blob(self, sha256: str, data: bytes) -> None:
+        key_id, key = self._keyring.newest
+        sealed = seal(key, data, _associated("", f"blob/{sha256}", "data"))
+        self._inner.put_blob(sha256, f"{PREFIX}{key_id}:".encode() + sealed)
+
+    def get_blob(self, sha256: str) -> bytes | None:
+        stored = self._inner.get_blob(sha256)
+        if stored is None or hashlib.sha256(stored).hexdigest() == sha256:
+            return stored  # stored before encryption was turned on: its hash is its own
+        raw_id, colon, sealed = stored.removeprefix(PREFIX.encode()).partition(b":")
+        key_id = raw_id.decode(errors="replace")
+        if not stored.startswith(PREFIX.encode()) or not colon:
+            raise EncryptionKeyError(key_id, f"attachment {sha256} is neither plain nor sealed")
+        return unseal(self._keyring, key_id, sealed, _associated("", f"blob/{sha256}", "data"))
+
+    # The tool catalog is configuration (names, schemas) and API key records are salted hashes:
+    # neither is conversation, both are stored as they are.
+    def publish_tools(self, tools: list[AgentTool]) -> None:
+        self._inner.publish_tools(tools)
+
+    def tools(self) -> list[AgentTool]:
+        return self._inner.tools()
+
+    def add_api_key(self, key: ApiKey) -> None:
+        self._inner.add_api_key(key)
+
+    def api_keys(self) -> list[ApiKey]:
+        return self._inner.api_keys()
+
+    def revoke_api_key(self, key_id: str, at: float) -> bool:
+        return self._inner.revoke_api_key(key_id, at)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def _seal(self, agent_id: str, place: str, row: Row) -> Row:
+        sealed: dict[str, Any] = {}
+        for name in _fields(row):
+            text: str = getattr(row, name)
+            if text:  # an empty field stays empty: its length says as much as its ciphertext
+                sealed[name] = self._seal_text(text, _associated(agent_id, place, name))
+        if isinstance(row, Event) and row.structured is not None:
+            # A structured final answer is the model's output too; it stays a JSON object.
+            plain = json.dumps(row.structured)
+            sealed["structured"] = {
+                STRUCTURED_KEY: self._seal_text(plain, _associated(agent_id, place, "structured"))
+            }
+        return dataclasses.replace(row, **sealed)
+
+    def _open(self, agent_id: str, place: str, row: Row) -> Row:
+        opened: dict[str, Any] = {}
+        for name in _fields(row):
+            text: str = getattr(row, name)
+            if text.startswith(PREFIX):  # else stored before encryption was turned on
+                opened[name] = self._open_text(text, _associated(agent_id, place, name))
+        if isinstance(row, Event) and row.structured is not None:
+            sealed = row.structured.get(STRUCTURED_KEY)
+            if isinstance(sealed, str) and len(row.structured) == 1:
+                plain = self._open_text(sealed, _associated(agent_id, place, "structured"))
+                opened["structured"] = json.loads(plain)
+        return dataclasses.replace(row, **opened) if opened else row
+
+    def _seal_text(self, text: str, associated: bytes) -> str:
+        key_id, key = self._keyring.newest
+        blob = seal(key, text.encode(), associated)
+        return f"{PREFIX}{key_id}:{base64.b64encode(blob).decode()}"
+
+    def _open_text(self, sealed: str, associated: bytes) -> str:
+        key_id, colon, encoded = sealed.removeprefix(PREFIX).partition(":")
+        if not sealed.startswith(PREFIX) or not colon:
+            raise EncryptionKeyError(key_id, "a sealed transcript field is cut short")
+        return unseal(self._keyring, key_id, base64.b64decode(encoded), associated).decode()
+
+
+def _fields(row: Event | Turn) -> tuple[str, ...]:
+    return EVENT_FIELDS if isinstance(row, Event) else TURN_FIELDS
+
+
+# Turns are bound by message id, not index: `turns()` does not return indexes.
+def _event_place(event: Event) -> str:
+    return f"event/{event.seq}"
+
+
+def _turn_place(turn: Turn) -> str:
+    return f"turn/{turn.message_id}"
+
+
+def _associated(agent_id: str, place: str, name: str) -> bytes:
+    return f"engram/transcript/v1\x00{agent_id}\x00{place}\x00{name}".encode()
+
+
+def encrypted_store(store: TranscriptStore, keyring: Keyring | None) -> TranscriptStore:
+    """`store` with its text encrypted, or `store` itself when encryption is off."""
+    return store if keyring is None else EncryptedTranscriptStore(store, keyring)
