@@ -1,0 +1,474 @@
+"""The blocking client: `Engram` (a connection) and `Agent` (a handle on one agent).
+
+    with Engram("localhost:50051") as engram:
+        agent = engram.create_agent(model="llama3.1", goal="Help with Postgres.")
+        for event in agent.send("Why are joins on 'users' slow?"):
+            ...
+
+Every call carries the API key, when given, as `authorization: Bearer <key>`. A stream that drops
+(a gateway killed or restarted, the network gone) is picked up again with backoff, and the caller
+sees every event exactly once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from engram.client import requests
+from engram.client.errors import Backoff, EngramError, EngramUnavailable, TurnFailed, is_transient
+from engram.client.events import Error, Event, Final
+from engram.client.hooks import (
+    Approver,
+    ClientTools,
+    ToolOutcome,
+    as_decision,
+    failure,
+    outcome_of,
+)
+from engram.client.records import AgentInfo, TurnRecord
+from engram.client.turn import StreamCursor, TurnTracker, Waits
+from engram.v1 import agent_pb2, agent_pb2_grpc
+from engram.vocabulary import Waiting
+
+DEFAULT_ADDRESS = "localhost:50051"
+ReconnectHook = Callable[[EngramError, float], None]
+"""Called before each reconnect attempt with the failure and the delay before it."""
+
+
+class Engram:
+    """A connection to an Engram gateway."""
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        api_key: str | None = None,
+        *,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        timeout: float = 30.0,
+        reconnect_timeout: float = 60.0,
+        on_reconnect: ReconnectHook | None = None,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.reconnect_timeout = reconnect_timeout
+        self.on_reconnect = on_reconnect
+        self._channel = (
+            grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates))
+            if tls or root_certificates
+            else grpc.insecure_channel(address)
+        )
+        self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        )
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Engram:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- agents ---------------------------------------------------------------------------
+
+    def create_agent(
+        self,
+        *,
+        model: str = "",
+        goal: str = "",
+        system_prompt: str = "",
+        tools: Sequence[requests.ToolSpec] = (),
+        client_tools: Mapping[str, Callable[..., Any]] | None = None,
+        approver: Approver | None = None,
+        temperature: float | None = None,
+        max_context_tokens: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Agent:
+        """A new agent. `tools` names worker or MCP tools (or gives `agent_pb2.Tool`s);
+        `client_tools` are functions this client runs, declared with schemas from their
+        signatures; `approver` decides calls that wait for approval (None: a person does)."""
+        hooks = ClientTools(client_tools)
+        request = requests.create_agent(
+            model=model,
+            goal=goal,
+            system_prompt=system_prompt,
+            tools=[*tools, *hooks.declarations()],
+            temperature=temperature,
+            max_context_tokens=max_context_tokens,
+            metadata=metadata,
+        )
+        # Not resent on a dropped connection: that could create a second agent. It waits for the
+        # gateway to be reachable instead.
+        response = self._unary("CreateAgent", request, idempotent=False)
+        return Agent(self, response.agent_id, hooks, approver)
+
+    def agent(
+        self,
+        agent_id: str,
+        *,
+        client_tools: Mapping[str, Callable[..., Any]] | None = None,
+        approver: Approver | None = None,
+    ) -> Agent:
+        """A handle on an existing agent (nothing is sent until it is used)."""
+        return Agent(self, agent_id, ClientTools(client_tools), approver)
+
+    def list_agents(self, status: str = "", limit: int | None = None) -> list[AgentInfo]:
+        """Running agents (or those with `status`), newest first, as ListAgents lists them:
+        stats are not filled in; `agent(id).info()` has them."""
+        found: list[agent_pb2.Agent] = []
+        token = ""
+        while limit is None or len(found) < limit:
+            page = self._unary(
+                "ListAgents",
+                agent_pb2.ListAgentsRequest(
+                    status_filter=status, page_size=min(limit or 1000, 1000), page_token=token
+                ),
+            )
+            found.extend(page.agents)
+            token = page.next_page_token
+            if not token:
+                break
+        return [AgentInfo.of(a) for a in found[:limit]]
+
+    def list_tools(self) -> list[agent_pb2.Tool]:
+        return list(self._unary("ListTools", agent_pb2.ListToolsRequest()).tools)
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _unary(self, name: str, request: Any, *, idempotent: bool = True) -> Any:
+        method = getattr(self._stub, name)
+        backoff = Backoff(self.reconnect_timeout)
+        while True:
+            try:
+                return method(
+                    request,
+                    timeout=self.timeout,
+                    metadata=self._metadata,
+                    wait_for_ready=not idempotent,
+                )
+            except grpc.RpcError as err:
+                if not (idempotent and is_transient(err)):
+                    raise EngramError.of(err) from None
+                self._pause_before_retry(err, backoff)
+
+    def _pause_before_retry(self, err: grpc.RpcError, backoff: Backoff) -> None:
+        delay = backoff.next_delay()
+        failed = EngramError.of(err)
+        if delay is None:
+            raise EngramUnavailable(failed.code, failed.details) from None
+        if self.on_reconnect is not None:
+            self.on_reconnect(failed, delay)
+        time.sleep(delay)
+
+    def _chat(self, message: agent_pb2.ClientMessage) -> Any:
+        return self._stub.Chat(iter([message]), metadata=self._metadata)
+
+    def _replay(self, agent_id: str, after: int, include_history: bool = False) -> Any:
+        request = agent_pb2.ReplayRequest(
+            agent_id=agent_id, from_sequence=after, include_history=include_history
+        )
+        return self._stub.Replay(request, metadata=self._metadata)
+
+
+class Agent:
+    """One agent: chat with it, answer its tool calls, control and read it."""
+
+    def __init__(
+        self,
+        engram: Engram,
+        agent_id: str,
+        client_tools: ClientTools | None = None,
+        approver: Approver | None = None,
+    ) -> None:
+        self.engram = engram
+        self.agent_id = agent_id
+        self.client_tools = client_tools or ClientTools()
+        self.approver = approver
+
+    def __repr__(self) -> str:
+        return f"Agent({self.agent_id!r})"
+
+    # --- chat -----------------------------------------------------------------------------
+
+    def send(self, content: str, *, message_id: str | None = None) -> Turn:
+        """Send a message; iterate the result for the turn's events, as they come."""
+        return Turn(self, content, message_id or str(uuid.uuid4()))
+
+    def reply(self, content: str, *, message_id: str | None = None) -> str:
+        """Send a message and return the whole reply; raises TurnFailed if the turn failed."""
+        with self.send(content, message_id=message_id) as turn:
+            for event in turn:
+                if isinstance(event, Final):
+                    return event.content
+                if isinstance(event, Error):
+                    raise TurnFailed(event.code, event.message)
+        raise EngramError(grpc.StatusCode.UNKNOWN, "the turn ended without a reply")
+
+    def replay(self, from_sequence: int = 0, *, include_history: bool = False) -> Iterator[Event]:
+        """Every event after `from_sequence` (from the start with include_history), then the turn
+        in progress until it ends; picked up again where it was if the connection drops."""
+        cursor = StreamCursor(None if include_history else from_sequence)
+        backoff = Backoff(self.engram.reconnect_timeout)
+        while True:
+            after = cursor.last_seq if cursor.last_seq is not None else 0
+            call = self.engram._replay(
+                self.agent_id, after, include_history and cursor.last_seq is None
+            )
+            try:
+                for message in call:
+                    event = cursor.accept(message)
+                    if event is not None:
+                        backoff.reset()
+                        yield event
+                return
+            except grpc.RpcError as err:
+                if not is_transient(err):
+                    raise EngramError.of(err) from None
+                self.engram._pause_before_retry(err, backoff)
+            finally:
+                call.cancel()
+
+    # --- tool calls -----------------------------------------------------------------------
+
+    def approve(
+        self,
+        call_id: str,
+        *,
+        edited_input: Mapping[str, Any] | str | None = None,
+        stop_asking: bool = False,
+        decided_by: str = "",
+    ) -> str:
+        """Run the call (with `edited_input` instead of the model's, if given)."""
+        return self._control(
+            requests.approval(
+                self.agent_id,
+                call_id,
+                approved=True,
+                edited_input=edited_input,
+                stop_asking=stop_asking,
+                decided_by=decided_by,
+            )
+        )
+
+    def deny(self, call_id: str, reason: str = "", *, decided_by: str = "") -> str:
+        """Do not run the call; the model is told `reason`."""
+        return self._control(
+            requests.approval(self.agent_id, call_id, reason=reason, decided_by=decided_by)
+        )
+
+    def respond(self, call_id: str, text: str, *, decided_by: str = "") -> str:
+        """Answer in the tool's place: `text` is its result; it does not run."""
+        return self._control(
+            requests.approval(self.agent_id, call_id, response=text, decided_by=decided_by)
+        )
+
+    def submit_tool_result(
+        self, call_id: str, output: str, *, is_error: bool = False, error_message: str = ""
+    ) -> str:
+        """The result of a client tool's call."""
+        return self._control(
+            requests.tool_result(
+                self.agent_id, call_id, output, is_error=is_error, error_message=error_message
+            )
+        )
+
+    # --- controls -------------------------------------------------------------------------
+
+    def pause(self, reason: str = "") -> str:
+        return self._control(requests.control(self.agent_id, "pause", reason))
+
+    def resume(self) -> str:
+        return self._control(requests.control(self.agent_id, "resume"))
+
+    def cancel(self) -> str:
+        """Stop the turn in progress (its stream ends with an `Error` coded CANCELLED)."""
+        return self._control(requests.control(self.agent_id, "cancel"))
+
+    def retry(self) -> str:
+        """Queue the last failed or cancelled turn again (follow it with `replay`)."""
+        return self._control(requests.control(self.agent_id, "retry"), idempotent=False)
+
+    def edit(
+        self,
+        *,
+        goal: str | None = None,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
+        max_context_tokens: int | None = None,
+        memory: Mapping[str, str | None] | None = None,
+        description: str = "",
+    ) -> str:
+        """Change the agent from its next turn; only what is given changes."""
+        return self._control(
+            requests.edit(
+                self.agent_id,
+                goal=goal,
+                system_prompt=system_prompt,
+                temperature=temperature,
+                max_context_tokens=max_context_tokens,
+                memory=memory,
+                description=description,
+            )
+        )
+
+    def delete(self, *, force: bool = False) -> None:
+        """Stop the agent; its transcript stays readable."""
+        self.engram._unary(
+            "DeleteAgent", agent_pb2.DeleteAgentRequest(agent_id=self.agent_id, force=force)
+        )
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def info(self) -> AgentInfo:
+        return AgentInfo.of(
+            self.engram._unary("GetAgent", agent_pb2.GetAgentRequest(agent_id=self.agent_id))
+        )
+
+    def history(self) -> list[TurnRecord]:
+        response = self.engram._unary(
+            "GetHistory", agent_pb2.GetHistoryRequest(agent_id=self.agent_id)
+        )
+        return [TurnRecord.of(t) for t in response.turns]
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _control(self, request: agent_pb2.ControlAgentRequest, *, idempotent: bool = True) -> str:
+        return str(self.engram._unary("ControlAgent", request, idempotent=idempotent).status)
+
+    def _answer(self, waits: Waits) -> None:
+        """Run the hook for a call that now waits, if there is one for it."""
+        try:
+            if waits.waiting_for == Waiting.RESULT and waits.call.name in self.client_tools:
+                outcome = self._run_tool(waits)
+                self.submit_tool_result(
+                    waits.call.call_id,
+                    outcome.output,
+                    is_error=outcome.is_error,
+                    error_message=outcome.error_message,
+                )
+            elif waits.waiting_for == Waiting.APPROVAL and self.approver is not None:
+                decision = as_decision(self.approver(waits.call))
+                if decision is not None:
+                    self._control(
+                        requests.approval(
+                            self.agent_id,
+                            waits.call.call_id,
+                            approved=decision.approved,
+                            reason=decision.reason,
+                            edited_input=decision.edited_input,
+                            response=decision.response,
+                            stop_asking=decision.stop_asking,
+                            decided_by=decision.decided_by,
+                        )
+                    )
+        except EngramError as err:
+            # Someone else answered first (or the turn was cancelled): the stream says what next.
+            if err.code != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+
+    def _run_tool(self, waits: Waits) -> ToolOutcome:
+        try:
+            result = self.client_tools.start(waits.call, self.agent_id)
+            if inspect.isawaitable(result):
+                result = asyncio.run(_awaited(result))
+            return outcome_of(result)
+        except Exception as err:
+            return failure(err)
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+class Turn(Iterator[Event]):
+    """The events of one turn, from its input to its `Final` or `Error`, each exactly once.
+
+    The message is sent when the turn is made; iterating reads the reply. Close it (or leave a
+    `with` block) to stop reading early: the turn itself goes on.
+    """
+
+    def __init__(self, agent: Agent, content: str, message_id: str) -> None:
+        self.agent = agent
+        self.content = content
+        self.message_id = message_id
+        self._tracker = TurnTracker(message_id)
+        self._call = agent.engram._chat(requests.user_input(agent.agent_id, content, message_id))
+        self._events = self._run()
+
+    def __next__(self) -> Event:
+        return next(self._events)
+
+    def __enter__(self) -> Turn:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._events.close()
+        self._call.cancel()
+
+    @property
+    def last_sequence_id(self) -> int | None:
+        """The last event's sequence id seen so far."""
+        return self._tracker.last_seq
+
+    def _run(self) -> Generator[Event, None, None]:
+        engram, tracker = self.agent.engram, self._tracker
+        backoff = Backoff(engram.reconnect_timeout)
+        replayed = False
+        while True:
+            try:
+                for message in self._call:
+                    event = tracker.accept(message)
+                    if event is None:
+                        continue
+                    backoff.reset()
+                    yield event
+                    waits = tracker.waits(event)
+                    if waits is not None:
+                        self.agent._answer(waits)
+                    if tracker.ended:
+                        return
+                # A Replay ends when nothing of the turn is in flight there: the turn may still be
+                # queued. Resending its message id waits for it, whatever its state.
+                replayed = False
+                delay = backoff.next_delay()
+                if delay is None:
+                    raise EngramUnavailable(grpc.StatusCode.UNAVAILABLE, "the turn did not end")
+                time.sleep(delay)
+            except grpc.RpcError as err:
+                if not is_transient(err):
+                    raise EngramError.of(err) from None
+                engram._pause_before_retry(err, backoff)
+                replayed = tracker.last_seq is not None
+            finally:
+                self._call.cancel()
+            self._call = (
+                engram._replay(self.agent.agent_id, tracker.last_seq or 0)
+                if replayed
+                else engram._chat(
+                    requests.user_input(self.agent.agent_id, self.content, self.message_id)
+                )
+            )

@@ -1,0 +1,75 @@
+"""Following a stream across reconnects: each sequence id once, in order.
+
+The gateway numbers every message an agent sends, so a client that remembers the last number it
+showed can pick up after any failure (Replay from it, or resend the turn's message id) and drop
+whatever it already had. This module holds that bookkeeping for both clients; they do the I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engram.client.events import Event, Status, ToolCall, ends_turn, from_message
+from engram.v1 import agent_pb2
+from engram.vocabulary import Notice, Waiting
+
+
+class StreamCursor:
+    """Remembers the last sequence id handed to the caller and drops what is not newer."""
+
+    def __init__(self, after: int | None = None) -> None:
+        self.last_seq = after
+
+    def accept(self, message: agent_pb2.ServerMessage) -> Event | None:
+        if self.last_seq is not None and message.sequence_id <= self.last_seq:
+            return None
+        self.last_seq = message.sequence_id
+        return from_message(message)
+
+
+@dataclass(frozen=True)
+class Waits:
+    """The turn stopped at a tool call: `waiting_for` is an `engram.vocabulary.Waiting`."""
+
+    call: ToolCall
+    waiting_for: str
+
+
+class TurnTracker:
+    """One turn, from its message id: only its own events, each once, until it ends.
+
+    Before any event was seen the turn may not even have reached the agent, so the way back is to
+    resend its input with the same message id (which never starts a second turn); after that,
+    Replay from the last event seen, which also draws the turn's live tokens to the new gateway.
+    """
+
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        self.cursor = StreamCursor()
+        self.ended = False
+        self._last_call: ToolCall | None = None
+
+    @property
+    def last_seq(self) -> int | None:
+        return self.cursor.last_seq
+
+    def accept(self, message: agent_pb2.ServerMessage) -> Event | None:
+        # Replay carries everything the agent does; a turn is only what bears its message id.
+        if message.message_id != self.message_id or self.ended:
+            return None
+        event = self.cursor.accept(message)
+        if isinstance(event, ToolCall):
+            self._last_call = event
+        if event is not None and ends_turn(event):
+            self.ended = True
+        return event
+
+    def waits(self, event: Event) -> Waits | None:
+        """What the turn waits for, if this event says it now waits (for the last tool call)."""
+        if not isinstance(event, Status) or self._last_call is None:
+            return None
+        if event.status == Notice.AWAITING_APPROVAL:
+            return Waits(self._last_call, Waiting.APPROVAL)
+        if event.status == Notice.AWAITING_RESULT:
+            return Waits(self._last_call, Waiting.RESULT)
+        return None

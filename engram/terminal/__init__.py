@@ -1,0 +1,92 @@
+"""Engram for people: `engram chat`, `engram agents ls|show|rm`, `engram history`, `engram replay`.
+
+Only the argument definitions live here, so that `engram worker` and friends start without loading
+the terminal's libraries; each command's module is imported when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from engram.client import Engram
+from engram.client.sync import DEFAULT_ADDRESS, ReconnectHook
+
+
+def add_commands(commands: Any) -> None:
+    """Add the terminal's subcommands to `engram`'s subparsers; each sets `args.terminal`."""
+    chat = commands.add_parser("chat", help="chat with an agent (a new one without AGENT_ID)")
+    chat.add_argument("agent_id", nargs="?", metavar="AGENT_ID")
+    chat.add_argument("--model", default="", help="model of a new agent")
+    chat.add_argument("--goal", default="", help="goal of a new agent")
+    chat.add_argument("--system", default="", help="system prompt of a new agent")
+    chat.add_argument(
+        "--tool",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a worker or MCP tool for a new agent (repeat for more)",
+    )
+    _connection_arguments(chat)
+    chat.set_defaults(terminal=_run("engram.terminal.chat", "run_chat"))
+
+    agents = commands.add_parser("agents", help="list, show and delete agents")
+    actions = agents.add_subparsers(dest="action", required=True)
+    ls = actions.add_parser("ls", help="a table of agents")
+    ls.add_argument("--status", default="", help="idle, thinking, waiting, paused or deleted")
+    ls.add_argument("--limit", type=int, default=50)
+    show = actions.add_parser("show", help="one agent in detail")
+    show.add_argument("agent_id", metavar="ID")
+    rm = actions.add_parser("rm", help="delete an agent (its transcript stays readable)")
+    rm.add_argument("agent_id", metavar="ID")
+    rm.add_argument("--force", action="store_true", help="terminate at once")
+    for parser in (ls, show, rm):
+        _connection_arguments(parser)
+    agents.set_defaults(terminal=_run("engram.terminal.agents", "run_agents"))
+
+    history = commands.add_parser("history", help="an agent's transcript, turn by turn")
+    history.add_argument("agent_id", metavar="ID")
+    _connection_arguments(history)
+    history.set_defaults(terminal=_run("engram.terminal.agents", "run_history"))
+
+    replay = commands.add_parser("replay", help="an agent's messages after a sequence id")
+    replay.add_argument("agent_id", metavar="ID")
+    replay.add_argument("--from", dest="from_sequence", type=int, default=0, metavar="N")
+    _connection_arguments(replay)
+    replay.set_defaults(terminal=_run("engram.terminal.agents", "run_replay"))
+
+
+def _connection_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--address",
+        default=os.environ.get("ENGRAM_ADDRESS", DEFAULT_ADDRESS),
+        help=f"the gateway (default: $ENGRAM_ADDRESS or {DEFAULT_ADDRESS})",
+    )
+    group.add_argument(
+        "--api-key-env",
+        default="ENGRAM_API_KEY",
+        metavar="VAR",
+        help="environment variable holding the API key (default: ENGRAM_API_KEY)",
+    )
+    group.add_argument("--tls", action="store_true", help="connect with TLS")
+
+
+def connect(args: argparse.Namespace, on_reconnect: ReconnectHook | None = None) -> Engram:
+    return Engram(
+        args.address,
+        api_key=os.environ.get(args.api_key_env) or None,
+        tls=args.tls,
+        on_reconnect=on_reconnect,
+    )
+
+
+def _run(module: str, function: str) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        code: int = getattr(importlib.import_module(module), function)(args)
+        return code
+
+    return run
