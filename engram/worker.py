@@ -25,30 +25,36 @@ from engram.tools import ToolRegistry
 from engram.tools.catalog import agent_tools
 from engram.tools.mcp_tools import McpServers, parse_mcp_servers
 from engram.transcripts import TranscriptStore
-from engram.vocabulary import STATUS_ATTRIBUTE
+from engram.vocabulary import STATUS_ATTRIBUTE, TENANT_ATTRIBUTE
 from engram.workflows.agent_workflow import AgentWorkflow
 
 log = logging.getLogger(__name__)
 
 
 async def ensure_search_attributes(client: Client) -> None:
-    """Register EngramStatus, which ListAgents filters on, if the namespace lacks it."""
+    """Register EngramStatus and EngramTenant, which ListAgents filters on, if the namespace
+    lacks them."""
     existing = await client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace=client.namespace)
     )
-    if STATUS_ATTRIBUTE.name in existing.custom_attributes:
+    missing = [
+        a.name
+        for a in (STATUS_ATTRIBUTE, TENANT_ATTRIBUTE)
+        if a.name not in existing.custom_attributes
+    ]
+    if not missing:
         return
     try:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
                 namespace=client.namespace,
                 search_attributes={
-                    STATUS_ATTRIBUTE.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+                    name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in missing
                 },
             )
         )
     except RPCError as err:  # e.g. Temporal Cloud, where an admin registers it
-        log.warning("could not register search attribute %s: %s", STATUS_ATTRIBUTE.name, err)
+        log.warning("could not register search attributes %s: %s", ", ".join(missing), err)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:

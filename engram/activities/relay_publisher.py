@@ -2,7 +2,9 @@
 
 Best effort by design: the durable record of a turn is the activity's result, so a gateway that is
 down or slow must never slow down or fail the generation. Messages queue in memory and go out on
-one client-streaming call per attempt; channels are reused across turns.
+one client-streaming call per attempt; channels are reused across turns. Every call carries the
+relay secret shared with the gateways (`ENGRAM_RELAY_SECRET`), and channels use TLS when the
+gateways serve it (engram.gateway.tls: `ENGRAM_RELAY_TLS_CA`, ...).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from engram.auth import relay_secret
+from engram.gateway.tls import relay_credentials
 from engram.relay.v1 import relay_pb2, relay_pb2_grpc
 from engram.v1 import agent_pb2
 
@@ -22,15 +26,28 @@ _DONE = object()
 
 
 class RelayChannels:
-    """One gRPC channel per gateway address, for the life of the worker."""
+    """One gRPC channel per gateway address, for the life of the worker.
 
-    def __init__(self) -> None:
+    The secret and TLS settings are read from the environment when the worker starts, unless
+    given; `engram dev` sets them for its own worker before it is built.
+    """
+
+    def __init__(
+        self, secret: str | None = None, credentials: grpc.ChannelCredentials | None = None
+    ) -> None:
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self.metadata = relay_secret.call_metadata(
+            relay_secret.configured() if secret is None else secret
+        )
+        self._credentials = credentials if credentials is not None else relay_credentials()
 
     def stub(self, address: str) -> relay_pb2_grpc.TokenRelayStub:
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address)
+            if self._credentials is None:
+                channel = grpc.aio.insecure_channel(address)
+            else:
+                channel = grpc.aio.secure_channel(address, self._credentials)
             self._channels[address] = channel
         return relay_pb2_grpc.TokenRelayStub(channel)
 
@@ -43,7 +60,9 @@ async def received(
         return []
     try:
         batch = await channels.stub(address).Received(
-            relay_pb2.TurnRef(agent_id=agent_id, message_id=message_id), timeout=timeout
+            relay_pb2.TurnRef(agent_id=agent_id, message_id=message_id),
+            timeout=timeout,
+            metadata=channels.metadata,
         )
     except grpc.aio.AioRpcError as err:
         log.warning("gateway %s cannot tell what it received: %s", address, err.code().name)
@@ -59,7 +78,9 @@ class TurnPublisher:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         if address:
-            self._task = asyncio.create_task(self._run(channels.stub(address), address))
+            self._task = asyncio.create_task(
+                self._run(channels.stub(address), address, channels.metadata)
+            )
 
     def send(self, message: agent_pb2.ServerMessage) -> None:
         if self._task is not None and not self._task.done():
@@ -97,9 +118,14 @@ class TurnPublisher:
             if batch.messages:
                 yield batch
 
-    async def _run(self, stub: relay_pb2_grpc.TokenRelayStub, address: str) -> None:
+    async def _run(
+        self,
+        stub: relay_pb2_grpc.TokenRelayStub,
+        address: str,
+        metadata: tuple[tuple[str, str], ...],
+    ) -> None:
         try:
-            await stub.Publish(self._batches(), timeout=900)
+            await stub.Publish(self._batches(), timeout=900, metadata=metadata)
         except grpc.aio.AioRpcError as err:
             log.warning("token relay to gateway %s failed: %s", address, err.code().name)
 

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 from temporalio.client import Client
 
+from engram.auth.gateway_security import GatewaySecurity
 from engram.gateway.agent_service import AgentService, GatewaySettings
 from engram.gateway.health import TemporalHealth
 from engram.gateway.token_hub import TokenHub, TokenRelayServicer
@@ -20,11 +21,19 @@ GRACE_SECONDS = 10.0
 
 
 async def start_gateway(
-    client: Client, listen: str, settings: GatewaySettings, store: TranscriptStore
+    client: Client,
+    listen: str,
+    settings: GatewaySettings,
+    store: TranscriptStore,
+    security: GatewaySecurity | None = None,
 ) -> grpc.aio.Server:
-    """Serve on `listen` (host:port); the caller stops the server, which stops the health watch."""
+    """Serve on `listen` (host:port); the caller stops the server, which stops the health watch.
+
+    Without `security`, keys in the store are still enforced, over plaintext."""
     hub = TokenHub()
+    security = security or GatewaySecurity(store)
     server = grpc.aio.server(
+        interceptors=security.interceptors(),
         options=[
             # Room for a maximal user message plus protobuf overhead, and no more.
             (
@@ -33,15 +42,17 @@ async def start_gateway(
             ),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.http2.max_pings_without_data", 0),
-        ]
+        ],
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentService(client, hub, settings, store), server
+        AgentService(client, hub, settings, store, security.access(client)), server
     )
-    relay_pb2_grpc.add_TokenRelayServicer_to_server(TokenRelayServicer(hub), server)
+    relay_pb2_grpc.add_TokenRelayServicer_to_server(
+        TokenRelayServicer(hub, security.relay_guard()), server
+    )
     health = TemporalHealth(client)
     health.add_to_server(server)
-    if server.add_insecure_port(listen) == 0:
+    if security.add_port(server, listen) == 0:
         raise OSError(f"gateway cannot listen on {listen}")
     await health.start()
     try:

@@ -2,7 +2,8 @@
 
 Workers publish each turn's messages here (the TokenRelay service); Chat and Replay calls follow
 the feed of the turn they serve. A feed outlives its readers for a while, so a client that
-reconnects mid-turn can pick the turn up again.
+reconnects mid-turn can pick the turn up again. The relay is internal: only callers holding the
+workers' relay secret may publish or read a feed (engram.auth.relay_secret).
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
 
+from engram.auth import metadata, relay_secret
+from engram.auth.relay_secret import RelayGuard
 from engram.relay.v1 import relay_pb2, relay_pb2_grpc
 from engram.v1 import agent_pb2
 
@@ -104,14 +108,22 @@ class TokenHub:
 
 
 class TokenRelayServicer(relay_pb2_grpc.TokenRelayServicer):
-    def __init__(self, hub: TokenHub) -> None:
+    def __init__(self, hub: TokenHub, guard: RelayGuard | None = None) -> None:
         self.hub = hub
+        self.guard = guard or RelayGuard(relay_secret.configured())
+
+    async def _admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        # Checked before a single message is read: a refused caller changes nothing.
+        refusal = self.guard.refusal(metadata.pairs(context))
+        if refusal is not None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
 
     async def Publish(
         self,
         request_iterator: AsyncIterator[relay_pb2.RelayBatch],
         context: grpc.aio.ServicerContext[relay_pb2.RelayBatch, empty_pb2.Empty],
     ) -> empty_pb2.Empty:
+        await self._admit(context)
         feed: TurnFeed | None = None
         async for batch in request_iterator:
             if feed is None and batch.messages:
@@ -126,6 +138,7 @@ class TokenRelayServicer(relay_pb2_grpc.TokenRelayServicer):
         request: relay_pb2.TurnRef,
         context: grpc.aio.ServicerContext[relay_pb2.TurnRef, relay_pb2.RelayBatch],
     ) -> relay_pb2.RelayBatch:
+        await self._admit(context)
         feed = self.hub.existing((request.agent_id, request.message_id))
         messages = [] if feed is None else [feed.messages[s] for s in sorted(feed.messages)]
         return relay_pb2.RelayBatch(messages=messages)

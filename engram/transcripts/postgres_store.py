@@ -12,6 +12,7 @@ from dataclasses import asdict
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from engram.auth.records import ApiKey, Role
 from engram.workflows.types import AgentTool, Event, Turn
 
 SCHEMA = """
@@ -36,7 +37,17 @@ CREATE TABLE IF NOT EXISTS engram_tools (
     tool JSONB NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS engram_api_keys (
+    key_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    role TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION,
+    revoked_at DOUBLE PRECISION
+);
 """
+API_KEY_COLUMNS = "key_id, tenant, role, secret_hash, created_at, expires_at, revoked_at"
 # Workers and gateways start together; concurrent CREATE TABLE IF NOT EXISTS can still collide.
 SCHEMA_LOCK = 0x656E6772616D  # "engram"
 
@@ -112,6 +123,49 @@ class PostgresTranscriptStore:
         with self._pool.connection() as conn:
             rows = conn.execute("SELECT tool FROM engram_tools ORDER BY name").fetchall()
         return [AgentTool(**row[0]) for row in rows]
+
+    def add_api_key(self, key: ApiKey) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                f"INSERT INTO engram_api_keys ({API_KEY_COLUMNS})"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    key.key_id,
+                    key.tenant,
+                    str(key.role),
+                    key.secret_hash,
+                    key.created_at,
+                    key.expires_at,
+                    key.revoked_at,
+                ),
+            )
+
+    def api_keys(self) -> list[ApiKey]:
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                f"SELECT {API_KEY_COLUMNS} FROM engram_api_keys ORDER BY created_at, key_id"
+            ).fetchall()
+        return [
+            ApiKey(
+                key_id=r[0],
+                tenant=r[1],
+                role=Role(r[2]),
+                secret_hash=r[3],
+                created_at=r[4],
+                expires_at=r[5],
+                revoked_at=r[6],
+            )
+            for r in rows
+        ]
+
+    def revoke_api_key(self, key_id: str, at: float) -> bool:
+        with self._pool.connection() as conn:
+            cursor = conn.execute(
+                "UPDATE engram_api_keys SET revoked_at = %s"
+                " WHERE key_id = %s AND revoked_at IS NULL",
+                (at, key_id),
+            )
+            return cursor.rowcount == 1
 
     def close(self) -> None:
         self._pool.close()

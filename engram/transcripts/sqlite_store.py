@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from engram.auth.records import ApiKey, Role
 from engram.workflows.types import AgentTool, Event, Turn
 
 SCHEMA = """
@@ -36,7 +37,17 @@ CREATE TABLE IF NOT EXISTS tools (
     tool TEXT NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    role TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL,
+    revoked_at REAL
+);
 """
+API_KEY_COLUMNS = "key_id, tenant, role, secret_hash, created_at, expires_at, revoked_at"
 
 
 class SqliteTranscriptStore:
@@ -100,6 +111,47 @@ class SqliteTranscriptStore:
         with self._lock:
             rows = self._db.execute("SELECT tool FROM tools ORDER BY name").fetchall()
         return [AgentTool(**json.loads(row[0])) for row in rows]
+
+    def add_api_key(self, key: ApiKey) -> None:
+        with self._lock:
+            self._db.execute(
+                f"INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.key_id,
+                    key.tenant,
+                    str(key.role),
+                    key.secret_hash,
+                    key.created_at,
+                    key.expires_at,
+                    key.revoked_at,
+                ),
+            )
+
+    def api_keys(self) -> list[ApiKey]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id"
+            ).fetchall()
+        return [
+            ApiKey(
+                key_id=r[0],
+                tenant=r[1],
+                role=Role(r[2]),
+                secret_hash=r[3],
+                created_at=r[4],
+                expires_at=r[5],
+                revoked_at=r[6],
+            )
+            for r in rows
+        ]
+
+    def revoke_api_key(self, key_id: str, at: float) -> bool:
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+                (at, key_id),
+            )
+        return cursor.rowcount == 1
 
     def close(self) -> None:
         self._db.close()

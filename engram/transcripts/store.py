@@ -5,7 +5,8 @@ A claim check: the workflow keeps its recent messages and turns and two watermar
 activities, so writes are retried and recorded like any other step) and the gateway reads (for
 Replay and GetHistory). Writes are idempotent, so a retried archive activity changes nothing.
 It also holds the catalog of tools the workers offer, which the gateway checks agents' tools
-against and lists (ListTools).
+against and lists (ListTools), and the API keys' records (salted hashes, never keys), which
+`engram keys` writes and every gateway reads.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from engram.auth.records import ApiKey
 from engram.workflows.types import AgentTool, Event, Turn
 
 
@@ -40,6 +42,15 @@ class TranscriptStore(Protocol):
 
     def tools(self) -> list[AgentTool]:
         """Every tool some worker has offered, by name."""
+
+    def add_api_key(self, key: ApiKey) -> None:
+        """Store a new key's record (key ids are random; an existing id is an error)."""
+
+    def api_keys(self) -> list[ApiKey]:
+        """Every key's record, revoked and expired ones included, oldest first."""
+
+    def revoke_api_key(self, key_id: str, at: float) -> bool:
+        """Mark a key revoked; False if there is no such key or it already was."""
 
     def close(self) -> None: ...
 

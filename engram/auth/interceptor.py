@@ -1,0 +1,135 @@
+"""The gRPC side of auth: every client call is authenticated and metered before it runs.
+
+The interceptor wraps each method's handler, so the checks run inside the call (where they can
+abort it with a status) and the caller's `Principal` is set in the call's own context for the
+servicer to read. The internal TokenRelay (checked by its own secret) and the health service
+(probes carry no key) are let through; any other service, present or future, needs a key.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from engram.auth import metadata
+from engram.auth.keyring import AuthError, KeyRing
+from engram.auth.limits import LimitExceeded, Limits, RateLimiter, StreamSlots
+from engram.auth.principal import Principal, set_current
+from engram.gateway.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+UNCHECKED_PREFIXES = (
+    "/engram.relay.v1.TokenRelay/",
+    "/grpc.health.v1.Health/",
+)
+CHAT_METHOD = "/dura.api.v1.AgentService/Chat"
+
+Context = grpc.aio.ServicerContext[Any, Any]
+if TYPE_CHECKING:  # the stubs' generics; at run time these classes take no parameters
+    Handler = grpc.RpcMethodHandler[Any, Any]
+    Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    Handler = grpc.RpcMethodHandler
+    Interceptor = grpc.aio.ServerInterceptor
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
+
+
+class AuthInterceptor(Interceptor):
+    def __init__(self, keyring: KeyRing, limits: Limits) -> None:
+        self.keyring = keyring
+        self.rate = RateLimiter(limits.rate, limits.burst)
+        self.chat_streams = StreamSlots(limits.chat_streams)
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler:
+        # None (an unknown method) at run time, whatever the stubs say: gRPC answers UNIMPLEMENTED.
+        handler: Handler | None = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(UNCHECKED_PREFIXES):
+            return handler  # type: ignore[return-value]
+        return self._wrap(handler, method)
+
+    async def _admit(self, context: Context) -> Principal:
+        """Authenticate and charge the call; aborts it (raising) if refused."""
+        try:
+            principal = await self.keyring.authenticate(metadata.pairs(context))
+        except AuthError as err:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(err))
+        if principal.scoped:
+            try:
+                self.rate.charge(principal.key_id)
+            except LimitExceeded as err:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+        set_current(principal)
+        return principal
+
+    def _wrap(self, handler: Handler, method: str) -> Handler:
+        codec = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary), **codec)
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary), **codec)
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._streaming(handler.unary_stream, method, metered=False), **codec
+            )
+        assert handler.stream_stream is not None
+        return grpc.stream_stream_rpc_method_handler(
+            self._streaming(handler.stream_stream, method, metered=True), **codec
+        )
+
+    def _unary(self, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+        async def call(request: Any, context: Context) -> Any:
+            await self._admit(context)
+            result = behavior(request, context)
+            return await result if inspect.isawaitable(result) else result
+
+        return call
+
+    def _streaming(
+        self, behavior: Callable[..., Any], method: str, *, metered: bool
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def call(request: Any, context: Context) -> AsyncIterator[Any]:
+            principal = await self._admit(context)
+            slot: AbstractContextManager[None] = nullcontext()
+            if principal.scoped and method == CHAT_METHOD:
+                try:
+                    slot = self.chat_streams.hold(principal.key_id)
+                    slot.__enter__()
+                except LimitExceeded as err:
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+            try:
+                if metered and principal.scoped:
+                    request = self._metered(request, principal)
+                result = behavior(request, context)
+                if inspect.isawaitable(result):
+                    result = await result
+                if result is not None:
+                    async for message in result:
+                        yield message
+            finally:
+                slot.__exit__(None, None, None)
+
+        return call
+
+    async def _metered(
+        self, requests: AsyncIterator[Any], principal: Principal
+    ) -> AsyncIterator[Any]:
+        # Every message on a stream costs what a call costs: one stream must not be a way
+        # around the rate limit.
+        async for request in requests:
+            try:
+                self.rate.charge(principal.key_id)
+            except LimitExceeded as err:
+                raise GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)) from None
+            yield request
