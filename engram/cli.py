@@ -16,6 +16,11 @@ from typing import Any
 from temporalio.client import Client
 
 from engram import TASK_QUEUE, llm_settings, local_model, tool_settings
+from engram.auth import gateway_security, key_commands
+from engram.codec import commands as codec_commands
+from engram.codec import data_converter, encrypted_store
+from engram.codec.commands import configured_keyring, start_dev_codec_server
+from engram.codec.server import CodecServer
 from engram.dev_server import start_dev_server
 from engram.gateway.agent_service import GatewaySettings
 from engram.gateway.server import GRACE_SECONDS, start_gateway
@@ -24,7 +29,8 @@ from engram.probe import add_arguments as add_probe_arguments
 from engram.probe import probe_gateway, probe_worker
 from engram.processes import free_port, wait_for_port
 from engram.temporal_connection import TemporalSettings
-from engram.transcripts import open_transcript_store
+from engram.terminal import add_commands as add_terminal_commands
+from engram.transcripts import TranscriptStore, open_transcript_store
 from engram.worker import build_worker, ensure_search_attributes, publish_catalog
 
 log = logging.getLogger("engram")
@@ -41,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     dev.add_argument("--temporal-port", type=int, default=7233)
     dev.add_argument("--ui-port", type=int, default=8233)
     _gateway_arguments(dev)
+    gateway_security.SecuritySettings.add_arguments(dev, short_tls_names=True)
     llm_settings.add_arguments(dev)
     tool_settings.add_arguments(dev)
     _transcript_argument(dev, default="")
@@ -54,12 +61,21 @@ def main(argv: list[str] | None = None) -> None:
     gateway = commands.add_parser("gateway", help="serve the gRPC API")
     TemporalSettings.add_arguments(gateway)
     _gateway_arguments(gateway)
+    gateway_security.SecuritySettings.add_arguments(gateway)
     _transcript_argument(gateway)
+
+    key_commands.add_arguments(commands.add_parser("keys", help="create, list and revoke API keys"))
 
     probe = commands.add_parser("probe", help="health check: exit 0 when the part is healthy")
     add_probe_arguments(probe)
 
+    add_terminal_commands(commands)
+    codec_commands.add_commands(commands)
+
     args = parser.parse_args(argv)
+    if getattr(args, "terminal", None) is not None:
+        # chat, agents, history, replay: clients of a gateway, with their own output.
+        raise SystemExit(args.terminal(args))
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -71,6 +87,8 @@ def main(argv: list[str] | None = None) -> None:
         "worker": run_worker,
         "gateway": run_gateway,
         "probe": run_probe,
+        "keys": run_keys,
+        **codec_commands.RUNNERS,
     }
     try:
         asyncio.run(runners[args.command](args))
@@ -142,7 +160,7 @@ async def connect(settings: TemporalSettings, timeout: float = 60.0) -> Client:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
-            return await settings.connect()
+            return await settings.connect(data_converter(configured_keyring()))
         except RuntimeError as err:
             if asyncio.get_running_loop().time() > deadline:
                 raise SystemExit(f"cannot reach Temporal at {settings.address}: {err}") from None
@@ -157,7 +175,7 @@ async def run_worker(args: argparse.Namespace) -> None:
     log.info(
         "worker on %s/%s, LLM endpoint %s", temporal.address, temporal.namespace, endpoint.base_url
     )
-    store = open_transcript_store(args.transcript_db)
+    store = _open_store(args.transcript_db)
     tools = tool_settings.tools_from_args(args)
     await publish_catalog(tools, store)
     async with build_worker(client, endpoint, store, tools):
@@ -168,8 +186,9 @@ async def run_worker(args: argparse.Namespace) -> None:
 async def run_gateway(args: argparse.Namespace) -> None:
     client = await connect(TemporalSettings.from_args(args))
     settings = _gateway_settings(args)
-    store = open_transcript_store(args.transcript_db)
-    server = await start_gateway(client, f"{args.host}:{args.port}", settings, store)
+    store = _open_store(args.transcript_db)
+    security = gateway_security.for_gateway(store, args)
+    server = await start_gateway(client, f"{args.host}:{args.port}", settings, store, security)
     log.info(
         "gateway on %s:%d (workers reach it at %s)",
         args.host,
@@ -181,10 +200,15 @@ async def run_gateway(args: argparse.Namespace) -> None:
     log.info("gateway stopped")
 
 
+async def run_keys(args: argparse.Namespace) -> None:
+    if code := key_commands.run(args):
+        raise SystemExit(code)
+
+
 async def run_probe(args: argparse.Namespace) -> None:
     try:
         if args.part == "gateway":
-            probe_gateway(args.address)
+            probe_gateway(args.address, tls_ca=args.tls_ca)
         elif not await probe_worker(TemporalSettings.from_args(args)):
             raise RuntimeError(f"no worker is polling task queue {TASK_QUEUE}")
     except Exception as err:
@@ -198,8 +222,21 @@ async def run_probe(args: argparse.Namespace) -> None:
     os._exit(code)
 
 
+def _open_store(location: str | Path) -> TranscriptStore:
+    """The transcript store, its text encrypted when encryption keys are configured."""
+    return encrypted_store(open_transcript_store(location), configured_keyring())
+
+
 async def run_dev(args: argparse.Namespace) -> None:
-    temporal = start_dev_server(args.data_dir, args.temporal_port, args.ui_port)
+    keyring = configured_keyring()
+    codec: CodecServer | None = None
+    ui_codec_endpoint = ""
+    if keyring is not None:
+        # Payloads are encrypted: the Web UI reads them through a codec server of our own.
+        codec, ui_codec_endpoint = start_dev_codec_server(keyring, args.ui_port)
+    temporal = start_dev_server(
+        args.data_dir, args.temporal_port, args.ui_port, ui_codec_endpoint=ui_codec_endpoint
+    )
     local: LocalModelServer | None = None
     try:
         base_url = llm_settings.configured_base_url(args)
@@ -222,11 +259,14 @@ async def run_dev(args: argparse.Namespace) -> None:
             args, base_url, local_model.MODEL_ALIAS if local else ""
         )
         settings = _gateway_settings(args)
-        store = open_transcript_store(args.transcript_db or args.data_dir / "transcripts.db")
+        store = _open_store(args.transcript_db or args.data_dir / "transcripts.db")
+        security = gateway_security.for_dev(store, args)
         tools = tool_settings.tools_from_args(args)
         await publish_catalog(tools, store)
         async with build_worker(client, endpoint, store, tools):
-            server = await start_gateway(client, f"{args.host}:{args.port}", settings, store)
+            server = await start_gateway(
+                client, f"{args.host}:{args.port}", settings, store, security
+            )
             print(
                 f"Engram is running.\n"
                 f"  gateway (gRPC)   {args.host}:{args.port}\n"
@@ -242,6 +282,8 @@ async def run_dev(args: argparse.Namespace) -> None:
     finally:
         if local is not None:
             local.stop()
+        if codec is not None:
+            codec.close()
         _stop(temporal)
         print("Engram stopped.", flush=True)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -15,10 +17,17 @@ from engram.gateway.health import AGENT_SERVICE
 from engram.temporal_connection import TemporalSettings
 
 
-def probe_gateway(address: str, timeout: float = 5.0) -> None:
+def probe_gateway(address: str, timeout: float = 5.0, tls_ca: str = "") -> None:
     """The gateway's standard health service says AgentService is SERVING, which it does only
-    while the gateway can reach Temporal."""
-    with grpc.insecure_channel(address) as channel:
+    while the gateway can reach Temporal. `tls_ca`: the CA of a gateway that serves TLS."""
+    channel = (
+        grpc.secure_channel(
+            address, grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
+        )
+        if tls_ca
+        else grpc.insecure_channel(address)
+    )
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             response = stub.Check(
@@ -52,4 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parts = parser.add_subparsers(dest="part", required=True)
     gateway = parts.add_parser("gateway")
     gateway.add_argument("--address", default="localhost:50051")
+    gateway.add_argument(
+        "--tls-ca",
+        default=os.environ.get("ENGRAM_PROBE_TLS_CA", ""),
+        help="for a gateway serving TLS: the CA certificate (PEM) to check it with",
+    )
     TemporalSettings.add_arguments(parts.add_parser("worker"))

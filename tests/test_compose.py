@@ -7,6 +7,7 @@ schema (shipped inside the docker-compose 1.29.2 wheel) plus Engram's own expect
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,8 +18,10 @@ import jsonschema
 import pytest
 import yaml
 
+from engram.codec.keyring import keyring_from_env
+
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = {"postgresql", "temporal", "temporal-ui", "gateway", "worker"}
+SERVICES = {"postgresql", "temporal", "temporal-ui", "gateway", "worker", "codec-server"}
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +110,41 @@ def test_transcripts_go_to_the_postgresql_service(compose: dict[str, Any]) -> No
     assert f"CREATE DATABASE {database};" in script
     for name in ("worker", "gateway"):
         assert services[name]["depends_on"]["postgresql"]["condition"] == "service_healthy"
+
+
+def test_runs_safe_by_default(compose: dict[str, Any]) -> None:
+    """Keys, TLS and encryption: nothing starts without the secrets deploy/make_secrets.py makes,
+    the gateway serves TLS (and its health probe checks it), workers share its relay secret and
+    trust its certificate, and the Web UI reads payloads through the codec server."""
+    services = compose["services"]
+    for name in ("worker", "gateway"):
+        env = services[name]["environment"]
+        for secret in ("ENGRAM_RELAY_SECRET", "ENGRAM_ENCRYPTION_KEYS"):
+            assert env[secret].startswith(f"${{{secret}:?"), (name, secret)
+        assert "./deploy/secrets:/secrets:ro" in services[name]["volumes"]
+    gateway = services["gateway"]["environment"]
+    assert gateway["ENGRAM_GATEWAY_TLS_CERT"] == gateway["ENGRAM_PROBE_TLS_CA"]
+    assert services["worker"]["environment"]["ENGRAM_RELAY_TLS_CA"] == "/secrets/gateway.crt"
+    assert "--insecure-no-auth" not in services["gateway"]["command"]
+    codec = services["codec-server"]
+    assert codec["environment"]["ENGRAM_ENCRYPTION_KEYS"] == gateway["ENGRAM_ENCRYPTION_KEYS"]
+    assert "8234" in services["temporal-ui"]["environment"]["TEMPORAL_CODEC_ENDPOINT"]
+    script = (ROOT / "deploy" / "make_secrets.py").read_text()
+    for name in ("ENGRAM_RELAY_SECRET", "ENGRAM_ENCRYPTION_KEYS", "ENGRAM_CODEC_SERVER_TOKEN"):
+        assert name in script
+
+
+def test_make_secrets_writes_what_compose_needs(tmp_path: Path) -> None:
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(ROOT / "deploy" / "make_secrets.py", tmp_path / "deploy")
+    subprocess.run([sys.executable, "deploy/make_secrets.py"], cwd=tmp_path, check=True)
+    env = dict(line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines())
+    assert set(env) == {
+        "ENGRAM_RELAY_SECRET",
+        "ENGRAM_ENCRYPTION_KEYS",
+        "ENGRAM_CODEC_SERVER_TOKEN",
+    }
+    keyring = keyring_from_env({"ENGRAM_ENCRYPTION_KEYS": env["ENGRAM_ENCRYPTION_KEYS"]})
+    assert keyring is not None
+    certificate = (tmp_path / "deploy" / "secrets" / "gateway.crt").read_bytes()
+    assert b"BEGIN CERTIFICATE" in certificate

@@ -26,6 +26,7 @@ from temporalio.client import WorkflowUpdateStage as Stage
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from engram import TASK_QUEUE, WORKFLOW_ID_PREFIX
+from engram.auth.tenancy import AgentAccess
 from engram.gateway import attachments, tool_specs, validation
 from engram.gateway.errors import GatewayError, from_temporal, invalid
 from engram.gateway.token_hub import TokenHub, TurnFeed
@@ -34,7 +35,7 @@ from engram.gateway.turn_stream import Cursor, Messages, TurnMerge, follow_turn
 from engram.messages import timestamp, to_server_message
 from engram.transcripts import TranscriptStore
 from engram.v1 import agent_pb2, agent_pb2_grpc
-from engram.vocabulary import STATUS_ATTRIBUTE, AgentStatus, Command
+from engram.vocabulary import STATUS_ATTRIBUTE, TENANT_ATTRIBUTE, AgentStatus, Command
 from engram.workflows.agent_workflow import AgentWorkflow
 from engram.workflows.types import (
     AgentInfo,
@@ -43,6 +44,9 @@ from engram.workflows.types import (
     AgentTool,
     ChatInput,
     Event,
+    PendingMessage,
+    RunInput,
+    RunState,
     TurnResult,
 )
 
@@ -102,9 +106,16 @@ async def _abort(context: Context, err: Exception, agent_id: str) -> None:
 
 class AgentService(agent_pb2_grpc.AgentServiceServicer):
     def __init__(
-        self, client: Client, hub: TokenHub, settings: GatewaySettings, store: TranscriptStore
+        self,
+        client: Client,
+        hub: TokenHub,
+        settings: GatewaySettings,
+        store: TranscriptStore,
+        access: AgentAccess | None = None,
     ) -> None:
         self.client = client
+        # Which agents the caller (engram.auth.principal) may see; everything with auth off.
+        self.access = access or AgentAccess(client)
         self.hub = hub
         self.settings = settings
         self.store = store
@@ -112,6 +123,14 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
 
     def _agent(self, agent_id: str) -> WorkflowHandle[AgentWorkflow, str]:
         return self.client.get_workflow_handle_for(AgentWorkflow.run, WORKFLOW_ID_PREFIX + agent_id)
+
+    async def _owned(
+        self, agent_id: str, *, read: bool = False
+    ) -> WorkflowHandle[AgentWorkflow, str]:
+        """The agent's handle, if the caller's tenant owns it (or, to `read`, is an admin);
+        otherwise NOT_FOUND, exactly as for an agent that does not exist."""
+        await self.access.check(agent_id, read=read)
+        return self._agent(agent_id)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -121,6 +140,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.CreateAgentResponse:
         model = validation.create_request(request, self.settings.default_model)
         tools = await self._resolve_tools(request.tools)
+        await self.access.check_quota()
+        tenant = self.access.tenant()
         agent_id = str(uuid.uuid4())
         spec = AgentSpec(
             agent_id=agent_id,
@@ -143,12 +164,23 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 max_history_events=self.settings.max_history_events,
                 tools=tools,
                 auto_approve_read_only=request.config.auto_approve_read_only,
+                # An autonomous agent starts working on its goal as soon as it exists.
+                queue=[PendingMessage(f"run-{uuid.uuid4()}", "", starts_run=True)]
+                if request.config.autonomous
+                else [],
             ),
             id=WORKFLOW_ID_PREFIX + agent_id,
             task_queue=TASK_QUEUE,
-            memo={"goal": spec.goal, "model": model, "created_at": now, "metadata": spec.metadata},
+            memo={
+                "goal": spec.goal,
+                "model": model,
+                "created_at": now,
+                "metadata": spec.metadata,
+                "tenant": tenant,
+            },
             search_attributes=TypedSearchAttributes(
                 [SearchAttributePair(STATUS_ATTRIBUTE, AgentStatus.IDLE)]
+                + ([SearchAttributePair(TENANT_ATTRIBUTE, tenant)] if tenant else [])
             ),
             request_eager_start=True,
         )
@@ -170,7 +202,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def GetAgent(
         self, request: agent_pb2.GetAgentRequest, context: Context
     ) -> agent_pb2.Agent:
-        handle = self._agent(validation.agent_id(request.agent_id))
+        handle = await self._owned(validation.agent_id(request.agent_id), read=True)
         info, description = await asyncio.gather(
             handle.query(AgentWorkflow.describe), handle.describe()
         )
@@ -187,12 +219,17 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             raise invalid("page_size must not be negative")
         page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         query = "WorkflowType = 'AgentWorkflow'"
-        if status == AgentStatus.DELETED:
+        if status == validation.AUTONOMOUS:
+            query += " AND ExecutionStatus = 'Running'"
+            query += f" AND {STATUS_ATTRIBUTE.name} IN ('{AgentStatus.WORKING}', "
+            query += f"'{AgentStatus.SLEEPING}')"
+        elif status == AgentStatus.DELETED:
             query += " AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew'"
         else:
             query += " AND ExecutionStatus = 'Running'"
             if status:
                 query += f" AND {STATUS_ATTRIBUTE.name} = '{status}'"
+        query += self.access.list_filter()
         executions = self.client.list_workflows(
             query, page_size=page_size, next_page_token=_decode_token(request.page_token)
         )
@@ -208,7 +245,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def DeleteAgent(
         self, request: agent_pb2.DeleteAgentRequest, context: Context
     ) -> empty_pb2.Empty:
-        handle = self._agent(validation.agent_id(request.agent_id))
+        handle = await self._owned(validation.agent_id(request.agent_id))
         description = await handle.describe()
         if description.status == WorkflowExecutionStatus.RUNNING:
             if request.force:
@@ -225,15 +262,19 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         command = request.WhichOneof("command")
         if command is None:
             raise invalid(
-                "one of pause, resume, cancel, retry, edit, approval or tool_result is required"
+                "one of pause, resume, cancel, retry, edit, approval, tool_result or run is "
+                "required"
             )
-        handle = self._agent(agent_id)
+        handle = await self._owned(agent_id)
         if command == "edit":
             status = await handle.execute_update(AgentWorkflow.edit, validation.edit(request.edit))
         elif command == "approval":
             status = await self._decide(handle, request.approval)
         elif command == "tool_result":
             status = await self._tool_result(handle, request.tool_result)
+        elif command == "run":
+            run = RunInput(run_id=f"run-{uuid.uuid4()}", instructions=request.run.instructions)
+            status = await handle.execute_update(AgentWorkflow.start_run, run)
         else:
             status = await handle.execute_update(AgentWorkflow.control, Command(command))
         return agent_pb2.ControlAgentResponse(status=status)
@@ -242,7 +283,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def SetAgentStatus(
         self, request: agent_pb2.SetAgentStatusRequest, context: Context
     ) -> agent_pb2.SetAgentStatusResponse:
-        handle = self._agent(validation.agent_id(request.agent_id))
+        handle = await self._owned(validation.agent_id(request.agent_id))
         wanted = request.status.strip().lower()
         if wanted == AgentStatus.DELETED:
             await handle.signal(AgentWorkflow.delete)
@@ -271,7 +312,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self, request: agent_pb2.GetHistoryRequest, context: Context
     ) -> agent_pb2.GetHistoryResponse:
         agent_id = validation.agent_id(request.agent_id)
-        page = await self._agent(agent_id).query(AgentWorkflow.history)
+        page = await (await self._owned(agent_id, read=True)).query(AgentWorkflow.history)
         turns = await self.transcript.turns(agent_id, page)
         return agent_pb2.GetHistoryResponse(
             turns=[
@@ -336,6 +377,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         handle = self._agent(agent_id)
         kind = message.WhichOneof("payload")
         try:
+            await self.access.check(agent_id)
             if kind == "user_input":
                 files = attachments.check(
                     message.user_input.attachments,
@@ -380,12 +422,38 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             if kind == "tool_result":
                 await self._tool_result(handle, message.tool_result)
                 return None
+            if kind == "run":
+                return await self._start_run(agent_id, handle, message)
             raise invalid(
-                "a ClientMessage needs user_input, pause, resume, cancel, edit, approval or "
-                "tool_result"
+                "a ClientMessage needs user_input, pause, resume, cancel, edit, approval, "
+                "tool_result or run"
             )
         except Exception as err:
             raise from_temporal(err, agent_id) from err
+
+    async def _start_run(
+        self,
+        agent_id: str,
+        handle: WorkflowHandle[AgentWorkflow, str],
+        message: agent_pb2.ClientMessage,
+    ) -> _PendingTurn:
+        """Start a run from a Chat stream, which then follows it as it would a turn."""
+        run_id = validation.message_id(message.message_id or f"run-{uuid.uuid4()}")
+        feed = self.hub.open((agent_id, run_id))
+        try:
+            await handle.execute_update(
+                AgentWorkflow.start_run,
+                RunInput(
+                    run_id=run_id,
+                    instructions=message.run.instructions,
+                    reply_to=self.settings.advertise_address,
+                ),
+            )
+        except BaseException:
+            self.hub.release(feed)
+            raise
+        result = asyncio.ensure_future(handle.execute_update(AgentWorkflow.wait_turn, run_id))
+        return _PendingTurn(agent_id, run_id, feed, result)
 
     async def _decide(
         self, handle: WorkflowHandle[AgentWorkflow, str], approval: agent_pb2.Approval
@@ -428,7 +496,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             if request.from_sequence < 0:
                 raise invalid("from_sequence must not be negative")
             start = 0 if request.include_history else request.from_sequence
-            handle = self._agent(agent_id)
+            handle = await self._owned(agent_id, read=True)
             page = await handle.query(AgentWorkflow.events_since, start)
             last = start
             for event in await self.transcript.events_after(agent_id, start, page):
@@ -490,7 +558,7 @@ def _agent_message(info: AgentInfo) -> agent_pb2.Agent:
         updated_at=timestamp(info.updated_at),
         metadata=spec.metadata,
         stats=agent_pb2.AgentStats(
-            total_steps=info.completed_turns,
+            total_steps=info.steps,
             tool_calls=info.tool_calls,
             total_duration=duration,
             tokens_used=info.tokens_used,
@@ -518,6 +586,19 @@ def _agent_message(info: AgentInfo) -> agent_pb2.Agent:
             )
             for p in info.pending
         ],
+        run=_run_info(info.run, info.status) if info.run is not None else None,
+    )
+
+
+def _run_info(run: RunState, status: str) -> agent_pb2.RunInfo:
+    state = "waiting_for_user" if run.waiting_for_user else status
+    return agent_pb2.RunInfo(
+        run_id=run.run_id,
+        state=state,
+        steps=run.steps,
+        tokens=run.tokens,
+        started_at=timestamp(run.started_at),
+        sleeping_until=timestamp(run.sleeping_until) if run.sleeping_until else None,
     )
 
 

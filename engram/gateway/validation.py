@@ -16,7 +16,9 @@ from engram.workflows.types import EditInput
 
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 MAX_METADATA_ENTRIES = 64
-STATUSES = tuple(AgentStatus)
+# Not a status: the agents working autonomously (working or sleeping).
+AUTONOMOUS = "autonomous"
+STATUSES = (*AgentStatus, AUTONOMOUS)
 
 
 def agent_id(value: str) -> str:
@@ -59,8 +61,12 @@ def create_request(req: agent_pb2.CreateAgentRequest, default_model: str) -> str
     config = req.config
     if not 0 <= config.temperature <= 2:
         raise invalid("config.temperature must be between 0 and 2")
-    if config.max_context_tokens < 0 or config.max_steps < 0:
+    if config.max_context_tokens < 0 or config.max_steps < 0 or config.max_run_tokens < 0:
         raise invalid("config limits must not be negative")
+    if config.max_duration.ToNanoseconds() < 0:
+        raise invalid("config.max_duration must not be negative")
+    if config.autonomous and not req.goal.strip():
+        raise invalid("an autonomous agent needs a goal to work on")
     names = [t.name for t in req.tools]
     if any(not n for n in names) or len(set(names)) != len(names):
         raise invalid("every tool needs a unique, non-empty name")
