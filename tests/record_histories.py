@@ -14,14 +14,15 @@ import time
 import tomllib
 from pathlib import Path
 
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 from temporalio.client import Client
 
 from engram import WORKFLOW_ID_PREFIX
-from engram.v1 import agent_pb2
-from tests.conftest import chat, create_agent
+from engram.v1 import agent_pb2, agent_pb2_grpc
+from tests.conftest import TEST_TOOLS, chat, create_agent
 from tests.engine import Engine
-from tests.fake_llm import FakeLLM, default_reply, note_taker
+from tests.fake_llm import FakeLLM, Reasoning, Script, ToolUse, default_reply, note_taker
 
 HERE = Path(__file__).resolve().parent / "histories"
 
@@ -71,9 +72,132 @@ def scenario(engine: Engine, llm: FakeLLM) -> str:
     llm.reply = default_reply
     llm.refuse_tools = True
     chat(stub, agent_id, "No tools for me.")
+    llm.refuse_tools = False
     stub.DeleteAgent(agent_pb2.DeleteAgentRequest(agent_id=agent_id))
     time.sleep(1)
     return agent_id
+
+
+def approve_when_asked(
+    stub: agent_pb2_grpc.AgentServiceStub, agent_id: str, **answer: object
+) -> None:
+    """In the background, answer the next call that waits for approval."""
+
+    def answer_it() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            agent = stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id))
+            for call in agent.pending_calls:
+                approval = agent_pb2.Approval(call_id=call.call_id, **answer)  # type: ignore[arg-type]
+                if call.waiting_for == "approval":
+                    stub.ControlAgent(
+                        agent_pb2.ControlAgentRequest(agent_id=agent_id, approval=approval)
+                    )
+                else:
+                    result = agent_pb2.ToolResult(call_id=call.call_id, output="Lisbon")
+                    stub.ControlAgent(
+                        agent_pb2.ControlAgentRequest(agent_id=agent_id, tool_result=result)
+                    )
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=answer_it, daemon=True).start()
+
+
+def tools_scenario(engine: Engine, llm: FakeLLM) -> str:
+    """An agent with worker and client tools: calls, approvals (approved with edited input,
+    denied, timed out), a client tool's result, thinking, observation, an attachment."""
+    stub = engine.stub()
+    location = agent_pb2.Tool(name="get_location", description="Where the user is.")
+    location.parameters_schema.update({"type": "object", "properties": {}})
+    agent_id = create_agent(
+        stub,
+        goal="Operate the services.",
+        tools=[
+            agent_pb2.Tool(name="add"),
+            agent_pb2.Tool(name="deploy"),
+            agent_pb2.Tool(
+                name="record_effect",
+                requires_confirmation=True,
+                approval_timeout=Duration(seconds=1),
+            ),
+            location,
+        ],
+        config=agent_pb2.AgentConfig(enable_thinking=True, enable_observation=True),
+    )
+    llm.reply = note_taker
+    chat(stub, agent_id, 'call add {"a": 2, "b": 3}')
+    approve_when_asked(stub, agent_id, approved=True, edited_input_json='{"service": "web"}')
+    chat(stub, agent_id, 'call deploy {"service": "api"}')
+    approve_when_asked(stub, agent_id, approved=False, reason="not today")
+    chat(stub, agent_id, 'call deploy {"service": "db"}')
+    stub.ControlAgent(
+        agent_pb2.ControlAgentRequest(
+            agent_id=agent_id,
+            edit=agent_pb2.Edit(patch=_patch({"goal": "Operate carefully."})),
+        )
+    )
+    chat(stub, agent_id, 'call record_effect {"label": "late"}')
+    approve_when_asked(stub, agent_id)
+    chat(stub, agent_id, "call get_location {}")
+    llm.reply = lambda _: Reasoning("Thinking it over.", "Here it is.")
+    image = agent_pb2.Attachment(name="notes.txt", mime_type="text/plain", data=b"a note")
+    list(
+        stub.Chat(
+            iter(
+                [
+                    agent_pb2.ClientMessage(
+                        agent_id=agent_id,
+                        user_input=agent_pb2.UserInput(content="Read this.", attachments=[image]),
+                    )
+                ]
+            ),
+            timeout=60,
+        )
+    )
+    llm.reply = default_reply
+    return agent_id
+
+
+def run_scenario(engine: Engine, llm: FakeLLM) -> str:
+    """An autonomous agent: steps, a wait, a question and its answer, a finish; then a second
+    run that reaches its step limit (4) and reports."""
+    stub = engine.stub()
+    llm.reply = Script(
+        ToolUse([("remember", '{"name": "plan", "content": "check twice"}')]),
+        ToolUse([("wait", '{"seconds": 1, "reason": "the build"}')]),
+        ToolUse([("ask_user", '{"question": "Ship it?"}')]),
+        ToolUse([("finish", '{"answer": "Shipped.", "structured": {"ok": true}}')]),
+        *[ToolUse([("remember", f'{{"name": "again", "content": "{i}"}}')]) for i in range(4)],
+        "Stopped after four steps.",
+    )
+    agent_id = create_agent(
+        stub,
+        goal="Ship the release.",
+        config=agent_pb2.AgentConfig(autonomous=True, max_steps=4),
+    )
+    deadline = time.monotonic() + 30
+    while not stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id)).run.run_id or (
+        stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id)).status != "idle"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    chat(stub, agent_id, "Yes, ship it.")
+    run = agent_pb2.ControlAgentRequest(agent_id=agent_id, run=agent_pb2.Run(instructions="Again."))
+    stub.ControlAgent(run)
+    while stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id)).HasField("run") or (
+        stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id)).status != "idle"
+    ):
+        assert time.monotonic() < deadline + 30
+        time.sleep(0.1)
+    llm.reply = default_reply
+    return agent_id
+
+
+def _patch(values: dict[str, str]) -> Struct:
+    patch = Struct()
+    patch.update(values)
+    return patch
 
 
 async def fetch(engine: Engine, agent_id: str) -> dict[str, object]:
@@ -84,18 +208,28 @@ async def fetch(engine: Engine, agent_id: str) -> dict[str, object]:
 
 def main() -> None:
     llm = FakeLLM().start()
-    with tempfile.TemporaryDirectory() as data:
-        engine = Engine(Path(data), llm.url).start()
-        try:
-            agent_id = scenario(engine, llm)
-            history = asyncio.run(fetch(engine, agent_id))
-        finally:
-            engine.stop()
     pyproject = tomllib.loads((HERE.parent.parent / "pyproject.toml").read_text())
     version = pyproject["project"]["version"]
-    target = HERE / f"agent-v{version}.json"
-    target.write_text(json.dumps(history, indent=1) + "\n")
-    print(f"wrote {target}")
+    with tempfile.TemporaryDirectory() as data:
+        engine = Engine(
+            Path(data),
+            llm.url,
+            ENGRAM_TOOLS=TEST_TOOLS,
+            ENGRAM_TEST_EFFECTS=str(Path(data) / "effects.log"),
+        ).start()
+        try:
+            for suffix, recorded in (
+                ("", scenario),
+                ("-tools", tools_scenario),
+                ("-run", run_scenario),
+            ):
+                agent_id = recorded(engine, llm)
+                history = asyncio.run(fetch(engine, agent_id))
+                target = HERE / f"agent-v{version}{suffix}.json"
+                target.write_text(json.dumps(history, indent=1) + "\n")
+                print(f"wrote {target}")
+        finally:
+            engine.stop()
 
 
 if __name__ == "__main__":

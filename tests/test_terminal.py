@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -21,8 +20,6 @@ from tests.fake_llm import FakeLLM, Messages, Reply, default_reply, note_taker
 
 ENGRAM = str(Path(sys.executable).with_name("engram"))
 SLOW = "".join(f"w{i} " for i in range(200))
-
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
 
 class Terminal:
