@@ -19,12 +19,16 @@ def stored_bytes(data_dir: Path) -> bytes:
     return b"".join(p.read_bytes() for p in data_dir.rglob("*.db*") if p.is_file())
 
 
-def converse(data_dir: Path, llm: FakeLLM, **env: str) -> tuple[str, str]:
+def converse(data_dir: Path, llm: FakeLLM, keys: str = "") -> tuple[str, str]:
     secret_word = f"zebra{uuid.uuid4().hex[:12]}"
     reply_word = f"okapi{uuid.uuid4().hex[:12]}"
     # A long reply: its stream messages go to the transcript store too.
     llm.reply = lambda messages: f"{reply_word} " + "tok " * 600
-    engine = Engine(data_dir, llm.url, **env).start()
+    engine = (
+        Engine(data_dir, llm.url, ENGRAM_ENCRYPTION_KEYS=keys)
+        if keys
+        else Engine(data_dir, llm.url)
+    ).start()
     try:
         stub = engine.stub()
         agent_id = create_agent(stub, goal="Keep secrets.")
@@ -44,7 +48,7 @@ def converse(data_dir: Path, llm: FakeLLM, **env: str) -> tuple[str, str]:
 
 
 def test_encrypted_at_rest(tmp_path: Path, llm: FakeLLM) -> None:
-    words = converse(tmp_path / "encrypted", llm, ENGRAM_ENCRYPTION_KEYS=KEYS)
+    words = converse(tmp_path / "encrypted", llm, KEYS)
     stored = stored_bytes(tmp_path / "encrypted")
     assert len(stored) > 100_000
     for word in words:
