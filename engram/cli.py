@@ -114,6 +114,18 @@ def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
         default=int(env("ENGRAM_MAX_MESSAGE_BYTES", str(64 * 1024))),
     )
     group.add_argument(
+        "--max-attachment-bytes",
+        type=int,
+        default=int(env("ENGRAM_MAX_ATTACHMENT_BYTES", str(10 * 1024 * 1024))),
+        help="the largest attachment a message may carry",
+    )
+    group.add_argument(
+        "--max-attachments-bytes",
+        type=int,
+        default=int(env("ENGRAM_MAX_ATTACHMENTS_BYTES", str(10 * 1024 * 1024))),
+        help="all of one message's attachments together",
+    )
+    group.add_argument(
         "--max-history-events",
         type=int,
         default=int(env("ENGRAM_MAX_HISTORY_EVENTS", "10000")),
@@ -142,6 +154,8 @@ def _gateway_settings(args: argparse.Namespace) -> GatewaySettings:
     return GatewaySettings(
         advertise_address=args.advertise_address or f"localhost:{args.port}",
         max_message_bytes=args.max_message_bytes,
+        max_attachment_bytes=args.max_attachment_bytes,
+        max_attachments_bytes=args.max_attachments_bytes,
         default_model=args.default_model,
         max_history_events=args.max_history_events,
     )

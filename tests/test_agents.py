@@ -38,7 +38,11 @@ def test_create_stores_tools_config_and_metadata(stub: agent_pb2_grpc.AgentServi
     )
     assert response.agent.agent_id == response.agent_id and response.agent.status == "idle"
     agent = stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=response.agent_id))
-    assert list(agent.tools) == [tool]
+    # Returned as resolved: the same tool, and where it runs (a client tool: it has a schema).
+    resolved = agent_pb2.Tool()
+    resolved.CopyFrom(tool)
+    resolved.kind = "client"
+    assert list(agent.tools) == [resolved]
     assert agent.config == config
     assert dict(agent.metadata) == {"team": "db"}
     assert (agent.goal, agent.model, agent.system_prompt) == ("g", "m", "s")

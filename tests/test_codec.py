@@ -127,13 +127,13 @@ def payloads_of(message: Message) -> Iterator[Payload]:
 def codec_payloads(event: HistoryEvent) -> Iterator[Payload]:
     """The payloads of a history event that went through the codec when it was written.
 
-    A marker's details are the core SDK's own (a patch's id, a local activity's bookkeeping),
-    except a local activity's result, `data`.
+    A marker's details are the core SDK's own (a patch's id, a local activity's bookkeeping in
+    `data`), except a local activity's `result`.
     """
     if not event.HasField("marker_recorded_event_attributes"):
         yield from payloads_of(event)
-    elif "data" in event.marker_recorded_event_attributes.details:
-        yield from event.marker_recorded_event_attributes.details["data"].payloads
+    elif "result" in event.marker_recorded_event_attributes.details:
+        yield from event.marker_recorded_event_attributes.details["result"].payloads
 
 
 def history_payloads(name: str) -> list[Payload]:

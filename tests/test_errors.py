@@ -109,7 +109,7 @@ def test_bad_requests_elsewhere(stub: agent_pb2_grpc.AgentServiceStub) -> None:
     for request in bad_creates:
         assert status_of(lambda r=request: create(r))[0] == INVALID
     for list_request in (
-        agent_pb2.ListAgentsRequest(status_filter="sleeping"),
+        agent_pb2.ListAgentsRequest(status_filter="asleep"),
         agent_pb2.ListAgentsRequest(page_size=-1),
         agent_pb2.ListAgentsRequest(page_token="%%%not-a-token"),
     ):
