@@ -106,6 +106,21 @@ def test_an_approval_survives_a_kill_of_the_whole_engine(tmp_path: Path, llm: Fa
         assert len(of_kind(everything, "tool_call")) == 1
         seqs = [m.sequence_id for m in everything]
         assert seqs == list(range(1, len(seqs) + 1))
+
+        # A client tool's result, too, may come after the whole engine died and came back.
+        location = agent_pb2.Tool(name="get_location", description="Where the user is.")
+        location.parameters_schema.update({"type": "object", "properties": {}})
+        asker = create_agent(stub, tools=[location])
+        reader = Reader(
+            stub.Chat(iter([user_message(asker, "call get_location {}", "where-1")]), timeout=60)
+        )
+        call = waiting_call(reader, "awaiting_result")
+        engine.kill()
+        engine.start()
+        stub = engine.stub()
+        result = agent_pb2.ToolResult(call_id=call.call_id, output="Porto")
+        stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=asker, tool_result=result))
+        assert finals(finish(stub, asker, "call get_location {}", "where-1")) == ["Done: Porto."]
     finally:
         engine.stop()
 

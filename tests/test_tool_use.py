@@ -382,3 +382,31 @@ def test_observation_follows_each_tool_result(
     kinds = [m.WhichOneof("payload") for m in messages]
     assert kinds[kinds.index("tool_result") + 1] == "observation"
     assert of_kind(messages, "observation")[0].observation.content == "add returned: 42"
+
+
+def edit(stub: agent_pb2_grpc.AgentServiceStub, agent_id: str, patch: dict[str, object]) -> None:
+    struct = Struct()
+    struct.update(patch)  # type: ignore[arg-type]
+    stub.ControlAgent(
+        agent_pb2.ControlAgentRequest(agent_id=agent_id, edit=agent_pb2.Edit(patch=struct))
+    )
+
+
+def test_edit_adds_and_removes_tools_and_sets_policies(
+    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM, effects_log: Path
+) -> None:
+    agent_id = create_agent(stub)
+    edit(stub, agent_id, {"tools": ["add", "deploy"], "approvals": {"deploy": "always"}})
+    assert [t.name for t in get(stub, agent_id).tools] == ["add", "deploy"]
+    assert finals(chat(stub, agent_id, 'call deploy {"service": "web"}')) == [
+        "Done: deployed web: done."
+    ]
+    assert effects(agent_id, effects_log) == ["deployed web"]
+    edit(stub, agent_id, {"tools": ["add"]})
+    gone = chat(stub, agent_id, 'call deploy {"service": "web"}')
+    assert "unknown tool 'deploy'" in of_kind(gone, "tool_result")[0].tool_result.output
+    assert effects(agent_id, effects_log) == ["deployed web"]
+    with pytest.raises(grpc.RpcError) as refused:
+        edit(stub, agent_id, {"tools": ["launch_rockets"]})
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [t.name for t in get(stub, agent_id).tools] == ["add"]

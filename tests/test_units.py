@@ -142,7 +142,7 @@ def edit_request(patch: dict[str, Any], description: str = "") -> agent_pb2.Edit
 
 
 def test_a_whole_edit_becomes_an_edit_input() -> None:
-    result = validation.edit(
+    result, tools = validation.edit(
         edit_request(
             {
                 "goal": "New goal",
@@ -163,18 +163,42 @@ def test_a_whole_edit_becomes_an_edit_input() -> None:
         description="why",
     )
     assert isinstance(result.max_context_tokens, int) and isinstance(result.temperature, float)
+    assert tools is None
+
+
+def edited(patch: dict[str, Any], description: str = "") -> EditInput:
+    return validation.edit(edit_request(patch, description))[0]
+
+
+def test_an_edit_names_tools_and_policies() -> None:
+    change, tools = validation.edit(
+        edit_request(
+            {
+                "tools": ["add", {"name": "get_location", "parametersSchema": {"type": "object"}}],
+                "approvals": {"deploy": "always"},
+            }
+        )
+    )
+    assert tools is not None and [t.name for t in tools] == ["add", "get_location"]
+    assert tools[1].parameters_schema["type"] == "object"
+    assert change.approvals == {"deploy": "always"}
+    for bad in ({"approvals": {"deploy": "sometimes"}}, {"tools": "add"}, {"tools": [1]}):
+        with pytest.raises(GatewayError) as refused:
+            validation.edit(edit_request(bad))
+        assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert str(next(iter(bad))) in refused.value.message
 
 
 def test_an_edit_leaves_what_it_does_not_name() -> None:
-    assert validation.edit(edit_request({"goal": "only this"})) == EditInput(goal="only this")
-    assert validation.edit(edit_request({"temperature": 0})).temperature == 0.0
-    assert validation.edit(edit_request({"max_context_tokens": 0})).max_context_tokens == 0
-    assert validation.edit(edit_request({"memory": {}})).memory == {}
+    assert edited({"goal": "only this"}) == EditInput(goal="only this")
+    assert edited({"temperature": 0}).temperature == 0.0
+    assert edited({"max_context_tokens": 0}).max_context_tokens == 0
+    assert edited({"memory": {}}).memory == {}
     limit = validation.MAX_FIELD_BYTES
-    assert validation.edit(edit_request({"goal": "g" * limit})).goal == "g" * limit
-    assert validation.edit(edit_request({"temperature": 2})).temperature == 2.0
+    assert edited({"goal": "g" * limit}).goal == "g" * limit
+    assert edited({"temperature": 2}).temperature == 2.0
     # The description is only shown, in the edited notice: cut, never refused.
-    assert len(validation.edit(edit_request({"goal": "g"}, "d" * 5000)).description) <= 1000
+    assert len(edited({"goal": "g"}, "d" * 5000).description) <= 1000
 
 
 @pytest.mark.parametrize(

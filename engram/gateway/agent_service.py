@@ -43,6 +43,7 @@ from engram.workflows.types import (
     AgentState,
     AgentTool,
     ChatInput,
+    EditInput,
     Event,
     PendingMessage,
     RunInput,
@@ -267,7 +268,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             )
         handle = await self._owned(agent_id)
         if command == "edit":
-            status = await handle.execute_update(AgentWorkflow.edit, validation.edit(request.edit))
+            status = await handle.execute_update(AgentWorkflow.edit, await self._edit(request.edit))
         elif command == "approval":
             status = await self._decide(handle, request.approval)
         elif command == "tool_result":
@@ -300,6 +301,13 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.ListToolsResponse:
         catalog = await asyncio.to_thread(self.store.tools)
         return agent_pb2.ListToolsResponse(tools=[tool_specs.to_proto(t) for t in catalog])
+
+    async def _edit(self, request: agent_pb2.Edit) -> EditInput:
+        """An Edit, checked, with the tools it names resolved against the workers' catalog."""
+        change, tools = validation.edit(request)
+        if tools is not None:
+            change.tools = await self._resolve_tools(tools)
+        return change
 
     async def _resolve_tools(self, requested: Sequence[agent_pb2.Tool]) -> list[AgentTool]:
         if not requested:
@@ -414,7 +422,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 await handle.execute_update(AgentWorkflow.control, Command(kind))
                 return None
             if kind == "edit":
-                await handle.execute_update(AgentWorkflow.edit, validation.edit(message.edit))
+                await handle.execute_update(AgentWorkflow.edit, await self._edit(message.edit))
                 return None
             if kind == "approval":
                 await self._decide(handle, message.approval)

@@ -8,7 +8,7 @@ not 1). A field that is present must hold a value: null is only a memory note's 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -46,6 +46,10 @@ class EditPatch(BaseModel):
     max_context_tokens: Annotated[int, Field(ge=0, le=MAX_CONTEXT_TOKENS)] | None = None
     # Note name -> new content; "" or null deletes the note.
     memory: dict[str, str | None] | None = None
+    # The agent's whole new set of tools, as in CreateAgent.tools: a bare name, or a Tool object.
+    tools: list[str | dict[str, Any]] | None = None
+    # Tool name -> its approval policy on this agent from now on.
+    approvals: dict[str, Literal["always", "never", "ask"]] | None = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -78,6 +82,8 @@ _MUST_BE = {
     "temperature": "a number between 0 and 2",
     "max_context_tokens": f"a whole number >= 0 (at most {MAX_CONTEXT_TOKENS})",
     "memory": 'map note names to text (or "" / null to delete)',
+    "tools": "a list of tool names or Tool objects, as in CreateAgent.tools",
+    "approvals": 'map tool names to "always", "never" or "ask"',
 }
 
 
@@ -96,9 +102,9 @@ def _describe(error: ErrorDetails) -> str:
     name = str(loc[0])
     if error["type"] == "extra_forbidden":
         return f"edit.patch.{name} cannot be edited: edit.patch may set {', '.join(EDITABLE)}"
-    if name == "memory":
-        got = f"note {_shown(loc[1])} is" if len(loc) > 1 else "got"
-        return f"edit.patch.memory must {_MUST_BE[name]}; {got} {_shown(error['input'])}"
+    if name in ("memory", "approvals"):
+        got = f"{_shown(loc[1])} is" if len(loc) > 1 else "got"
+        return f"edit.patch.{name} must {_MUST_BE[name]}; {got} {_shown(error['input'])}"
     return f"edit.patch.{name} must be {_MUST_BE[name]}; got {_shown(error['input'])}"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 
 from engram.gateway import edit_patch
 from engram.gateway.edit_patch import MAX_FIELD_BYTES as MAX_FIELD_BYTES
@@ -79,8 +79,9 @@ def status_filter(value: str) -> str:
     return value
 
 
-def edit(request: agent_pb2.Edit) -> EditInput:
-    """An Edit's patch (schema: `edit_patch.EditPatch`) as the agent's EditInput."""
+def edit(request: agent_pb2.Edit) -> tuple[EditInput, list[agent_pb2.Tool] | None]:
+    """An Edit's patch (schema: `edit_patch.EditPatch`) as the agent's EditInput, and the tools it
+    names (for the gateway to resolve against the workers' catalog), if it names any."""
     try:
         fields = MessageToDict(request.patch)
     except ValueError as err:  # a number JSON cannot hold: Infinity, NaN
@@ -89,11 +90,21 @@ def edit(request: agent_pb2.Edit) -> EditInput:
         patch = edit_patch.parse(fields)
     except ValueError as err:
         raise invalid(str(err)) from None
+    tools = None
+    if patch.tools is not None:
+        try:
+            tools = [
+                agent_pb2.Tool(name=t) if isinstance(t, str) else ParseDict(t, agent_pb2.Tool())
+                for t in patch.tools
+            ]
+        except ParseError as err:
+            raise invalid(f"edit.patch.tools: {err}") from None
     return EditInput(
         goal=patch.goal,
         system_prompt=patch.system_prompt,
         temperature=patch.temperature,
         max_context_tokens=patch.max_context_tokens,
         memory={name: content or "" for name, content in (patch.memory or {}).items()},
+        approvals=dict(patch.approvals or {}),
         description=request.description[:1000],
-    )
+    ), tools
