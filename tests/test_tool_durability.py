@@ -6,6 +6,7 @@ an idempotency key would; every attempt is logged too, so a retry is told from a
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -20,6 +21,11 @@ from tests.fake_llm import FakeLLM, note_taker
 from tests.test_tool_use import of_kind, waiting_call
 
 SLOW_CALL = 'call slow_effect {"label": "migrated", "seconds": 2}'
+# When to kill, in seconds after the message is sent: a turn takes about 3.6 s (0.6 s LLM, 2 s of
+# tool, 0.6 s LLM, and the workflow between), so the points fall before, during and after the tool
+# and during the LLM call after it. CI takes 5; ENGRAM_TOOL_KILL_POINTS=20 takes 20.
+KILL_POINTS = int(os.environ.get("ENGRAM_TOOL_KILL_POINTS", "5"))
+KILL_DELAYS = [0.2 + 3.4 * i / max(1, KILL_POINTS - 1) for i in range(KILL_POINTS)]
 
 
 def tool_engine(tmp_path: Path, llm: FakeLLM, effects_log: Path) -> Engine:
@@ -54,7 +60,7 @@ def test_kills_around_a_tool_call_leave_exactly_one_effect(tmp_path: Path, llm: 
     log = tmp_path / "effects.log"
     engine = tool_engine(tmp_path, llm, log)
     try:
-        for point, delay in enumerate((0.3, 1.0, 2.2, 2.9, 3.3)):
+        for point, delay in enumerate(KILL_DELAYS):
             stub = engine.stub()
             agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="slow_effect")])
             message_id = f"kill-{point}"

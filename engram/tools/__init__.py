@@ -137,6 +137,8 @@ async def execute_tool_call(call: ToolCallInput, policy: ToolPolicy) -> ToolCall
         output: ToolCallOutput = await workflow.execute_activity(
             tool_activity_type(call.name),
             call,
+            # The Web UI's line for this activity.
+            summary=f"{call.name} ({call.call_id})",
             result_type=ToolCallOutput,
             start_to_close_timeout=options.start_to_close_timeout,
             heartbeat_timeout=options.heartbeat_timeout,

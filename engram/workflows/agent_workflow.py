@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         TurnOutcome,
         Waiting,
     )
-    from engram.workflows import autonomy, memory
+    from engram.workflows import autonomy, memory, ui
     from engram.workflows.events import EventLog
     from engram.workflows.ledger import NothingToRetry, TurnLedger
     from engram.workflows.llm_outcome import LLM_RETRY, cancelled, failed_result
@@ -295,7 +295,7 @@ class AgentWorkflow:
             if limit:
                 await self._report(turn, run, limit)
                 return False
-            rounds = autonomy.recent_rounds(run)
+            rounds = autonomy.recent_rounds(run, context_budget(self.state.spec))
             offer_tools = True
             user = autonomy.instructions(run)
         else:
@@ -462,6 +462,7 @@ class AgentWorkflow:
         self.llm_call = workflow.start_activity_method(
             LLMActivities.stream_chat,
             request,
+            summary=f"{request.model}: {len(request.tool_rounds)} tool rounds so far",
             start_to_close_timeout=timedelta(minutes=10),
             # Short, so a turn whose worker died moves to another worker within seconds.
             heartbeat_timeout=timedelta(seconds=10),
@@ -762,6 +763,8 @@ class AgentWorkflow:
             self.state.status = status
             workflow.upsert_search_attributes([STATUS_ATTRIBUTE.value_set(status)])
         self._touch()
+        # What the Web UI shows as the agent's current details.
+        workflow.set_current_details(ui.current_details(self.state, self.ledger.completed_turns()))
 
     def _touch(self) -> None:
         self.state.updated_at = self._now()

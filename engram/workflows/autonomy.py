@@ -21,6 +21,7 @@ from temporalio import workflow
 
 from engram.vocabulary import Notice
 from engram.workflows.events import EventLog
+from engram.workflows.tokens import CHARS_PER_TOKEN
 from engram.workflows.types import AgentSpec, AgentState, RunState, ToolCall, ToolRound, Turn
 
 FINISH = "finish"
@@ -30,9 +31,11 @@ NAMES = (FINISH, WAIT, ASK_USER)
 DEFAULT_MAX_STEPS = 50
 # The longest single wait; a longer one is cut to it (a run's max_duration cuts it further).
 MAX_WAIT = timedelta(days=30)
-# What the prompt keeps of earlier steps verbatim; older ones are summed up a line each.
-RECENT_ROUNDS_CHARS = 24_000
+# What the prompt keeps of earlier steps verbatim (a quarter of the context budget); older ones are
+# summed up a line each, the newest EARLIER_SHOWN of them shown, EARLIER_KEPT kept in the state.
 EARLIER_STEP_CHARS = 160
+EARLIER_SHOWN = 40
+EARLIER_KEPT = 200
 
 TOOLS: list[dict[str, Any]] = [
     {
@@ -197,14 +200,15 @@ def deadline(run: RunState) -> datetime | None:
     return datetime.fromtimestamp(run.started_at + run.max_seconds, tz=UTC)
 
 
-def recent_rounds(run: RunState) -> list[ToolRound]:
+def recent_rounds(run: RunState, budget_tokens: int) -> list[ToolRound]:
     """The newest rounds that fit the prompt's share for them; older ones move, a line each, to
     `run.earlier`, so a run of a thousand steps costs what a run of ten does."""
+    room = budget_tokens * CHARS_PER_TOKEN // 4
     kept, size = 0, 0
     for round_ in reversed(run.rounds):
         size += len(round_.text) + sum(len(c.arguments) for c in round_.calls)
         size += sum(len(r) for r in round_.results)
-        if size > RECENT_ROUNDS_CHARS and kept:
+        if size > room and kept:
             break
         kept += 1
     _fold(run, run.rounds[: len(run.rounds) - kept])
@@ -223,6 +227,9 @@ def _fold(run: RunState, rounds: list[ToolRound]) -> None:
         for call, result in zip(round_.calls, round_.results, strict=True):
             line = f"{call.name}({call.arguments}) -> {result}".replace("\n", " ")
             run.earlier.append(line[:EARLIER_STEP_CHARS])
+    # The state stays small however long the run: the oldest lines go (the notes and the
+    # conversation's summary are where lasting facts belong).
+    run.earlier = run.earlier[-EARLIER_KEPT:]
 
 
 def instructions(run: RunState) -> str:
@@ -233,8 +240,8 @@ def instructions(run: RunState) -> str:
         "call ask_user."
     )
     if run.earlier:
-        lines = "\n".join(f"- {line}" for line in run.earlier[-200:])
-        text += f"\n\nSteps you took earlier (in brief):\n{lines}"
+        lines = "\n".join(f"- {line}" for line in run.earlier[-EARLIER_SHOWN:])
+        text += f"\n\nYour latest earlier steps (in brief):\n{lines}"
     return text
 
 

@@ -1,0 +1,38 @@
+"""What the Temporal Web UI says about an agent: its state now, in a few lines of markdown.
+
+Operators look at agents in the Web UI: besides the summary set at creation (goal, model), each
+agent keeps its current details up to date (idle, thinking, working on step n, waiting for a
+person, sleeping until when; turns so far, last message). Deterministic: built from the state.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from engram.vocabulary import AgentStatus
+from engram.workflows.types import AgentState
+
+
+def current_details(state: AgentState, completed_turns: int) -> str:
+    lines = [f"**{state.status}**"]
+    run = state.run
+    if run is not None:
+        line = f"run `{run.run_id}`: step {run.steps}, {run.tokens} tokens"
+        if run.waiting_for_user:
+            line += ", waiting for the user's answer"
+        lines.append(line)
+        if run.sleeping_until:
+            lines.append(f"sleeping until {_when(run.sleeping_until)}")
+    for call in state.pending:
+        lines.append(
+            f"waiting for {call.waiting_for} of `{call.tool}` ({call.call_id}) "
+            f"since {_when(call.since)}"
+        )
+    if state.status == AgentStatus.PAUSED and state.queue:
+        lines.append(f"{len(state.queue)} message(s) waiting for resume")
+    lines.append(f"{completed_turns} turns · last activity {_when(state.updated_at)}")
+    return "\n\n".join(lines)
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
