@@ -27,7 +27,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from engram import TASK_QUEUE, WORKFLOW_ID_PREFIX
 from engram.auth.tenancy import AgentAccess
-from engram.gateway import attachments, tool_specs, validation
+from engram.gateway import attachments, tool_specs, validation, web_ui
 from engram.gateway.errors import GatewayError, from_temporal, invalid
 from engram.gateway.token_hub import TokenHub, TurnFeed
 from engram.gateway.transcript_reader import TranscriptReader
@@ -183,6 +183,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 [SearchAttributePair(STATUS_ATTRIBUTE, AgentStatus.IDLE)]
                 + ([SearchAttributePair(TENANT_ATTRIBUTE, tenant)] if tenant else [])
             ),
+            # What the Web UI shows for the agent: its goal and model, then how it was made.
+            static_summary=web_ui.summary(spec),
+            static_details=web_ui.details(spec, tools, tenant),
             request_eager_start=True,
         )
         info = AgentInfo(

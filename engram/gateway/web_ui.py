@@ -1,0 +1,34 @@
+"""How an agent introduces itself in the Temporal Web UI: a summary line and details, set when the
+workflow starts (its state now is the workflow's own current details, engram/workflows/ui.py)."""
+
+from __future__ import annotations
+
+import json
+
+from engram.workflows.types import AgentSpec, AgentTool
+
+SUMMARY_CHARS = 200
+
+
+def summary(spec: AgentSpec) -> str:
+    goal = " ".join(spec.goal.split()) or "(no goal)"
+    if len(goal) > SUMMARY_CHARS:
+        goal = goal[: SUMMARY_CHARS - 1] + "…"
+    return f"{goal} · {spec.model}"
+
+
+def details(spec: AgentSpec, tools: list[AgentTool], tenant: str) -> str:
+    lines = [f"**Agent** `{spec.agent_id}` · model `{spec.model}`"]
+    if tenant:
+        lines.append(f"**Tenant** {tenant}")
+    if spec.goal:
+        lines.append(f"**Goal** {spec.goal}")
+    if spec.system_prompt:
+        lines.append(f"**System prompt**\n\n{spec.system_prompt}")
+    if tools:
+        lines.append("**Tools** " + ", ".join(f"`{t.name}` ({t.kind})" for t in tools))
+    if spec.config:
+        lines.append(f"**Config** `{json.dumps(spec.config, sort_keys=True)}`")
+    if spec.metadata:
+        lines.append(f"**Metadata** `{json.dumps(spec.metadata, sort_keys=True)}`")
+    return "\n\n".join(lines)
