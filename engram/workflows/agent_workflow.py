@@ -102,6 +102,8 @@ class AgentWorkflow:
         # next LLM call re-sends to the gateway.
         self.rounds: list[ToolRound] = []
         self.prelude: list[Event] = []
+        # The newest event the turn's gateway was sent (by an LLM call or an announcement).
+        self.relayed_through = 0
         if state.run is not None and state.turns and not state.turns[-1].outcome:
             # Continued as new in the middle of a run: its turn is still in progress.
             self.current = state.turns[-1]
@@ -124,8 +126,12 @@ class AgentWorkflow:
                 assert self.current is not None
                 if not await self._step(self.current):
                     await self._maintain()
-                # A long run continues as new between two steps, when nobody waits on a handler.
-                elif self._history_is_long() and workflow.all_handlers_finished():
+                    continue
+                # A run's turn can outlast any number of turns: its events are archived as it goes,
+                # and it continues as new between two steps, when nobody waits on a handler.
+                if len(self.state.events) > EVENTS_IN_STATE:
+                    await self._archive()
+                if self._history_is_long() and workflow.all_handlers_finished():
                     workflow.continue_as_new(self.state)
                 continue
             if self._ready():
@@ -306,6 +312,7 @@ class AgentWorkflow:
         tools = self.tool_use.offered(run is not None) if offer_tools else []
         result = await self._call_llm(self._request(turn, user, tools, rounds))
         self._record(turn, result)
+        self.relayed_through = self.state.next_seq - 1
         if run is not None:
             run.steps += 1
             run.tokens += result.tokens
@@ -435,11 +442,12 @@ class AgentWorkflow:
                 AnnounceInput(
                     agent_id=self.state.spec.agent_id,
                     reply_to=turn.reply_to,
-                    events=self.log.between(turn.first_seq, self.state.next_seq - 1),
+                    events=self.log.since(max(self.relayed_through, turn.first_seq - 1)),
                 ),
                 start_to_close_timeout=timedelta(seconds=5),
                 retry_policy=RetryPolicy(maximum_attempts=1),
             )
+            self.relayed_through = self.state.next_seq - 1
         except ActivityError:
             # Best effort, like all relaying: the durable record still has every event.
             workflow.logger.warning("could not announce the events of turn %s", turn.message_id)
