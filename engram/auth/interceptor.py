@@ -8,6 +8,7 @@ servicer to read. The internal TokenRelay (checked by its own secret) and the he
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -40,6 +41,10 @@ else:
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
 
 
+# How long a call refused for its rate waits before it hears so (see the tarpit below).
+REFUSAL_DELAY = 0.25
+
+
 class AuthInterceptor(Interceptor):
     def __init__(self, keyring: KeyRing, limits: Limits) -> None:
         self.keyring = keyring
@@ -66,6 +71,9 @@ class AuthInterceptor(Interceptor):
             try:
                 self.rate.charge(principal.key_id)
             except LimitExceeded as err:
+                # A tarpit: the refusal comes after a pause that costs this gateway nothing, so a
+                # client that floods past its limit slows itself down rather than everyone else.
+                await asyncio.sleep(REFUSAL_DELAY)
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         set_current(principal)
         return principal
