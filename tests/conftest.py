@@ -9,16 +9,18 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from tests.engine import Engine, free_port, port_is_free
 from tests.fake_llm import FakeLLM, default_reply
 from tests.postgres import PostgresServer
+from tests.workflow_harness import Harness, local_environment, running_harness
 
 # The engine under test holds this key; no workflow history or log line may ever contain it.
 SECRET = "sk-engram-test-secret-4f1c9e07"
@@ -203,3 +205,17 @@ def postgres() -> Iterator[PostgresServer]:
     yield server
     server.stop("immediate")
     shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One real dev server for the in-process workflow tests (tests/workflow_harness.py)."""
+    async with local_environment() as env:
+        yield env
+
+
+@pytest.fixture
+async def harness(workflow_env: WorkflowEnvironment) -> AsyncIterator[Harness]:
+    """The real workflow on its own task queue, with scripted activities."""
+    async with running_harness(workflow_env) as fixture:
+        yield fixture

@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
-from temporalio.testing import WorkflowEnvironment
 
 from engram.vocabulary import AgentStatus, Command, EventKind, Notice, TurnOutcome
 from engram.workflows.agent_workflow import AgentWorkflow
@@ -25,24 +24,10 @@ from tests.workflow_harness import (
     Agent,
     Harness,
     eventually,
-    local_environment,
-    running_harness,
     within,
 )
 
 Reply = Callable[[LLMRequest], "str | LLMResult"]
-
-
-@pytest.fixture(scope="module")
-async def autonomy_env() -> AsyncIterator[WorkflowEnvironment]:
-    async with local_environment() as env:
-        yield env
-
-
-@pytest.fixture
-async def harness(autonomy_env: WorkflowEnvironment) -> AsyncIterator[Harness]:
-    async with running_harness(autonomy_env) as fixture:
-        yield fixture
 
 
 def calls(name: str, arguments: dict[str, object], text: str = "") -> LLMResult:

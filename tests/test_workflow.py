@@ -12,14 +12,12 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
 
 from engram.gateway.errors import from_temporal
 from engram.vocabulary import (
@@ -45,22 +43,8 @@ from tests.workflow_harness import (
     echo,
     eventually,
     llm_failure,
-    local_environment,
-    running_harness,
     within,
 )
-
-
-@pytest.fixture(scope="session")
-async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
-    async with local_environment() as env:
-        yield env
-
-
-@pytest.fixture
-async def harness(workflow_env: WorkflowEnvironment) -> AsyncIterator[Harness]:
-    async with running_harness(workflow_env) as fixture:
-        yield fixture
 
 
 def kinds(events: list[Event]) -> list[str]:
