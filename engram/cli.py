@@ -25,6 +25,8 @@ from engram.dev_server import start_dev_server
 from engram.gateway.agent_service import GatewaySettings
 from engram.gateway.server import GRACE_SECONDS, start_gateway
 from engram.local_model import LocalModelServer
+from engram.observability import options as observability
+from engram.observability import tracing
 from engram.probe import add_arguments as add_probe_arguments
 from engram.probe import probe_gateway, probe_worker
 from engram.processes import free_port, wait_for_port
@@ -51,18 +53,21 @@ def main(argv: list[str] | None = None) -> None:
     llm_settings.add_arguments(dev)
     tool_settings.add_arguments(dev)
     _transcript_argument(dev, default="")
+    observability.add_arguments(dev)
 
     worker = commands.add_parser("worker", help="run agent workflows and LLM activities")
     TemporalSettings.add_arguments(worker)
     llm_settings.add_arguments(worker)
     tool_settings.add_arguments(worker)
     _transcript_argument(worker)
+    observability.add_arguments(worker)
 
     gateway = commands.add_parser("gateway", help="serve the gRPC API")
     TemporalSettings.add_arguments(gateway)
     _gateway_arguments(gateway)
     gateway_security.SecuritySettings.add_arguments(gateway)
     _transcript_argument(gateway)
+    observability.add_arguments(gateway)
 
     key_commands.add_arguments(commands.add_parser("keys", help="create, list and revoke API keys"))
 
@@ -76,11 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     if getattr(args, "terminal", None) is not None:
         # chat, agents, history, replay: clients of a gateway, with their own output.
         raise SystemExit(args.terminal(args))
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    observability.configure_logging(args)
     logging.getLogger("temporalio").setLevel(logging.WARNING)
     runners: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, None]]] = {
         "dev": run_dev,
@@ -90,10 +91,13 @@ def main(argv: list[str] | None = None) -> None:
         "keys": run_keys,
         **codec_commands.RUNNERS,
     }
+    telemetry = observability.start(args)
     try:
         asyncio.run(runners[args.command](args))
     except KeyboardInterrupt:
         pass
+    finally:
+        telemetry.close()
 
 
 def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
@@ -174,7 +178,9 @@ async def connect(settings: TemporalSettings, timeout: float = 60.0) -> Client:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
-            return await settings.connect(data_converter(configured_keyring()))
+            return await settings.connect(
+                data_converter(configured_keyring()), tracing.client_interceptors()
+            )
         except RuntimeError as err:
             if asyncio.get_running_loop().time() > deadline:
                 raise SystemExit(f"cannot reach Temporal at {settings.address}: {err}") from None

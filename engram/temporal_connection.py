@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS, DataSource
 from temporalio.service import TLSConfig
@@ -158,8 +158,13 @@ class TemporalSettings:
             domain=self.tls_server_name or None,
         )
 
-    async def connect(self, data_converter: DataConverter = DataConverter.default) -> Client:
-        """Connect; `data_converter` encrypts payloads when encryption is on (engram.codec)."""
+    async def connect(
+        self,
+        data_converter: DataConverter = DataConverter.default,
+        interceptors: Sequence[Interceptor] = (),
+    ) -> Client:
+        """Connect; `data_converter` encrypts payloads when encryption is on (engram.codec),
+        `interceptors` trace calls when tracing is on (engram.observability.tracing)."""
         return await Client.connect(
             self.address,
             namespace=self.namespace,
@@ -167,6 +172,7 @@ class TemporalSettings:
             api_key=self.api_key or None,
             rpc_metadata=self.rpc_metadata,
             data_converter=data_converter,
+            interceptors=interceptors,
         )
 
 

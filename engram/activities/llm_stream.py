@@ -24,6 +24,7 @@ from engram.activities.llm_errors import classify
 from engram.activities.relay_publisher import RelayChannels, TurnRelay, received
 from engram.llm_settings import LLMEndpoint
 from engram.messages import to_piece, to_server_message
+from engram.observability import llm as observe
 from engram.transcripts import TranscriptStore
 from engram.vocabulary import EventKind, Notice, Query, TurnOutcome
 from engram.workflows.llm_outcome import cancelled, failed, pieces_detail, stream_pieces
@@ -96,6 +97,7 @@ class LLMActivities:
             # An earlier attempt already streamed part of a reply that cannot be resumed.
             publish(StreamPiece(kind=EventKind.RESTART, text=""))
         model = self.endpoint.serve_every_model_as or request.model
+        observe.call(request.agent_id, request.message_id, model)
         first_exchange = not request.tool_rounds and not any(
             m.role == "assistant" for m in request.messages
         )
@@ -131,6 +133,7 @@ class LLMActivities:
             return cancelled(pieces)
         except (openai.APIConnectionError, openai.APIStatusError) as err:
             failure = classify(err, self.endpoint.base_url, info.attempt)
+            observe.error(failure.code)
             if failure.retryable:
                 raise failure.retry_error(pieces) from err
             activity.logger.warning("turn failed: %s", failure.message)
@@ -170,6 +173,8 @@ class LLMActivities:
                 activity.heartbeat()
                 await asyncio.wait({request_task}, timeout=HEARTBEAT_EVERY)
             completion = request_task.result()
+            if completion.usage is not None:
+                observe.usage(completion.usage.prompt_tokens, completion.usage.completion_tokens)
         except openai.APIError as err:
             raise ApplicationError(f"summary failed at {self.endpoint.base_url}: {err}") from err
         finally:
@@ -257,6 +262,7 @@ class LLMActivities:
             async for chunk in stream:
                 if chunk.usage is not None:
                     tokens = chunk.usage.total_tokens
+                    observe.usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                 for choice in chunk.choices:
                     if choice.delta is None:
                         continue

@@ -24,6 +24,8 @@ from temporalio import activity
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
+from engram.observability import metrics
+from engram.observability.metrics import ToolOutcome
 from engram.tools import (
     LIST_TOOLS_ACTIVITY,
     TIMEOUT_GRACE,
@@ -55,6 +57,23 @@ class ToolActivities:
 
     @activity.defn(dynamic=True)
     async def call_tool(self, args: Sequence[RawValue]) -> ToolCallOutput:
+        name = activity.info().activity_type.removeprefix(TOOL_ACTIVITY_PREFIX)
+        # Counted under its name only if it is a tool here: a model's inventions are unbounded.
+        known = self.registry.get(name) is not None or self.mcp.owner(name) is not None
+        tool = name if known else metrics.UNKNOWN_TOOL
+        try:
+            output = await self._call_tool(args)
+        except asyncio.CancelledError:
+            metrics.tool_call(tool, ToolOutcome.CANCELLED)
+            raise
+        except Exception as err:
+            final = isinstance(err, ApplicationError) and err.non_retryable
+            metrics.tool_call(tool, ToolOutcome.FAILED if final else ToolOutcome.RETRYING)
+            raise
+        metrics.tool_call(tool, ToolOutcome.ERROR if output.is_error else ToolOutcome.OK)
+        return output
+
+    async def _call_tool(self, args: Sequence[RawValue]) -> ToolCallOutput:
         info = activity.info()
         if not info.activity_type.startswith(TOOL_ACTIVITY_PREFIX):
             raise ApplicationError(

@@ -33,6 +33,8 @@ from engram.gateway.token_hub import TokenHub, TurnFeed
 from engram.gateway.transcript_reader import TranscriptReader
 from engram.gateway.turn_stream import Cursor, Messages, TurnMerge, follow_turn
 from engram.messages import timestamp, to_server_message
+from engram.observability import metrics
+from engram.observability.turns import ObservedTurn
 from engram.transcripts import TranscriptStore
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from engram.vocabulary import STATUS_ATTRIBUTE, TENANT_ATTRIBUTE, AgentStatus, Command
@@ -352,6 +354,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         turns: asyncio.Queue[_PendingTurn | Exception | None] = asyncio.Queue()
         reader = asyncio.create_task(self._read_chat(request_iterator, turns))
         cursor = Cursor()
+        metrics.CHAT_STREAMS.inc()
         try:
             while (turn := await turns.get()) is not None:
                 if isinstance(turn, Exception):
@@ -363,10 +366,12 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 except Exception as err:
                     await _abort(context, err, turn.agent_id)
         finally:
+            metrics.CHAT_STREAMS.dec()
             reader.cancel()
             while not turns.empty():
                 if isinstance(pending := turns.get_nowait(), _PendingTurn):
                     self._close(pending)
+                    pending.observed.abandon()
 
     async def _read_chat(
         self,
@@ -399,28 +404,31 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     message.user_input.content, self.settings.max_message_bytes, bool(files)
                 )
                 message_id = validation.message_id(message.message_id or str(uuid.uuid4()))
+                observed = ObservedTurn(agent_id, message_id)
                 # Claim check: the bytes go to the store; history gets the references.
                 for ref, data in files:
                     await asyncio.to_thread(self.store.put_blob, ref.sha256, data)
                 # Listen before submitting: the first tokens may come before the update returns.
                 feed = self.hub.open((agent_id, message_id))
                 try:
-                    update = await handle.start_update(
-                        AgentWorkflow.chat,
-                        ChatInput(
-                            message_id,
-                            content,
-                            self.settings.advertise_address,
-                            [ref for ref, _ in files],
-                        ),
-                        id=f"chat-{message_id}",
-                        wait_for_stage=Stage.ACCEPTED,
-                    )
+                    with observed.submitting():
+                        update = await handle.start_update(
+                            AgentWorkflow.chat,
+                            ChatInput(
+                                message_id,
+                                content,
+                                self.settings.advertise_address,
+                                [ref for ref, _ in files],
+                            ),
+                            id=f"chat-{message_id}",
+                            wait_for_stage=Stage.ACCEPTED,
+                        )
                 except BaseException:
                     self.hub.release(feed)
+                    observed.abandon()
                     raise
                 result = asyncio.ensure_future(update.result())
-                return _PendingTurn(agent_id, message_id, feed, result)
+                return _PendingTurn(agent_id, message_id, feed, result, observed)
             if kind in (Command.PAUSE, Command.RESUME, Command.CANCEL):
                 await handle.execute_update(AgentWorkflow.control, Command(kind))
                 return None
@@ -451,20 +459,23 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         """Start a run from a Chat stream, which then follows it as it would a turn."""
         run_id = validation.message_id(message.message_id or f"run-{uuid.uuid4()}")
         feed = self.hub.open((agent_id, run_id))
+        observed = ObservedTurn(agent_id, run_id)
         try:
-            await handle.execute_update(
-                AgentWorkflow.start_run,
-                RunInput(
-                    run_id=run_id,
-                    instructions=message.run.instructions,
-                    reply_to=self.settings.advertise_address,
-                ),
-            )
+            with observed.submitting():
+                await handle.execute_update(
+                    AgentWorkflow.start_run,
+                    RunInput(
+                        run_id=run_id,
+                        instructions=message.run.instructions,
+                        reply_to=self.settings.advertise_address,
+                    ),
+                )
         except BaseException:
             self.hub.release(feed)
+            observed.abandon()
             raise
         result = asyncio.ensure_future(handle.execute_update(AgentWorkflow.wait_turn, run_id))
-        return _PendingTurn(agent_id, run_id, feed, result)
+        return _PendingTurn(agent_id, run_id, feed, result, observed)
 
     async def _decide(
         self, handle: WorkflowHandle[AgentWorkflow, str], approval: agent_pb2.Approval
@@ -487,11 +498,13 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         # A Chat stream carries its own turns; following everything the agent does is Replay's.
         merge = TurnMerge(turn.message_id, after=cursor.last.get(turn.agent_id))
         try:
-            async for message in follow_turn(
-                merge, turn.feed, record(), functools.partial(self._stored_since, turn.agent_id)
-            ):
-                yield message
-                cursor.last[turn.agent_id] = message.sequence_id
+            with turn.observed.following() as sent:
+                async for message in follow_turn(
+                    merge, turn.feed, record(), functools.partial(self._stored_since, turn.agent_id)
+                ):
+                    yield message
+                    sent(message)
+                    cursor.last[turn.agent_id] = message.sequence_id
         finally:
             self._close(turn)
 
@@ -551,6 +564,8 @@ class _PendingTurn:
     message_id: str
     feed: TurnFeed
     result: asyncio.Future[TurnResult]
+    # Its metrics, trace span and log fields, from the moment the input arrived.
+    observed: ObservedTurn
 
 
 def _messages(agent_id: str, events: list[Event]) -> Messages:

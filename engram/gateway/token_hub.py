@@ -19,6 +19,7 @@ from google.protobuf import empty_pb2
 
 from engram.auth import metadata, relay_secret
 from engram.auth.relay_secret import RelayGuard
+from engram.observability import metrics
 from engram.relay.v1 import relay_pb2, relay_pb2_grpc
 from engram.v1 import agent_pb2
 
@@ -130,6 +131,7 @@ class TokenRelayServicer(relay_pb2_grpc.TokenRelayServicer):
                 first = batch.messages[0]
                 feed = self.hub.feed((first.agent_id, first.message_id))
             if feed is not None:
+                metrics.relay_arrived(batch.messages)
                 await feed.put(batch.messages)
         return empty_pb2.Empty()
 
