@@ -219,3 +219,6 @@ STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramStatus")
 TENANT_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramTenant")
 """The tenant of the API key that created the agent (unset with auth off), so ListAgents shows a
 caller only its own tenant's agents. Set once, at CreateAgent."""
+
+MODEL_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramModel")
+"""The agent's model, so operators can filter agents by model in the Web UI. Set at CreateAgent."""

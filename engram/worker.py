@@ -25,7 +25,7 @@ from engram.tools import ToolRegistry
 from engram.tools.catalog import agent_tools
 from engram.tools.mcp_tools import McpServers, parse_mcp_servers
 from engram.transcripts import TranscriptStore
-from engram.vocabulary import STATUS_ATTRIBUTE, TENANT_ATTRIBUTE
+from engram.vocabulary import MODEL_ATTRIBUTE, STATUS_ATTRIBUTE, TENANT_ATTRIBUTE
 from engram.workflows.agent_workflow import AgentWorkflow
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ async def ensure_search_attributes(client: Client) -> None:
     )
     missing = [
         a.name
-        for a in (STATUS_ATTRIBUTE, TENANT_ATTRIBUTE)
+        for a in (STATUS_ATTRIBUTE, TENANT_ATTRIBUTE, MODEL_ATTRIBUTE)
         if a.name not in existing.custom_attributes
     ]
     if not missing:

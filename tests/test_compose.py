@@ -21,7 +21,17 @@ import yaml
 from engram.codec.keyring import keyring_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = {"postgresql", "temporal", "temporal-ui", "gateway", "worker", "codec-server", "prometheus", "grafana", "jaeger"}
+SERVICES = {
+    "postgresql",
+    "temporal",
+    "temporal-ui",
+    "gateway",
+    "worker",
+    "codec-server",
+    "prometheus",
+    "grafana",
+    "jaeger",
+}
 
 
 @pytest.fixture(scope="module")

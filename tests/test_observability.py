@@ -36,7 +36,7 @@ from engram.processes import free_port
 from engram.temporal_connection import TemporalSettings
 from engram.transcripts import open_transcript_store
 from engram.v1 import agent_pb2, agent_pb2_grpc
-from engram.vocabulary import STATUS_ATTRIBUTE, TENANT_ATTRIBUTE
+from engram.vocabulary import MODEL_ATTRIBUTE, STATUS_ATTRIBUTE, TENANT_ATTRIBUTE
 from engram.worker import build_worker, load_tools, publish_catalog
 from tests.conftest import create_agent, text_of, user_message
 from tests.engine import Engine
@@ -228,7 +228,7 @@ async def traced_engine(
 ) -> AsyncIterator[agent_pb2_grpc.AgentServiceStub]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
-        search_attributes=[STATUS_ATTRIBUTE, TENANT_ATTRIBUTE],
+        search_attributes=[STATUS_ATTRIBUTE, TENANT_ATTRIBUTE, MODEL_ATTRIBUTE],
     )
     try:
         temporal = TemporalSettings(address=env.client.service_client.config.target_host)

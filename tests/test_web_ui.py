@@ -3,6 +3,7 @@ shows each agent's summary (goal, model), details and current state."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
+from temporalio.client import Client
 
 from engram.v1 import agent_pb2_grpc
 from tests.conftest import chat, create_agent
@@ -45,6 +47,14 @@ def test_the_web_ui_says_what_each_agent_is(
         finally:
             browser.close()
     assert (tmp_path / "web-ui.png").stat().st_size > 10_000
+
+    # Operators filter agents by status, model and tenant: the search attributes hold them.
+    async def by_model() -> list[str]:
+        client = await Client.connect(f"127.0.0.1:{engine.temporal_port}")
+        query = "EngramModel = 'llama3.1:70b' AND EngramStatus = 'idle'"
+        return [e.id async for e in client.list_workflows(query)]
+
+    assert f"agent-{agent_id}" in asyncio.run(by_model())
 
 
 def shown(page: Page, text: str, timeout: float = 20.0) -> None:

@@ -37,7 +37,13 @@ from engram.observability import metrics
 from engram.observability.turns import ObservedTurn
 from engram.transcripts import TranscriptStore
 from engram.v1 import agent_pb2, agent_pb2_grpc
-from engram.vocabulary import STATUS_ATTRIBUTE, TENANT_ATTRIBUTE, AgentStatus, Command
+from engram.vocabulary import (
+    MODEL_ATTRIBUTE,
+    STATUS_ATTRIBUTE,
+    TENANT_ATTRIBUTE,
+    AgentStatus,
+    Command,
+)
 from engram.workflows.agent_workflow import AgentWorkflow
 from engram.workflows.types import (
     AgentInfo,
@@ -183,6 +189,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             },
             search_attributes=TypedSearchAttributes(
                 [SearchAttributePair(STATUS_ATTRIBUTE, AgentStatus.IDLE)]
+                + [SearchAttributePair(MODEL_ATTRIBUTE, model)]
                 + ([SearchAttributePair(TENANT_ATTRIBUTE, tenant)] if tenant else [])
             ),
             # What the Web UI shows for the agent: its goal and model, then how it was made.
