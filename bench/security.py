@@ -12,6 +12,7 @@ Prints the figures and writes bench/results/security-<date>.json.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import json
 import multiprocessing
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 import grpc
+from temporalio.client import Client as TemporalClient
 
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from tests.engine import Engine
@@ -94,6 +96,23 @@ def flood_until_killed(address: str, key: str) -> None:
                 raise
 
 
+def history_bytes_per_turn(engine: Engine, agent_id: str) -> int:
+    """What a turn adds to the agent's history, as Temporal stores it (what its suggestion to
+    continue-as-new counts)."""
+
+    async def measure() -> int:
+        client = await TemporalClient.connect(f"127.0.0.1:{engine.temporal_port}")
+        history = await client.get_workflow_handle(f"agent-{agent_id}").fetch_history()
+        turns = sum(
+            1
+            for e in history.events
+            if e.HasField("workflow_execution_update_accepted_event_attributes")
+        )
+        return sum(e.ByteSize() for e in history.events) // max(1, turns)
+
+    return asyncio.run(measure())
+
+
 def main(samples: int) -> None:
     llm = FakeLLM().start()
     with tempfile.TemporaryDirectory() as plain_dir, tempfile.TemporaryDirectory() as safe_dir:
@@ -120,6 +139,10 @@ def main(samples: int) -> None:
                 for name, client in (("open", open_client), ("secured", safe_client)):
                     creates[name].append(client.create()[1])
                     ttfts[name].append(client.ttft(agents[name]))
+            history = {
+                "open": history_bytes_per_turn(plain, agents["open"]),
+                "secured": history_bytes_per_turn(safe, agents["secured"]),
+            }
             plain.stop()  # the noisy part is the secured engine's alone
             # The noisy tenant, from its own process (as it would be), calling as fast as its
             # limit lets it; quiet and flooded blocks alternate, so drift hits both alike.
@@ -150,6 +173,9 @@ def main(samples: int) -> None:
             "create_agent": round(pct(creates["secured"], 50) - pct(creates["open"], 50), 2),
             "ttft": round(pct(ttfts["secured"], 50) - pct(ttfts["open"], 50), 2),
         },
+        # Encryption compresses first: the history a turn adds, and so how often an agent
+        # continues-as-new (Temporal suggests it by history size).
+        "history_bytes_per_turn": history,
         "noisy_tenant": {
             "quiet_p99_ms": pct(quiet, 99),
             "flooded_p99_ms": pct(flooded, 99),

@@ -13,6 +13,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
 from tests.engine import free_port
 
 
@@ -73,3 +76,12 @@ class PostgresServer:
     @property
     def url(self) -> str:
         return f"postgresql://engram@127.0.0.1:{self.port}/transcripts"
+
+    def database(self, name: str) -> str:
+        """The URL of a database of the test's own: what it stores (API keys, say) must not reach
+        the other tests' engines, which share `url`."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if found is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url.rsplit("/", 1)[0] + "/" + name

@@ -137,7 +137,7 @@ def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "transcripts.db")
     server: PostgresServer = request.getfixturevalue("postgres")
-    return server.url
+    return server.database("auth_keys")
 
 
 def test_stores_keep_key_records(store_location: str) -> None:

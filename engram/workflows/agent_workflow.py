@@ -435,18 +435,31 @@ class AgentWorkflow:
 
     async def _announce(self, turn: Turn) -> None:
         """Send the turn's events so far to its gateway now: a client must see a call that waits
-        for it (and one whose tool runs long) before the next LLM call would carry it there."""
+        for it (and one whose tool runs long) before the next LLM call would carry it there.
+
+        A regular activity, not a local one: it starts only once the workflow task that reached
+        this point is recorded, so a client never answers a call (an approval, a tool's result)
+        that a crash could still take back."""
+        request = AnnounceInput(
+            agent_id=self.state.spec.agent_id,
+            reply_to=turn.reply_to,
+            events=self.log.since(max(self.relayed_through, turn.first_seq - 1)),
+        )
         try:
-            await workflow.execute_local_activity_method(
-                LLMActivities.announce,
-                AnnounceInput(
-                    agent_id=self.state.spec.agent_id,
-                    reply_to=turn.reply_to,
-                    events=self.log.since(max(self.relayed_through, turn.first_seq - 1)),
-                ),
-                start_to_close_timeout=timedelta(seconds=5),
-                retry_policy=RetryPolicy(maximum_attempts=1),
-            )
+            if workflow.patched("announce-after-commit"):
+                await workflow.execute_activity_method(
+                    LLMActivities.announce,
+                    request,
+                    start_to_close_timeout=timedelta(seconds=5),
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                )
+            else:
+                await workflow.execute_local_activity_method(
+                    LLMActivities.announce,
+                    request,
+                    start_to_close_timeout=timedelta(seconds=5),
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                )
             self.relayed_through = self.state.next_seq - 1
         except ActivityError:
             # Best effort, like all relaying: the durable record still has every event.
