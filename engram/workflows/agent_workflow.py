@@ -18,7 +18,6 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from engram.activities.archive import ArchiveActivities, ArchiveInput, TurnsArchiveInput
     from engram.activities.llm_stream import LLMActivities
     from engram.vocabulary import (
         STATUS_ATTRIBUTE,
@@ -29,28 +28,17 @@ with workflow.unsafe.imports_passed_through():
         Notice,
         Query,
         TurnOutcome,
-        Waiting,
     )
     from engram.workflows import autonomy, memory, ui
     from engram.workflows.events import EventLog
     from engram.workflows.ledger import NothingToRetry, TurnLedger
     from engram.workflows.llm_outcome import LLM_RETRY, cancelled, failed_result
+    from engram.workflows.maintenance import Maintenance
     from engram.workflows.prompt import (
         build_prompt,
         context_budget,
-        estimate_tokens,
-        newest_that_fit,
-        system_message,
-        turn_messages,
     )
-    from engram.workflows.tokens import (
-        CHARS_PER_TOKEN,
-        TextCounter,
-        cl100k,
-        estimated,
-        has_tokenizer,
-    )
-    from engram.workflows.tool_use import ToolUse, TurnCancelled, TurnHooks, check_arguments
+    from engram.workflows.tool_use import ToolUse, TurnCancelled, TurnHooks
     from engram.workflows.types import (
         AgentInfo,
         AgentState,
@@ -68,20 +56,15 @@ with workflow.unsafe.imports_passed_through():
         MemoryNote,
         RunInput,
         RunState,
-        SummaryRequest,
         ToolRound,
         Turn,
         TurnResult,
     )
 
-# Stream events kept in workflow state before older ones go to the transcript store.
-EVENTS_IN_STATE = 500
 # Rounds of tool use in one turn; the last call offers no tools, so the model must answer.
 # An agent that only keeps notes needs few; one with tools works through several steps.
 MAX_TOOL_ROUNDS = 3
 MAX_TOOL_ROUNDS_WITH_TOOLS = 10
-# Decisions and client results kept for idempotent resends, the newest first.
-ANSWERS_KEPT = 64
 
 
 @workflow.defn(name="AgentWorkflow")
@@ -91,6 +74,7 @@ class AgentWorkflow:
         self.state = state
         self.ledger = TurnLedger(state)
         self.log = EventLog(state)
+        self.upkeep = Maintenance(state, self.ledger, self.log)
         self.current: Turn | None = None
         self.llm_call: workflow.ActivityHandle[LLMResult] | None = None
         self.tool_use = ToolUse(state, self.log)
@@ -125,12 +109,12 @@ class AgentWorkflow:
             if self._run_may_step():
                 assert self.current is not None
                 if not await self._step(self.current):
-                    await self._maintain()
+                    await self.upkeep.between_turns()
                     continue
                 # A run's turn can outlast any number of turns: its events are archived as it goes,
                 # and it continues as new between two steps, when nobody waits on a handler.
-                if len(self.state.events) > EVENTS_IN_STATE:
-                    await self._archive()
+                if self.upkeep.events_pile_up():
+                    await self.upkeep.archive_events()
                 if self._history_is_long() and workflow.all_handlers_finished():
                     workflow.continue_as_new(self.state)
                 continue
@@ -139,7 +123,7 @@ class AgentWorkflow:
                 # About to continue-as-new? Then no await first: a client sending its next message
                 # right away would keep the run busy, and history growing, indefinitely.
                 if self.state.queue or not self._history_is_long():
-                    await self._maintain()
+                    await self.upkeep.between_turns()
                 continue
             # Handlers still waiting can only be waiting for a turn, which needs this loop.
             await workflow.wait_condition(
@@ -175,77 +159,6 @@ class AgentWorkflow:
             info.is_continue_as_new_suggested()
             or info.get_current_history_length() > self.state.max_history_events
         )
-
-    # --- keeping the state small ----------------------------------------------------------
-
-    async def _maintain(self) -> None:
-        """Keep the state small: compact the conversation, archive stream events."""
-        if self._conversation_tokens() > context_budget(self.state.spec) * 3 // 4:
-            await self._compact()
-        if len(self.state.events) > EVENTS_IN_STATE:
-            await self._archive()
-
-    def _conversation_tokens(self) -> int:
-        head = system_message(self.state.spec, self.state.summary, self.state.notes)
-        messages = turn_messages(self.state.turns) + ([head] if head else [])
-        count = self._counter()
-        return sum(estimate_tokens(m, count) for m in messages)
-
-    def _counter(self) -> TextCounter:
-        # Agents whose history was made with the estimate keep it when they replay.
-        if has_tokenizer(self.state.spec.model) and workflow.patched("model-tokenizer"):
-            return cl100k
-        return estimated
-
-    async def _compact(self) -> None:
-        """Fold the oldest turns into the running summary and move them to the store.
-
-        Keeps the newest turns that fit in half the budget verbatim. If the summary cannot be
-        made now (the LLM is down), nothing changes: the prompt is trimmed instead, and the next
-        turn tries again.
-        """
-        turns = self.state.turns
-        room = context_budget(self.state.spec) // 2
-        old = turns[: len(turns) - newest_that_fit(turns, room, self._counter())]
-        if not old:
-            return
-        try:
-            summary = await workflow.execute_activity_method(
-                LLMActivities.summarize,
-                SummaryRequest(self.state.spec.model, self.state.summary, turn_messages(old)),
-                start_to_close_timeout=timedelta(minutes=5),
-                heartbeat_timeout=timedelta(seconds=10),
-                retry_policy=LLM_RETRY,
-            )
-        except ActivityError:
-            workflow.logger.warning("could not summarize older turns; will retry next turn")
-            return
-        await workflow.execute_activity_method(
-            ArchiveActivities.archive_turns,
-            TurnsArchiveInput(self.state.spec.agent_id, self.state.archived_turns, old),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
-        )
-        limit = context_budget(self.state.spec) // 4 * CHARS_PER_TOKEN
-        if len(summary) > limit:
-            # A summary must leave room for the conversation itself.
-            workflow.logger.warning("summary of %d chars cut to %d", len(summary), limit)
-            summary = summary[:limit]
-        self.state.summary = summary
-        self.ledger.forget_oldest(len(old))
-
-    async def _archive(self) -> None:
-        """Move the stream events of finished turns to the transcript store (claim check).
-
-        Runs between turns; a notice emitted meanwhile is newer than what is archived and stays.
-        """
-        through = await workflow.execute_activity_method(
-            ArchiveActivities.archive_events,
-            ArchiveInput(self.state.spec.agent_id, list(self.state.events)),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
-        )
-        self.log.drop_through(through)
 
     # --- one turn, step by step ------------------------------------------------------------
 
@@ -370,7 +283,7 @@ class AgentWorkflow:
                 user,
                 self.state.summary,
                 self.state.notes,
-                self._counter(),
+                self.upkeep.counter(),
                 turn.attachments,
             ),
             prelude=self.prelude,
@@ -606,46 +519,26 @@ class AgentWorkflow:
     @workflow.update
     def decide(self, decision: Decision) -> str:
         """A person's answer to a tool call awaiting approval; the same answer again is a no-op."""
-        if decision.call_id not in self.state.decisions:
-            _keep_newest(self.state.decisions, decision.call_id, decision)
+        if self.tool_use.take_decision(decision):
             self._touch()
         return self.state.status
 
     @decide.validator
     def _validate_decide(self, decision: Decision) -> None:
         self._refuse_if_deleting()
-        earlier = self.state.decisions.get(decision.call_id)
-        if earlier is not None:
-            if earlier != decision:
-                raise ApplicationError(
-                    f"call {decision.call_id} was already decided",
-                    type=ErrorType.FAILED_PRECONDITION,
-                )
-            return
-        self._refuse_unless_waiting(decision.call_id, Waiting.APPROVAL)
-        if decision.edited_arguments and (problem := check_arguments(decision.edited_arguments)):
-            raise ValueError(problem)
+        self.tool_use.check_decision(decision)
 
     @workflow.update
     def submit_tool_result(self, result: ClientToolResult) -> str:
         """What a client's tool returned; the same result again is a no-op."""
-        if result.call_id not in self.state.client_results:
-            _keep_newest(self.state.client_results, result.call_id, result)
+        if self.tool_use.take_result(result):
             self._touch()
         return self.state.status
 
     @submit_tool_result.validator
     def _validate_submit_tool_result(self, result: ClientToolResult) -> None:
         self._refuse_if_deleting()
-        earlier = self.state.client_results.get(result.call_id)
-        if earlier is not None:
-            if earlier != result:
-                raise ApplicationError(
-                    f"call {result.call_id} already has a result",
-                    type=ErrorType.FAILED_PRECONDITION,
-                )
-            return
-        self._refuse_unless_waiting(result.call_id, Waiting.RESULT)
+        self.tool_use.check_result(result)
 
     @workflow.update
     def start_run(self, request: RunInput) -> str:
@@ -744,15 +637,6 @@ class AgentWorkflow:
             self.llm_call.cancel()
         self.tool_use.cancel()
 
-    def _refuse_unless_waiting(self, call_id: str, waiting_for: Waiting) -> None:
-        pending = next((p for p in self.state.pending if p.call_id == call_id), None)
-        if pending is None or pending.waiting_for != waiting_for:
-            what = "approval" if waiting_for == Waiting.APPROVAL else "a client's result"
-            raise ApplicationError(
-                f"no tool call {call_id!r} is waiting for {what}",
-                type=ErrorType.FAILED_PRECONDITION,
-            )
-
     def _refuse_if_deleting(self) -> None:
         if self.ledger.deleting:
             raise ApplicationError("agent is being deleted", type=ErrorType.FAILED_PRECONDITION)
@@ -793,10 +677,3 @@ class AgentWorkflow:
     @staticmethod
     def _now() -> float:
         return workflow.now().timestamp()
-
-
-def _keep_newest(answers: dict[str, Any], call_id: str, answer: Any) -> None:
-    """Record an answer, forgetting the oldest past ANSWERS_KEPT (dicts keep insertion order)."""
-    answers[call_id] = answer
-    for old in list(answers)[: max(0, len(answers) - ANSWERS_KEPT)]:
-        del answers[old]

@@ -19,9 +19,10 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 from engram.tools import ToolCallInput, ToolCallOutput, ToolPolicy, execute_tool_call
-from engram.vocabulary import ApprovalPolicy, EventKind, Notice, ToolKind, Waiting
+from engram.vocabulary import ApprovalPolicy, ErrorType, EventKind, Notice, ToolKind, Waiting
 from engram.workflows import autonomy, memory
 from engram.workflows.events import EventLog
 from engram.workflows.types import (
@@ -191,6 +192,52 @@ class ToolUse:
             return Outcome("asked; the user's answer will be this call's result")
         return Outcome("finished")
 
+    # --- answers from people and clients (the decide and submit_tool_result updates) -------
+
+    def check_decision(self, decision: Decision) -> None:
+        """Refuse (FAILED_PRECONDITION) a decision for a call not waiting for one, or another
+        decision for a decided call; ValueError for unusable edited input."""
+        if self._answered(self.state.decisions, decision, "was already decided"):
+            return
+        self._refuse_unless_waiting(decision.call_id, Waiting.APPROVAL)
+        if decision.edited_arguments and (problem := check_arguments(decision.edited_arguments)):
+            raise ValueError(problem)
+
+    def take_decision(self, decision: Decision) -> bool:
+        """Record a checked decision; False for a resend (nothing changes)."""
+        return _keep_newest(self.state.decisions, decision.call_id, decision)
+
+    def check_result(self, result: ClientToolResult) -> None:
+        if self._answered(self.state.client_results, result, "already has a result"):
+            return
+        self._refuse_unless_waiting(result.call_id, Waiting.RESULT)
+
+    def take_result(self, result: ClientToolResult) -> bool:
+        return _keep_newest(self.state.client_results, result.call_id, result)
+
+    @staticmethod
+    def _answered(
+        answers: dict[str, Any], answer: Decision | ClientToolResult, refusal: str
+    ) -> bool:
+        """The call was answered before: True for the same answer again, a refusal for another."""
+        earlier = answers.get(answer.call_id)
+        if earlier is None:
+            return False
+        if earlier != answer:
+            raise ApplicationError(
+                f"call {answer.call_id} {refusal}", type=ErrorType.FAILED_PRECONDITION
+            )
+        return True
+
+    def _refuse_unless_waiting(self, call_id: str, waiting_for: Waiting) -> None:
+        pending = next((p for p in self.state.pending if p.call_id == call_id), None)
+        if pending is None or pending.waiting_for != waiting_for:
+            what = "approval" if waiting_for == Waiting.APPROVAL else "a client's result"
+            raise ApplicationError(
+                f"no tool call {call_id!r} is waiting for {what}",
+                type=ErrorType.FAILED_PRECONDITION,
+            )
+
     def policy(self, tool: AgentTool) -> str:
         """The tool's approval policy on this agent, changes made since creation first."""
         if tool.name in self.state.approvals:
@@ -323,6 +370,21 @@ def observation(call: ToolCall, outcome: Outcome) -> str:
         first = first[:OBSERVATION_CHARS] + "…"
     verb = "failed" if outcome.is_error else "returned"
     return f"{call.name} {verb}: {first}"
+
+
+# Decisions and client results kept for idempotent resends.
+ANSWERS_KEPT = 64
+
+
+def _keep_newest(answers: dict[str, Any], call_id: str, answer: Any) -> bool:
+    """Record an answer unless there is one; forget the oldest past ANSWERS_KEPT (dicts keep
+    insertion order). Whether it was new."""
+    if call_id in answers:
+        return False
+    answers[call_id] = answer
+    for old in list(answers)[: max(0, len(answers) - ANSWERS_KEPT)]:
+        del answers[old]
+    return True
 
 
 def check_arguments(arguments: str) -> str | None:
