@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -68,6 +69,36 @@ def test_an_autonomous_agent_end_to_end(
     done = agent(stub, agent_id)
     assert done.status == "idle" and not done.HasField("run")
     assert done.stats.total_steps == 2 and done.stats.tool_calls == 2
+
+
+def test_a_replay_opened_as_a_run_starts_sees_the_call_that_waits(
+    stub: agent_pb2_grpc.AgentServiceStub, llm: FakeLLM
+) -> None:
+    """The step's events may be sent before the workflow knows a client follows it: the stream
+    must still show the waiting call, or the client never approves and the run never ends."""
+
+    def model(messages: list[dict[str, Any]]) -> ToolUse:
+        if messages[-1]["role"] == "tool":
+            return ToolUse([("finish", '{"answer": "Deployed."}')])
+        return ToolUse([("deploy", '{"service": "api"}')])
+
+    llm.reply = model
+    for _ in range(12):  # the window is a few milliseconds wide: open it many times
+        agent_id = create_agent(
+            stub,
+            goal="Deploy the api service.",
+            tools=[agent_pb2.Tool(name="deploy")],
+            config=agent_pb2.AgentConfig(autonomous=True),
+        )
+        follow = Reader(stub.Replay(agent_pb2.ReplayRequest(agent_id=agent_id), timeout=60))
+        call = waiting_call(follow, timeout=10)
+        stub.ControlAgent(
+            agent_pb2.ControlAgentRequest(
+                agent_id=agent_id, approval=agent_pb2.Approval(call_id=call.call_id, approved=True)
+            )
+        )
+        assert follow.done.wait(30) and follow.status == grpc.StatusCode.OK
+        until_status(stub, agent_id, "idle")
 
 
 def test_a_run_from_a_chat_stream_and_the_autonomous_filter(

@@ -38,9 +38,11 @@ def notices(messages: list[agent_pb2.ServerMessage]) -> list[str]:
     return [m.status.status for m in of_kind(messages, "status")]
 
 
-def waiting_call(reader: Reader, notice: str = "awaiting_approval") -> agent_pb2.ToolCall:
+def waiting_call(
+    reader: Reader, notice: str = "awaiting_approval", timeout: float = 20
+) -> agent_pb2.ToolCall:
     """The tool call the reader's turn is waiting on, once the stream has shown it."""
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + timeout
     while notice not in notices(reader.messages):
         assert time.monotonic() < deadline and not reader.done.is_set(), reader.messages
         time.sleep(0.02)

@@ -536,18 +536,20 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             live = page.in_flight
             if live is None:
                 return
-            if live.reply_to != self.settings.advertise_address:
-                # Its gateway may be gone: have the tokens come here as well.
-                await handle.signal(
-                    AgentWorkflow.relay_to, args=[live.message_id, self.settings.advertise_address]
-                )
 
             async def record() -> Messages:
                 result = await handle.execute_update(AgentWorkflow.wait_turn, live.message_id)
                 return await self._turn_messages(agent_id, result)
 
             merge = TurnMerge(live.message_id, after=last, everything=True)
+            # Listen before asking for the turn's events, then read what was stored meanwhile:
+            # an event the workflow sent elsewhere (or nowhere, for a run's step) before it knew
+            # of this client is in the store, and everything after is sent here.
             with self.hub.reading((agent_id, live.message_id)) as feed:
+                if live.reply_to != self.settings.advertise_address:
+                    here = self.settings.advertise_address
+                    await handle.signal(AgentWorkflow.relay_to, args=[live.message_id, here])
+                    merge.add(await self._stored_since(agent_id, last))
                 async for message in follow_turn(
                     merge, feed, record(), functools.partial(self._stored_since, agent_id)
                 ):
