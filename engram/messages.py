@@ -74,4 +74,9 @@ def to_piece(msg: agent_pb2.ServerMessage) -> StreamPiece | None:
 
 
 def ends_turn(msg: agent_pb2.ServerMessage) -> bool:
-    return msg.WhichOneof("payload") in ("final_answer", "error")
+    """The last message of its turn: the answer, an error, or the notice that the message was
+    taken into another turn (which answers it)."""
+    kind = msg.WhichOneof("payload")
+    return kind in ("final_answer", "error") or (
+        kind == "status" and msg.status.status == Notice.JOINED
+    )

@@ -78,6 +78,12 @@ class Notice(StrEnum):
     final answer."""
     TOOL_UNAVAILABLE = "tool_unavailable"
     """A tool could not be reached (an MCP server down); the model got an error result."""
+    JOINED = "joined"
+    """(Ends a message's own turn) the message was taken into the turn in progress, named in the
+    notice, which goes on with it (the `steer` and `interrupt` policies, and `queue` in a run)."""
+    INTERRUPTED = "interrupted"
+    """The LLM call in progress was cut off by a new message (`interrupt`): the text shown since
+    the last notice is discarded, and the turn goes on with the message."""
 
 
 class AgentStatus(StrEnum):
@@ -109,6 +115,8 @@ class TurnOutcome(StrEnum):
     """The LLM call failed; nothing of the turn is remembered. Retry runs it again."""
     CANCELLED = "cancelled"
     """Cancelled by a client; the partial reply is discarded. Retry runs it again."""
+    JOINED = "joined"
+    """The message was taken into another turn in progress (`Turn.joined_to`), which answers it."""
 
 
 class ToolName(StrEnum):
@@ -193,6 +201,23 @@ class ApprovalPolicy(StrEnum):
     """Never run it: the model is told it is not allowed."""
     ASK = "ask"
     """Ask a person first (the default for a tool that `requires_confirmation`)."""
+
+
+class DoubleTexting(StrEnum):
+    """What becomes of a message that arrives while the agent is working
+    (`AgentConfig.double_texting`)."""
+
+    QUEUE = "queue"
+    """The default: answered after the chat turn in progress; a run takes it in at its next
+    step."""
+    STEER = "steer"
+    """Taken into the turn in progress at its next safe point (after the tool results in flight,
+    before the next LLM call), cancelling nothing; answered on its own if the turn ends first."""
+    INTERRUPT = "interrupt"
+    """The LLM call in progress is cut off (its partial text discarded) and the message taken in
+    at once; tool calls in flight finish first."""
+    REJECT = "reject"
+    """Refused (FAILED_PRECONDITION) while the agent works on something else."""
 
 
 class Waiting(StrEnum):

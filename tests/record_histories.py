@@ -1,6 +1,7 @@
 """Record agent workflow histories for the replay tests: `python -m tests.record_histories`.
 
-Run it before changing workflow logic, and keep the old files: every history recorded by a
+Run it before changing workflow logic (`python -m tests.record_histories double-texting` records
+one scenario), and keep the old files: every history recorded by a
 released version must still replay (tests/test_replay_histories.py).
 """
 
@@ -8,19 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import tempfile
 import threading
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
+import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 from temporalio.client import Client
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.v1 import agent_pb2, agent_pb2_grpc
-from tests.conftest import TEST_TOOLS, chat, create_agent
+from tests.conftest import TEST_TOOLS, Reader, chat, create_agent, user_message
 from tests.engine import Engine
 from tests.fake_llm import FakeLLM, Reasoning, Script, ToolUse, default_reply, note_taker
 
@@ -194,6 +198,58 @@ def run_scenario(engine: Engine, llm: FakeLLM) -> str:
     return agent_id
 
 
+def double_texting_scenario(engine: Engine, llm: FakeLLM) -> str:
+    """Messages sent while the agent works: one cuts off a reply (interrupt), one is taken in
+    after a tool call (steer), one is refused (reject), one joins a run at its next step."""
+    stub = engine.stub()
+    agent_id = create_agent(
+        stub, goal="Write.", config=agent_pb2.AgentConfig(double_texting="interrupt")
+    )
+
+    def reply(messages: list[dict[str, Any]]) -> str | ToolUse:
+        said = [m["content"] for m in messages if m["role"] == "user"]
+        if messages[-1]["role"] == "tool":
+            return ToolUse([("finish", '{"answer": "Done."}')]) if "Work on" in said[0] else "Ok."
+        if "Work on" in said[-1] or "now with notes" in said[-1]:
+            return ToolUse([("remember", '{"name": "seen", "content": "yes"}')])
+        return "A haiku." if "no, a haiku" in said else "An essay " + "goes on " * 80
+
+    llm.reply, llm.token_delay = reply, 0.02
+    essay = Reader(stub.Chat(iter([user_message(agent_id, "write an essay")]), timeout=60))
+    essay.wait_for_texts(3)
+    chat(stub, agent_id, "no, a haiku")
+    assert essay.done.wait(30)
+    llm.token_delay, llm.ttft = 0.0, 0.5
+    edit = agent_pb2.Edit(patch=_patch({"double_texting": "steer"}))
+    stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=agent_id, edit=edit))
+    noted = Reader(stub.Chat(iter([user_message(agent_id, "now with notes")]), timeout=60))
+    time.sleep(0.2)
+    chat(stub, agent_id, "and be brief")
+    assert noted.done.wait(30)
+    edit = agent_pb2.Edit(patch=_patch({"double_texting": "reject"}))
+    stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=agent_id, edit=edit))
+    slow = Reader(stub.Chat(iter([user_message(agent_id, "one more")]), timeout=60))
+    time.sleep(0.2)
+    try:
+        chat(stub, agent_id, "and another")
+        raise AssertionError("a message to a busy agent was not refused")
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert slow.done.wait(30)
+    edit = agent_pb2.Edit(patch=_patch({"double_texting": "queue"}))
+    stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=agent_id, edit=edit))
+    run = agent_pb2.ControlAgentRequest(agent_id=agent_id, run=agent_pb2.Run(instructions="Go."))
+    stub.ControlAgent(run)
+    time.sleep(0.2)
+    chat(stub, agent_id, "use staging")
+    deadline = time.monotonic() + 30
+    while stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id)).HasField("run"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    llm.reply, llm.ttft = default_reply, 0.0
+    return agent_id
+
+
 def _patch(values: dict[str, str]) -> Struct:
     patch = Struct()
     patch.update(values)
@@ -206,7 +262,17 @@ async def fetch(engine: Engine, agent_id: str) -> dict[str, object]:
     return history.to_json_dict()
 
 
+SCENARIOS = (
+    ("", scenario),
+    ("-tools", tools_scenario),
+    ("-run", run_scenario),
+    ("-double-texting", double_texting_scenario),
+)
+
+
 def main() -> None:
+    # Names given (e.g. `double-texting`) record only those scenarios.
+    only = set(sys.argv[1:])
     llm = FakeLLM().start()
     pyproject = tomllib.loads((HERE.parent.parent / "pyproject.toml").read_text())
     version = pyproject["project"]["version"]
@@ -218,11 +284,9 @@ def main() -> None:
             ENGRAM_TEST_EFFECTS=str(Path(data) / "effects.log"),
         ).start()
         try:
-            for suffix, recorded in (
-                ("", scenario),
-                ("-tools", tools_scenario),
-                ("-run", run_scenario),
-            ):
+            for suffix, recorded in SCENARIOS:
+                if only and suffix.strip("-") not in only:
+                    continue
                 agent_id = recorded(engine, llm)
                 history = asyncio.run(fetch(engine, agent_id))
                 target = HERE / f"agent-v{version}{suffix}.json"

@@ -106,6 +106,8 @@ class FakeActivities:
 
     reply: Reply = echo
     gate: asyncio.Event | None = None
+    # Hold a reply that calls tools too (with nothing streamed) while the gate is closed.
+    hold_calls: bool = False
     summary: Callable[[SummaryRequest], str] = default_summary
     requests: list[LLMRequest] = field(default_factory=list)
     summaries: list[SummaryRequest] = field(default_factory=list)
@@ -127,6 +129,8 @@ class FakeActivities:
         try:
             answer = self.reply(request)
             if isinstance(answer, LLMResult):
+                if self.gate is not None and self.hold_calls and answer.tool_calls:
+                    await self._hold(self.gate, pieces)
                 return answer
             words = _words(answer)
             if self.gate is not None and words:

@@ -296,28 +296,31 @@ def _reasoning(delta: Any) -> str:
 
 
 def _tool_rounds(request: LLMRequest) -> list[dict[str, Any]]:
-    """This turn's rounds of tool use, in OpenAI's wire form."""
+    """This turn's rounds of tool use, in OpenAI's wire form, each followed by what the user
+    added after its results (a round without calls carries only that)."""
     messages: list[dict[str, Any]] = []
     for round_ in request.tool_rounds:
-        messages.append(
-            {
-                "role": "assistant",
-                # "" rather than null: some servers (llama.cpp's) insist on a string.
-                "content": round_.text,
-                "tool_calls": [
-                    {
-                        "id": c.call_id,
-                        "type": "function",
-                        "function": {"name": c.name, "arguments": c.arguments},
-                    }
-                    for c in round_.calls
-                ],
-            }
-        )
+        if round_.calls:
+            messages.append(
+                {
+                    "role": "assistant",
+                    # "" rather than null: some servers (llama.cpp's) insist on a string.
+                    "content": round_.text,
+                    "tool_calls": [
+                        {
+                            "id": c.call_id,
+                            "type": "function",
+                            "function": {"name": c.name, "arguments": c.arguments},
+                        }
+                        for c in round_.calls
+                    ],
+                }
+            )
         messages += [
             {"role": "tool", "tool_call_id": c.call_id, "content": result}
             for c, result in zip(round_.calls, round_.results, strict=True)
         ]
+        messages += [{"role": "user", "content": text} for text in round_.then]
     return messages
 
 

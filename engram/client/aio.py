@@ -93,6 +93,7 @@ class AsyncEngram:
         temperature: float | None = None,
         max_context_tokens: int | None = None,
         metadata: Mapping[str, str] | None = None,
+        double_texting: str = "",
     ) -> AsyncAgent:
         """As `Engram.create_agent`."""
         hooks = ClientTools(client_tools)
@@ -104,6 +105,7 @@ class AsyncEngram:
             temperature=temperature,
             max_context_tokens=max_context_tokens,
             metadata=metadata,
+            double_texting=double_texting,
         )
         response = await self._unary("CreateAgent", request, idempotent=False)
         return AsyncAgent(self, response.agent_id, hooks, approver)
@@ -288,6 +290,7 @@ class AsyncAgent:
         temperature: float | None = None,
         max_context_tokens: int | None = None,
         memory: Mapping[str, str | None] | None = None,
+        double_texting: str | None = None,
         description: str = "",
     ) -> str:
         return await self._control(
@@ -298,6 +301,7 @@ class AsyncAgent:
                 temperature=temperature,
                 max_context_tokens=max_context_tokens,
                 memory=memory,
+                double_texting=double_texting,
                 description=description,
             )
         )
@@ -414,7 +418,7 @@ class AsyncTurn(AsyncIterator[Event]):
                         await self.agent._answer(waits)
                     if tracker.ended:
                         return
-                replayed = False
+                replayed = tracker.joined
                 delay = backoff.next_delay()
                 if delay is None:
                     raise EngramUnavailable(grpc.StatusCode.UNAVAILABLE, "the turn did not end")

@@ -22,9 +22,12 @@ def create_agent(
     temperature: float | None,
     max_context_tokens: int | None,
     metadata: Mapping[str, str] | None,
+    double_texting: str = "",
 ) -> agent_pb2.CreateAgentRequest:
     config = agent_pb2.AgentConfig(
-        temperature=temperature or 0.0, max_context_tokens=max_context_tokens or 0
+        temperature=temperature or 0.0,
+        max_context_tokens=max_context_tokens or 0,
+        double_texting=double_texting,
     )
     return agent_pb2.CreateAgentRequest(
         model=model,
@@ -100,6 +103,7 @@ def edit(
     temperature: float | None = None,
     max_context_tokens: int | None = None,
     memory: Mapping[str, str | None] | None = None,
+    double_texting: str | None = None,
     description: str = "",
 ) -> agent_pb2.ControlAgentRequest:
     """Only the fields given are changed; a note set to "" or None is deleted."""
@@ -109,6 +113,7 @@ def edit(
         "temperature": temperature,
         "max_context_tokens": max_context_tokens,
         "memory": dict(memory) if memory is not None else None,
+        "double_texting": double_texting,
     }
     patch = Struct()
     patch.update({k: v for k, v in values.items() if v is not None})

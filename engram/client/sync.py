@@ -99,10 +99,12 @@ class Engram:
         temperature: float | None = None,
         max_context_tokens: int | None = None,
         metadata: Mapping[str, str] | None = None,
+        double_texting: str = "",
     ) -> Agent:
         """A new agent. `tools` names worker or MCP tools (or gives `agent_pb2.Tool`s);
         `client_tools` are functions this client runs, declared with schemas from their
-        signatures; `approver` decides calls that wait for approval (None: a person does)."""
+        signatures; `approver` decides calls that wait for approval (None: a person does);
+        `double_texting` says what becomes of a message sent while the agent works."""
         hooks = ClientTools(client_tools)
         request = requests.create_agent(
             model=model,
@@ -112,6 +114,7 @@ class Engram:
             temperature=temperature,
             max_context_tokens=max_context_tokens,
             metadata=metadata,
+            double_texting=double_texting,
         )
         # Not resent on a dropped connection: that could create a second agent. It waits for the
         # gateway to be reachable instead.
@@ -312,6 +315,7 @@ class Agent:
         temperature: float | None = None,
         max_context_tokens: int | None = None,
         memory: Mapping[str, str | None] | None = None,
+        double_texting: str | None = None,
         description: str = "",
     ) -> str:
         """Change the agent from its next turn; only what is given changes."""
@@ -323,6 +327,7 @@ class Agent:
                 temperature=temperature,
                 max_context_tokens=max_context_tokens,
                 memory=memory,
+                double_texting=double_texting,
                 description=description,
             )
         )
@@ -452,8 +457,9 @@ class Turn(Iterator[Event]):
                     if tracker.ended:
                         return
                 # A Replay ends when nothing of the turn is in flight there: the turn may still be
-                # queued. Resending its message id waits for it, whatever its state.
-                replayed = False
+                # queued. Resending its message id waits for it, whatever its state; a message
+                # taken into another turn follows that turn with Replay.
+                replayed = tracker.joined
                 delay = backoff.next_delay()
                 if delay is None:
                     raise EngramUnavailable(grpc.StatusCode.UNAVAILABLE, "the turn did not end")

@@ -47,6 +47,9 @@ class TurnTracker:
         self.message_id = message_id
         self.cursor = StreamCursor()
         self.ended = False
+        # Its message was taken into another turn, which this tracker now follows (with Replay:
+        # the message's own stream has ended).
+        self.joined = False
         self._last_call: ToolCall | None = None
 
     @property
@@ -60,6 +63,10 @@ class TurnTracker:
         event = self.cursor.accept(message)
         if isinstance(event, ToolCall):
             self._last_call = event
+        if isinstance(event, Status) and event.status == Notice.JOINED and event.message:
+            # Taken into the turn in progress (double texting): that turn answers it.
+            self.message_id = event.message
+            self.joined = True
         if event is not None and ends_turn(event):
             self.ended = True
         return event

@@ -50,6 +50,8 @@ class EditPatch(BaseModel):
     tools: list[str | dict[str, Any]] | None = None
     # Tool name -> its approval policy on this agent from now on.
     approvals: dict[str, Literal["always", "never", "ask"]] | None = None
+    # What becomes of a message sent while the agent works (AgentConfig.double_texting).
+    double_texting: Literal["queue", "steer", "interrupt", "reject"] | None = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -84,6 +86,7 @@ _MUST_BE = {
     "memory": 'map note names to text (or "" / null to delete)',
     "tools": "a list of tool names or Tool objects, as in CreateAgent.tools",
     "approvals": 'map tool names to "always", "never" or "ask"',
+    "double_texting": '"queue", "steer", "interrupt" or "reject"',
 }
 
 

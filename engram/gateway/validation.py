@@ -11,7 +11,7 @@ from engram.gateway import edit_patch
 from engram.gateway.edit_patch import MAX_FIELD_BYTES as MAX_FIELD_BYTES
 from engram.gateway.errors import invalid
 from engram.v1 import agent_pb2
-from engram.vocabulary import AgentStatus
+from engram.vocabulary import AgentStatus, DoubleTexting
 from engram.workflows.types import EditInput
 
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
@@ -67,6 +67,8 @@ def create_request(req: agent_pb2.CreateAgentRequest, default_model: str) -> str
         raise invalid("config.max_duration must not be negative")
     if config.autonomous and not req.goal.strip():
         raise invalid("an autonomous agent needs a goal to work on")
+    if config.double_texting and config.double_texting not in set(DoubleTexting):
+        raise invalid(f"config.double_texting must be one of {', '.join(DoubleTexting)}")
     names = [t.name for t in req.tools]
     if any(not n for n in names) or len(set(names)) != len(names):
         raise invalid("every tool needs a unique, non-empty name")
@@ -106,5 +108,6 @@ def edit(request: agent_pb2.Edit) -> tuple[EditInput, list[agent_pb2.Tool] | Non
         max_context_tokens=patch.max_context_tokens,
         memory={name: content or "" for name, content in (patch.memory or {}).items()},
         approvals=dict(patch.approvals or {}),
+        double_texting=patch.double_texting,
         description=request.description[:1000],
     ), tools

@@ -84,6 +84,11 @@ class TurnPrinter:
             if event.restarting:
                 self.line("[yellow]↻ the reply restarts from the beginning[/]")
                 self.streamed = False
+            elif event.status == Notice.JOINED:
+                self.line("[dim]· taken into the turn in progress, which answers it[/]")
+            elif event.status == Notice.INTERRUPTED:
+                self.line("[yellow]✂ cut off by a new message[/]")
+                self.streamed = False
             elif event.status not in _QUIET:
                 self.line(f"[dim]· {escape(event.status)}: {escape(event.message)}[/]")
         elif isinstance(event, Final):

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         Query,
         TurnOutcome,
     )
-    from engram.workflows import autonomy, memory, ui
+    from engram.workflows import autonomy, double_texting, edits, ui
     from engram.workflows.events import EventLog
     from engram.workflows.ledger import NothingToRetry, TurnLedger
     from engram.workflows.llm_outcome import LLM_RETRY, cancelled, failed_result
@@ -53,7 +53,6 @@ with workflow.unsafe.imports_passed_through():
         InFlight,
         LLMRequest,
         LLMResult,
-        MemoryNote,
         RunInput,
         RunState,
         ToolRound,
@@ -88,6 +87,9 @@ class AgentWorkflow:
         self.prelude: list[Event] = []
         # The newest event the turn's gateway was sent (by an LLM call or an announcement).
         self.relayed_through = 0
+        # A new message cut off the step's LLM call (double texting: interrupt), which may be cut.
+        self.interrupted = False
+        self.interruptible = False
         if state.run is not None and state.turns and not state.turns[-1].outcome:
             # Continued as new in the middle of a run: its turn is still in progress.
             self.current = state.turns[-1]
@@ -214,6 +216,12 @@ class AgentWorkflow:
             if limit:
                 await self._report(turn, run, limit)
                 return False
+        # The safe point for messages that came in meanwhile: every call has its result.
+        if double_texting.waiting(self.state) and workflow.patched("double-texting"):
+            held = run.rounds if run is not None else self.rounds
+            double_texting.take_in(self.state, self.log, turn, held, self._now())
+            self._touch()
+        if run is not None:
             rounds = autonomy.recent_rounds(run, context_budget(self.state.spec))
             offer_tools = True
             user = autonomy.instructions(run)
@@ -223,12 +231,26 @@ class AgentWorkflow:
             offer_tools = not self.state.tools_refused and len(rounds) < max_rounds
             user = turn.user
         tools = self.tool_use.offered(run is not None) if offer_tools else []
+        self.interruptible = True
         result = await self._call_llm(self._request(turn, user, tools, rounds))
+        self.interruptible = False
         self._record(turn, result)
         self.relayed_through = self.state.next_seq - 1
         if run is not None:
             run.steps += 1
             run.tokens += result.tokens
+        if self.interrupted:
+            self.interrupted = False
+            if result.outcome == TurnOutcome.CANCELLED and not self.cancelling:
+                # Its partial text is not part of the conversation; the next step takes the
+                # message in.
+                self._emit(
+                    EventKind.STATUS,
+                    text="cut off by a new message",
+                    code=Notice.INTERRUPTED,
+                    message_id=mid,
+                )
+                return True
         # Calls to tools that were not offered are not made: the model must answer now.
         if result.outcome != TurnOutcome.COMPLETED or not result.tool_calls or not offer_tools:
             self._end_turn(turn, result)
@@ -416,6 +438,14 @@ class AgentWorkflow:
             message.message_id, message.content, message.reply_to, message.attachments
         ):
             self._touch()
+            if (
+                self.interruptible
+                and double_texting.interrupts(self.state)
+                and workflow.patched("double-texting")
+            ):
+                assert self.llm_call is not None
+                self.interrupted = True
+                self.llm_call.cancel()
         return await self._turn_result(message.message_id)
 
     @chat.validator
@@ -423,9 +453,11 @@ class AgentWorkflow:
         self._refuse_if_deleting()
         if not message.message_id:
             raise ValueError("message_id is required")
-        resend = self.ledger.find(message.message_id) is not None
+        resend = self.ledger.is_known(message.message_id)
         if not message.content.strip() and not message.attachments and not resend:
             raise ValueError("content is empty")
+        if not resend:
+            double_texting.refuse_if_busy(self.state, busy=self.current is not None)
 
     @workflow.update
     async def wait_turn(self, message_id: str) -> TurnResult:
@@ -477,30 +509,7 @@ class AgentWorkflow:
     @workflow.update
     def edit(self, edit: EditInput) -> str:
         """Change the goal, instructions, settings or memory notes; the next turn uses them."""
-        spec = self.state.spec
-        changed = [
-            name
-            for name, value in vars(edit).items()
-            if name != "description" and value is not None and value != {}
-        ]
-        if edit.goal is not None:
-            spec.goal = edit.goal
-            workflow.upsert_memo({"goal": spec.goal})
-        if edit.system_prompt is not None:
-            spec.system_prompt = edit.system_prompt
-        # spec.config is the AgentConfig as proto3 JSON, which GetAgent returns: keep it true.
-        if edit.temperature is not None:
-            spec.temperature = edit.temperature or None
-            spec.config["temperature"] = edit.temperature
-        if edit.max_context_tokens is not None:
-            spec.max_context_tokens = edit.max_context_tokens
-            spec.config["maxContextTokens"] = edit.max_context_tokens
-        now = self._now()
-        for name, content in edit.memory.items():
-            memory.write(self.state.notes, name, content, now)
-        if edit.tools is not None:
-            self.state.tools = edit.tools
-        self.state.approvals.update(edit.approvals)
+        changed = edits.apply(self.state, edit, self._now())
         self._notice(Notice.EDITED, edit.description or f"edited {', '.join(changed)}")
         self._touch()
         return self.state.status
@@ -508,13 +517,7 @@ class AgentWorkflow:
     @edit.validator
     def _validate_edit(self, edit: EditInput) -> None:
         self._refuse_if_deleting()
-        # Try the notes on a copy: an edit is applied whole or not at all.
-        trial = [MemoryNote(n.name, n.content) for n in self.state.notes]
-        for name, content in edit.memory.items():
-            try:
-                memory.write(trial, name, content, 0.0)
-            except memory.NoteError as err:
-                raise ValueError(f"memory note {name!r}: {err}") from None
+        edits.check(self.state, edit)
 
     @workflow.update
     def decide(self, decision: Decision) -> str:

@@ -207,7 +207,7 @@ def recent_rounds(run: RunState, budget_tokens: int) -> list[ToolRound]:
     kept, size = 0, 0
     for round_ in reversed(run.rounds):
         size += len(round_.text) + sum(len(c.arguments) for c in round_.calls)
-        size += sum(len(r) for r in round_.results)
+        size += sum(len(r) for r in round_.results) + sum(len(t) for t in round_.then)
         if size > room and kept:
             break
         kept += 1
@@ -227,6 +227,8 @@ def _fold(run: RunState, rounds: list[ToolRound]) -> None:
         for call, result in zip(round_.calls, round_.results, strict=True):
             line = f"{call.name}({call.arguments}) -> {result}".replace("\n", " ")
             run.earlier.append(line[:EARLIER_STEP_CHARS])
+        for text in round_.then:
+            run.earlier.append(f"the user said: {text}"[:EARLIER_STEP_CHARS])
     # The state stays small however long the run: the oldest lines go (the notes and the
     # conversation's summary are where lasting facts belong).
     run.earlier = run.earlier[-EARLIER_KEPT:]

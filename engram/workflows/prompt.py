@@ -50,14 +50,14 @@ def system_message(
 
 
 def turn_messages(turns: list[Turn]) -> list[ChatMessage]:
-    """Completed turns as user/assistant pairs; failed and cancelled turns leave nothing."""
+    """Completed turns as user/assistant pairs (with what the user added while the turn ran);
+    failed and cancelled turns leave nothing."""
     messages: list[ChatMessage] = []
     for turn in turns:
         if turn.outcome == TurnOutcome.COMPLETED:
-            messages += [
-                ChatMessage("user", turn.user, turn.attachments),
-                ChatMessage("assistant", turn.reply),
-            ]
+            messages.append(ChatMessage("user", turn.user, turn.attachments))
+            messages += [ChatMessage("user", text) for text in turn.added]
+            messages.append(ChatMessage("assistant", turn.reply))
     return messages
 
 

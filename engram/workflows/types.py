@@ -63,6 +63,10 @@ class Turn:
     ended_at: float = 0.0
     tokens: int = 0
     attachments: list[Attachment] = field(default_factory=list)
+    # Messages taken into this turn while it ran (double texting), oldest first.
+    added: list[str] = field(default_factory=list)
+    # A message taken into another turn: that turn's message id (outcome JOINED).
+    joined_to: str = ""
 
 
 @dataclass
@@ -252,6 +256,8 @@ class EditInput:
     # The agent's whole new set of tools (resolved by the gateway), and policy changes by name.
     tools: list[AgentTool] | None = None
     approvals: dict[str, str] = field(default_factory=dict)
+    # A DoubleTexting policy.
+    double_texting: str | None = None
     description: str = ""
 
 
@@ -345,6 +351,9 @@ class ToolRound:
     text: str
     calls: list[ToolCall]
     results: list[str]
+    # Messages from the user taken in after this round's results (double texting). A round with
+    # no calls only carries such messages.
+    then: list[str] = field(default_factory=list)
 
 
 @dataclass

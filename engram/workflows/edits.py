@@ -1,0 +1,52 @@
+"""What an Edit changes (the goal, instructions, settings, notes, tools), checked whole first.
+
+Workflow code: the edit handler checks with `check` (in its validator, so a refused edit leaves
+no trace) and applies with `apply`; the next turn uses what changed.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+from engram.workflows import double_texting, memory
+from engram.workflows.types import AgentState, EditInput, MemoryNote
+
+
+def check(state: AgentState, edit: EditInput) -> None:
+    """ValueError if any part of the edit cannot be applied."""
+    # Try the notes on a copy: an edit is applied whole or not at all.
+    trial = [MemoryNote(n.name, n.content) for n in state.notes]
+    for name, content in edit.memory.items():
+        try:
+            memory.write(trial, name, content, 0.0)
+        except memory.NoteError as err:
+            raise ValueError(f"memory note {name!r}: {err}") from None
+
+
+def apply(state: AgentState, edit: EditInput, now: float) -> list[str]:
+    """Make the edit; the names of the fields it set."""
+    spec = state.spec
+    if edit.goal is not None:
+        spec.goal = edit.goal
+        workflow.upsert_memo({"goal": spec.goal})
+    if edit.system_prompt is not None:
+        spec.system_prompt = edit.system_prompt
+    # spec.config is the AgentConfig as proto3 JSON, which GetAgent returns: keep it true.
+    if edit.temperature is not None:
+        spec.temperature = edit.temperature or None
+        spec.config["temperature"] = edit.temperature
+    if edit.max_context_tokens is not None:
+        spec.max_context_tokens = edit.max_context_tokens
+        spec.config["maxContextTokens"] = edit.max_context_tokens
+    if edit.double_texting is not None:
+        spec.config[double_texting.CONFIG_KEY] = edit.double_texting
+    for name, content in edit.memory.items():
+        memory.write(state.notes, name, content, now)
+    if edit.tools is not None:
+        state.tools = edit.tools
+    state.approvals.update(edit.approvals)
+    return [
+        name
+        for name, value in vars(edit).items()
+        if name != "description" and value is not None and value != {}
+    ]
