@@ -250,15 +250,38 @@ def double_texting_scenario(engine: Engine, llm: FakeLLM) -> str:
     return agent_id
 
 
+def hand_over_scenario(engine: Engine, llm: FakeLLM) -> str:
+    """A run followed with Replay that continues as new (the engine keeps 80 history events a
+    run): its first run hands the follower over."""
+    stub = engine.stub()
+    steps = iter(range(1000))
+    llm.reply = lambda messages: (
+        ToolUse([("finish", '{"answer": "Twelve."}')])
+        if (n := next(steps)) >= 12
+        else ToolUse([("remember", f'{{"name": "step", "content": "{n}"}}')])
+    )
+    agent_id = create_agent(stub, goal="Count.", config=agent_pb2.AgentConfig(autonomous=True))
+    follow = Reader(stub.Replay(agent_pb2.ReplayRequest(agent_id=agent_id), timeout=60))
+    assert follow.done.wait(60) and follow.messages[-1].final_answer.content == "Twelve."
+    llm.reply = default_reply
+    return agent_id
+
+
 def _patch(values: dict[str, str]) -> Struct:
     patch = Struct()
     patch.update(values)
     return patch
 
 
-async def fetch(engine: Engine, agent_id: str) -> dict[str, object]:
+async def fetch(engine: Engine, agent_id: str, first_run: bool = False) -> dict[str, object]:
+    """The agent's latest run's history (or its first run's)."""
     client = await Client.connect(f"127.0.0.1:{engine.temporal_port}")
-    history = await client.get_workflow_handle(WORKFLOW_ID_PREFIX + agent_id).fetch_history()
+    workflow_id = WORKFLOW_ID_PREFIX + agent_id
+    run_id = None
+    if first_run:
+        runs = [r async for r in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+        run_id = min(runs, key=lambda r: r.start_time).run_id
+    history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
     return history.to_json_dict()
 
 
@@ -267,7 +290,10 @@ SCENARIOS = (
     ("-tools", tools_scenario),
     ("-run", run_scenario),
     ("-double-texting", double_texting_scenario),
+    ("-hand-over", hand_over_scenario),
 )
+# Scenarios recorded on an engine of their own, with these arguments; their first run is kept.
+OWN_ENGINE = {"-hand-over": ("--max-history-events", "80")}
 
 
 def main() -> None:
@@ -287,8 +313,17 @@ def main() -> None:
             for suffix, recorded in SCENARIOS:
                 if only and suffix.strip("-") not in only:
                     continue
-                agent_id = recorded(engine, llm)
-                history = asyncio.run(fetch(engine, agent_id))
+                used = engine
+                if suffix in OWN_ENGINE:
+                    used = Engine(
+                        Path(data) / suffix, llm.url, extra_args=OWN_ENGINE[suffix]
+                    ).start()
+                try:
+                    agent_id = recorded(used, llm)
+                    history = asyncio.run(fetch(used, agent_id, first_run=suffix in OWN_ENGINE))
+                finally:
+                    if used is not engine:
+                        used.stop()
                 target = HERE / f"agent-v{version}{suffix}.json"
                 target.write_text(json.dumps(history, indent=1) + "\n")
                 print(f"wrote {target}")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
+from engram.gateway.agent_service import turn_ended
 from engram.vocabulary import AgentStatus, Command, EventKind, Notice, TurnOutcome
 from engram.workflows.agent_workflow import AgentWorkflow
 from engram.workflows.types import (
@@ -222,6 +223,40 @@ async def test_a_long_run_continues_as_new_and_keeps_its_counts(harness: Harness
     assert [m["content"] for m in made[:-1]] == [str(i) for i in range(steps)]
     seqs = [e.seq for e in page.events]
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_a_followed_run_still_continues_as_new(harness: Harness) -> None:
+    """Clients waiting on the run (as Chat and Replay do, through the gateway's `turn_ended`) and
+    a chat message queued behind it are handed over to each new run, and get the whole turn."""
+    steps = 30
+
+    def model(request: LLMRequest) -> str | LLMResult:
+        done = sum(1 for r in harness.fake.requests if r.tools) - 1
+        if done >= steps:
+            return calls("finish", {"answer": f"{done} steps"})
+        return calls("remember", {"name": "step", "content": str(done)})
+
+    harness.fake.reply = model
+    agent = await harness.create_agent(max_history_events=80, autonomous=True)
+    run_id = await run_id_of(agent)
+    followers = [asyncio.ensure_future(turn_ended(agent.handle, run_id)) for _ in range(2)]
+    await eventually(lambda: len(harness.fake.requests) >= 5, "a few steps")
+    queued = await agent.send("and then?", "after-run")
+
+    results = [await within(f, timeout=60) for f in followers]
+    assert len(await agent.runs()) >= 3  # it continued as new while they waited
+    for result in results:
+        assert not result.continued and result.message_id == run_id
+        assert result.events[-1].kind == EventKind.FINAL_ANSWER
+        assert result.events[-1].text == f"{steps} steps"
+        made = [json.loads(e.text) for e in result.events if e.kind == EventKind.TOOL_CALL]
+        assert [m["content"] for m in made[:-1]] == [str(i) for i in range(steps)]
+        seqs = [e.seq for e in result.events]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    # The message sent during the run was taken in at its next step (the default policy).
+    after = await within(turn_ended(agent.handle, "after-run", queued.result()), timeout=30)
+    assert [(e.kind, e.text) for e in after.events][-1] == (EventKind.STATUS, run_id)
+    assert "and then?" in [e.text for e in results[0].events]
 
 
 async def test_a_second_run_is_refused_while_one_works(harness: Harness) -> None:

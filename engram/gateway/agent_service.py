@@ -434,7 +434,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     self.hub.release(feed)
                     observed.abandon()
                     raise
-                result = asyncio.ensure_future(update.result())
+                result = asyncio.ensure_future(turn_ended(handle, message_id, update.result()))
                 return _PendingTurn(agent_id, message_id, feed, result, observed)
             if kind in (Command.PAUSE, Command.RESUME, Command.CANCEL):
                 await handle.execute_update(AgentWorkflow.control, Command(kind))
@@ -481,7 +481,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             self.hub.release(feed)
             observed.abandon()
             raise
-        result = asyncio.ensure_future(handle.execute_update(AgentWorkflow.wait_turn, run_id))
+        result = asyncio.ensure_future(turn_ended(handle, run_id))
         return _PendingTurn(agent_id, run_id, feed, result, observed)
 
     async def _decide(
@@ -538,7 +538,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 return
 
             async def record() -> Messages:
-                result = await handle.execute_update(AgentWorkflow.wait_turn, live.message_id)
+                result = await turn_ended(handle, live.message_id)
                 return await self._turn_messages(agent_id, result)
 
             merge = TurnMerge(live.message_id, after=last, everything=True)
@@ -575,6 +575,21 @@ class _PendingTurn:
     result: asyncio.Future[TurnResult]
     # Its metrics, trace span and log fields, from the moment the input arrived.
     observed: ObservedTurn
+
+
+async def turn_ended(
+    handle: WorkflowHandle[AgentWorkflow, str],
+    message_id: str,
+    first: Awaitable[TurnResult] | None = None,
+) -> TurnResult:
+    """The turn's whole record once it has ended. A run that continues as new mid-turn answers
+    its waiters "continued": they wait again, on the agent's next run."""
+    result = await (first or handle.execute_update(AgentWorkflow.wait_turn, message_id))
+    while result.continued:
+        # Until the old run has handed over, it answers at once: give it a moment.
+        await asyncio.sleep(0.05)
+        result = await handle.execute_update(AgentWorkflow.wait_turn, message_id)
+    return result
 
 
 def _messages(agent_id: str, events: list[Event]) -> Messages:

@@ -90,6 +90,8 @@ class AgentWorkflow:
         # A new message cut off the step's LLM call (double texting: interrupt), which may be cut.
         self.interrupted = False
         self.interruptible = False
+        # A run is about to continue as new: handlers waiting on a turn return "continued".
+        self.handing_over = False
         if state.run is not None and state.turns and not state.turns[-1].outcome:
             # Continued as new in the middle of a run: its turn is still in progress.
             self.current = state.turns[-1]
@@ -117,7 +119,7 @@ class AgentWorkflow:
                 # and it continues as new between two steps, when nobody waits on a handler.
                 if self.upkeep.events_pile_up():
                     await self.upkeep.archive_events()
-                if self._history_is_long() and workflow.all_handlers_finished():
+                if self._history_is_long() and await self._handed_over():
                     workflow.continue_as_new(self.state)
                 continue
             if self._ready():
@@ -154,6 +156,19 @@ class AgentWorkflow:
     def _ready(self) -> bool:
         """A queued message may start: none is in progress (a run takes its steps first)."""
         return self.current is None and self.ledger.ready()
+
+    async def _handed_over(self) -> bool:
+        """(Between two steps of a run) whether it may continue as new now. Whoever waits on a
+        turn is answered "continued" first and waits again on the new run: a run that a client
+        follows would otherwise never continue as new."""
+        if not workflow.all_handlers_finished():
+            if not workflow.patched("hand-over-waiters"):
+                return False
+            self.handing_over = True
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            self.handing_over = False
+        # A cancel or delete that came meanwhile is not part of the state: act on it here.
+        return not self.cancelling and not self.ledger.deleting
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
@@ -401,18 +416,7 @@ class AgentWorkflow:
             workflow.logger.warning("could not announce the events of turn %s", turn.message_id)
 
     def _status_changed(self) -> None:
-        run = self.state.run
-        if self.current is None:
-            status = AgentStatus.PAUSED if self.state.paused else AgentStatus.IDLE
-        elif self.state.pending:
-            status = AgentStatus.WAITING
-        elif run is not None and run.sleeping_until:
-            status = AgentStatus.SLEEPING
-        elif run is not None:
-            status = AgentStatus.WORKING
-        else:
-            status = AgentStatus.THINKING
-        self._set_status(status)
+        self._set_status(ui.status(self.state, turn_in_progress=self.current is not None))
 
     async def _call_llm(self, request: LLMRequest) -> LLMResult:
         self.llm_call = workflow.start_activity_method(
@@ -615,7 +619,11 @@ class AgentWorkflow:
     # --- helpers --------------------------------------------------------------------------
 
     async def _turn_result(self, message_id: str) -> TurnResult:
-        await workflow.wait_condition(lambda: self.ledger.has_ended(message_id))
+        await workflow.wait_condition(
+            lambda: self.ledger.has_ended(message_id) or self.handing_over
+        )
+        if not self.ledger.has_ended(message_id):
+            return TurnResult(message_id=message_id, events=[], continued=True)
         turn = self.ledger.find(message_id)
         if turn is None:
             raise ApplicationError(

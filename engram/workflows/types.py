@@ -273,6 +273,8 @@ class TurnResult:
     first_seq: int = 0
     last_seq: int = 0
     archived_through: int = 0
+    # The turn goes on in the agent's next run (it continued as new mid-run): wait there again.
+    continued: bool = False
 
 
 @dataclass

@@ -1,8 +1,9 @@
-"""What the Temporal Web UI says about an agent: its state now, in a few lines of markdown.
+"""What the Temporal Web UI says about an agent: its status and its state now, in markdown.
 
-Operators look at agents in the Web UI: besides the summary set at creation (goal, model), each
-agent keeps its current details up to date (idle, thinking, working on step n, waiting for a
-person, sleeping until when; turns so far, last message). Deterministic: built from the state.
+Operators look at agents in the Web UI: they filter on its status (a search attribute), and,
+besides the summary set at creation (goal, model), each agent keeps its current details up to
+date (idle, thinking, working on step n, waiting for a person, sleeping until when; turns so far,
+last message). Deterministic: built from the state.
 """
 
 from __future__ import annotations
@@ -11,6 +12,20 @@ from datetime import UTC, datetime
 
 from engram.vocabulary import AgentStatus
 from engram.workflows.types import AgentState
+
+
+def status(state: AgentState, *, turn_in_progress: bool) -> AgentStatus:
+    """What the agent is doing, as `Agent.status` and the status search attribute say it."""
+    run = state.run
+    if not turn_in_progress:
+        return AgentStatus.PAUSED if state.paused else AgentStatus.IDLE
+    if state.pending:
+        return AgentStatus.WAITING
+    if run is not None and run.sleeping_until:
+        return AgentStatus.SLEEPING
+    if run is not None:
+        return AgentStatus.WORKING
+    return AgentStatus.THINKING
 
 
 def current_details(state: AgentState, completed_turns: int) -> str:
