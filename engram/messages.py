@@ -12,8 +12,10 @@ RESTART_NOTICE = "the reply restarts from the beginning; discard the text shown 
 
 
 def timestamp(seconds: float) -> Timestamp:
+    """To the microsecond: a float of epoch seconds holds no more, so the time read back from a
+    message (`to_piece`) gives the same message again."""
     ts = Timestamp()
-    ts.FromNanoseconds(round(seconds * 1e9))
+    ts.FromMicroseconds(round(seconds * 1e6))
     return ts
 
 
@@ -62,14 +64,15 @@ def to_server_message(agent_id: str, event: Event) -> agent_pb2.ServerMessage:
 def to_piece(msg: agent_pb2.ServerMessage) -> StreamPiece | None:
     """The StreamPiece a relayed message was made from (None for a turn's prelude)."""
     kind = msg.WhichOneof("payload")
+    at = msg.timestamp.ToMicroseconds() / 1e6
     if kind == "text":
-        return StreamPiece(EventKind.TEXT, msg.text.content)
+        return StreamPiece(EventKind.TEXT, msg.text.content, at=at)
     if kind == "thought":
-        return StreamPiece(EventKind.THOUGHT, msg.thought.content)
+        return StreamPiece(EventKind.THOUGHT, msg.thought.content, at=at)
     if kind == "status" and msg.status.status == Notice.RESTARTING:
-        return StreamPiece(EventKind.RESTART, "")
+        return StreamPiece(EventKind.RESTART, "", at=at)
     if kind == "status":
-        return StreamPiece(EventKind.STATUS, msg.status.message, msg.status.status)
+        return StreamPiece(EventKind.STATUS, msg.status.message, msg.status.status, at=at)
     return None
 
 

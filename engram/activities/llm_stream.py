@@ -80,6 +80,7 @@ class LLMActivities:
 
         def publish(piece: StreamPiece) -> None:
             seq = request.first_text_seq + len(pieces)
+            piece.at = time.time()
             pieces.append(piece)
             event = Event(
                 seq=seq,
@@ -87,7 +88,7 @@ class LLMActivities:
                 text=piece.text,
                 code=piece.code,
                 message_id=request.message_id,
-                ts=time.time(),
+                ts=piece.at,
             )
             relay.send(to_server_message(request.agent_id, event))
 

@@ -336,7 +336,11 @@ class AgentWorkflow:
         """The LLM call's streamed pieces, as the turn's events."""
         for piece in result.pieces:
             self._emit(
-                EventKind(piece.kind), text=piece.text, code=piece.code, message_id=turn.message_id
+                EventKind(piece.kind),
+                text=piece.text,
+                code=piece.code,
+                message_id=turn.message_id,
+                at=piece.at,
             )
         turn.tokens += result.tokens
         self.state.tools_refused |= result.tools_refused
@@ -653,10 +657,16 @@ class AgentWorkflow:
             raise ApplicationError("agent is being deleted", type=ErrorType.FAILED_PRECONDITION)
 
     def _emit(
-        self, kind: EventKind, *, text: str = "", code: str = "", message_id: str = ""
+        self,
+        kind: EventKind,
+        *,
+        text: str = "",
+        code: str = "",
+        message_id: str = "",
+        at: float = 0.0,
     ) -> Event:
         event = self.log.emit(
-            kind=kind, text=text, code=code, message_id=message_id, now=self._now()
+            kind=kind, text=text, code=code, message_id=message_id, now=at or self._now()
         )
         self._touch()
         return event

@@ -396,6 +396,8 @@ class StreamPiece:
     kind: str
     text: str
     code: str = ""
+    # When it was published (epoch seconds): the stored event keeps the time the client was shown.
+    at: float = 0.0
 
 
 @dataclass
