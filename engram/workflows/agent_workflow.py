@@ -27,9 +27,12 @@ with workflow.unsafe.imports_passed_through():
         EventKind,
         Notice,
         Query,
+        Signal,
         TurnOutcome,
+        Update,
     )
     from engram.workflows import autonomy, memory, ui
+    from engram.workflows.describe import agent_info, link_child
     from engram.workflows.events import EventLog
     from engram.workflows.ledger import NothingToRetry, TurnLedger
     from engram.workflows.llm_outcome import LLM_RETRY, cancelled, failed_result
@@ -437,6 +440,16 @@ class AgentWorkflow:
         if not self.ledger.is_known(message_id):
             raise ValueError(f"no message {message_id!r}")
 
+    @workflow.update(name=Update.WITHDRAW)
+    def withdraw(self, message_id: str) -> str:
+        """The sender no longer wants this message answered (the agent that delegated it was
+        cancelled): its turn is cancelled if it is in progress, dropped if it still waits."""
+        if self.current is not None and self.current.message_id == message_id:
+            self._cancel_turn()
+        elif self.ledger.withdraw(message_id):
+            self._touch()
+        return self.state.status
+
     @workflow.update
     def control(self, command: str) -> str:
         """pause, resume, cancel (the turn in progress) or retry (the last failed turn)."""
@@ -573,29 +586,15 @@ class AgentWorkflow:
         if self.current is not None and self.current.message_id == message_id:
             self.current.reply_to = reply_to
 
+    @workflow.signal(name=Signal.ADD_CHILD)
+    def add_child(self, agent_id: str) -> None:
+        """A sub-agent was created for this agent (GetAgent lists it)."""
+        if link_child(self.state, agent_id):
+            self._set_status(AgentStatus(self.state.status))
+
     @workflow.query
     def describe(self) -> AgentInfo:
-        s = self.state
-        return AgentInfo(
-            spec=s.spec,
-            status=s.status,
-            created_at=s.created_at,
-            updated_at=s.updated_at,
-            completed_turns=self.ledger.completed_turns(),
-            tokens_used=s.tokens_used,
-            busy_seconds=s.busy_seconds,
-            queued_messages=len(s.queue),
-            last_seq=s.next_seq - 1,
-            notes=s.notes,
-            tool_calls=s.tool_calls,
-            tools=s.tools,
-            pending=s.pending,
-            run=s.run,
-            steps=self.ledger.completed_turns()
-            - s.run_turns
-            + s.run_steps
-            + (s.run.steps if s.run is not None else 0),
-        )
+        return agent_info(self.state, self.ledger.completed_turns())
 
     @workflow.query(name=Query.EVENTS_SINCE)
     def events_since(self, seq: int) -> EventsPage:
@@ -605,7 +604,7 @@ class AgentWorkflow:
             in_flight = InFlight(t.message_id, t.reply_to, t.first_seq)
         return EventsPage(self.log.since(seq), in_flight, self.state.archived_through)
 
-    @workflow.query
+    @workflow.query(name=Query.HISTORY)
     def history(self) -> HistoryPage:
         return HistoryPage(self.state.turns, self.state.archived_turns)
 
@@ -615,8 +614,11 @@ class AgentWorkflow:
         await workflow.wait_condition(lambda: self.ledger.has_ended(message_id))
         turn = self.ledger.find(message_id)
         if turn is None:
+            withdrawn = message_id in self.ledger.withdrawn
             raise ApplicationError(
-                "the agent was deleted before this message was answered",
+                "the message was withdrawn before it was answered"
+                if withdrawn
+                else "the agent was deleted before this message was answered",
                 type=ErrorType.FAILED_PRECONDITION,
             )
         return TurnResult(
