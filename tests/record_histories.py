@@ -1,4 +1,5 @@
-"""Record agent workflow histories for the replay tests: `python -m tests.record_histories`.
+"""Record agent workflow histories for the replay tests: `python -m tests.record_histories`
+(every scenario) or `python -m tests.record_histories agents` (the ones named).
 
 Run it before changing workflow logic, and keep the old files: every history recorded by a
 released version must still replay (tests/test_replay_histories.py).
@@ -8,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import tempfile
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 from google.protobuf.duration_pb2 import Duration
@@ -194,6 +197,58 @@ def run_scenario(engine: Engine, llm: FakeLLM) -> str:
     return agent_id
 
 
+def agents_scenario(engine: Engine, llm: FakeLLM) -> dict[str, str]:
+    """An agent with another agent and `create_helper` as tools: a delegated task answered, a
+    helper created, a delegation cancelled while the other agent waits for approval (its turn is
+    withdrawn), and one cancelled while the task waits in the paused agent's queue (dropped).
+    Both agents' histories: the one that delegates and the one delegated to."""
+    stub = engine.stub()
+    other = create_agent(stub, goal="Operate the services.", tools=[agent_pb2.Tool(name="deploy")])
+    agent_id = create_agent(
+        stub,
+        goal="Coordinate the release.",
+        tools=[agent_pb2.Tool(name=f"agent_{other}"), agent_pb2.Tool(name="create_helper")],
+    )
+    llm.reply = note_taker
+
+    def delegate(task: str) -> str:
+        return f"call agent_{other} {json.dumps({'task': task})}"
+
+    chat(stub, agent_id, delegate("Is the api up?"))
+    helper = {"goal": "Write release notes.", "task": "Draft the notes."}
+    chat(stub, agent_id, f"call create_helper {json.dumps(helper)}")
+
+    def cancel_when(ready: Callable[[agent_pb2.Agent], bool]) -> None:
+        def cancel() -> None:
+            deadline = time.monotonic() + 30
+            while not ready(stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=other))):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            stub.ControlAgent(
+                agent_pb2.ControlAgentRequest(agent_id=agent_id, cancel=agent_pb2.Cancel())
+            )
+
+        threading.Thread(target=cancel, daemon=True).start()
+
+    cancel_when(lambda agent: bool(agent.pending_calls))
+    chat(stub, agent_id, delegate('call deploy {"service": "api"}'))
+    stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=other, pause=agent_pb2.Pause()))
+    cancel_when(lambda agent: agent.queued_messages == 1)
+    chat(stub, agent_id, delegate("Later, please."))
+    stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=other, resume=agent_pb2.Resume()))
+    time.sleep(1)
+    llm.reply = default_reply
+    return {"-delegating": agent_id, "-delegated": other}
+
+
+SCENARIOS: dict[str, Callable[[Engine, FakeLLM], dict[str, str]]] = {
+    "chat": lambda engine, llm: {"": scenario(engine, llm)},
+    "tools": lambda engine, llm: {"-tools": tools_scenario(engine, llm)},
+    "run": lambda engine, llm: {"-run": run_scenario(engine, llm)},
+    "agents": agents_scenario,
+}
+
+
 def _patch(values: dict[str, str]) -> Struct:
     patch = Struct()
     patch.update(values)
@@ -206,7 +261,12 @@ async def fetch(engine: Engine, agent_id: str) -> dict[str, object]:
     return history.to_json_dict()
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
+    unknown = set(names) - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(
+            f"no scenario {', '.join(sorted(unknown))}; there are {', '.join(SCENARIOS)}"
+        )
     llm = FakeLLM().start()
     pyproject = tomllib.loads((HERE.parent.parent / "pyproject.toml").read_text())
     version = pyproject["project"]["version"]
@@ -218,19 +278,15 @@ def main() -> None:
             ENGRAM_TEST_EFFECTS=str(Path(data) / "effects.log"),
         ).start()
         try:
-            for suffix, recorded in (
-                ("", scenario),
-                ("-tools", tools_scenario),
-                ("-run", run_scenario),
-            ):
-                agent_id = recorded(engine, llm)
-                history = asyncio.run(fetch(engine, agent_id))
-                target = HERE / f"agent-v{version}{suffix}.json"
-                target.write_text(json.dumps(history, indent=1) + "\n")
-                print(f"wrote {target}")
+            for name in names or list(SCENARIOS):
+                for suffix, agent_id in SCENARIOS[name](engine, llm).items():
+                    history = asyncio.run(fetch(engine, agent_id))
+                    target = HERE / f"agent-v{version}{suffix}.json"
+                    target.write_text(json.dumps(history, indent=1) + "\n")
+                    print(f"wrote {target}")
         finally:
             engine.stop()
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
