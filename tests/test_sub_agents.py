@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +29,8 @@ from tests.conftest import chat, chat_in_background, create_agent, finals, user_
 from tests.engine import Engine
 from tests.fake_llm import FakeLLM, Script, ToolUse
 from tests.test_auth import bearer, create_key
+from tests.test_example import run_client
+from tests.test_readme_tools import examples
 from tests.test_tool_use import of_kind
 
 Stub = agent_pb2_grpc.AgentServiceStub
@@ -290,3 +294,36 @@ def test_another_tenants_agents_cannot_be_used(tenants: Tenants, agents_llm: Fak
     assert get(stub, helper, metadata=acme).parent_id == ours
     code, _ = refusal(lambda: get(stub, helper, metadata=globex))
     assert code == grpc.StatusCode.NOT_FOUND
+
+
+def test_the_readme_example_as_written(engine: Engine, llm: FakeLLM) -> None:
+    [example] = examples("## Agents as tools", "## Terminal")
+
+    def lead_and_others(messages: list[dict[str, Any]]) -> str | ToolUse:
+        last = messages[-1]
+        if last["role"] == "tool" and "users_email_idx" in last["content"]:
+            helper = {"goal": "Write release notes.", "task": "Draft notes for the migration."}
+            return ToolUse([("create_helper", json.dumps(helper))])
+        if last["role"] == "tool":
+            return "Yes: the index is there and the notes are drafted."
+        if last["content"] == "Can we ship the users migration?":
+            # The request being answered offers the lead's tools: the other agent is one.
+            offered = [t["function"]["name"] for t in llm.requests[-1]["tools"]]
+            dba = next(name for name in offered if name.startswith("agent_"))
+            return ToolUse([(dba, json.dumps({"task": "Is users.email indexed?"}))])
+        if last["content"] == "Is users.email indexed?":
+            return "Yes, by users_email_idx."
+        return "Notes: users get an email index."
+
+    llm.reply = lead_and_others
+    out = run_client(sys.executable, example, engine)
+    lines = [re.sub(r"agent_[0-9a-f-]{36}", "agent_<id>", line) for line in out.splitlines()]
+    assert lines == [
+        'Lead calls agent_<id> {"task": "Is users.email indexed?"}',
+        "It answers: Yes, by users_email_idx.",
+        'Lead calls create_helper {"goal": "Write release notes.", "task": "Draft notes for the '
+        'migration."}',
+        "It answers: Notes: users get an email index.",
+        "Lead: Yes: the index is there and the notes are drafted.",
+        "Write release notes.",
+    ]
