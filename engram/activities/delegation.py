@@ -107,7 +107,7 @@ class Delegation:
             raise ToolError(f"agent {agent_id} refused the task: {err.cause}") from None
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
-                raise ToolError(f"agent {agent_id} does not exist") from None
+                raise ToolError(f"agent {agent_id} does not exist or was deleted") from None
             raise
         while True:
             # In a task of its own: the SDK turns a cancel inside it into an RPC error, and this
