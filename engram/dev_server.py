@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 
 from engram.processes import die_with_parent
-from engram.vocabulary import MODEL_ATTRIBUTE, STATUS_ATTRIBUTE, TENANT_ATTRIBUTE
+from engram.vocabulary import (
+    MODEL_ATTRIBUTE,
+    PARENT_ATTRIBUTE,
+    STATUS_ATTRIBUTE,
+    TENANT_ATTRIBUTE,
+)
 
 
 def temporal_binary() -> str:
@@ -41,6 +46,7 @@ def start_dev_server(
         "--search-attribute", f"{STATUS_ATTRIBUTE.name}=Keyword",
         "--search-attribute", f"{TENANT_ATTRIBUTE.name}=Keyword",
         "--search-attribute", f"{MODEL_ATTRIBUTE.name}=Keyword",
+        "--search-attribute", f"{PARENT_ATTRIBUTE.name}=Keyword",
         # The worker sits beside the server: hand it each new agent's first workflow task and
         # each turn's LLM activity in the same round trip that creates them.
         "--dynamic-config-value", "system.enableEagerWorkflowStart=true",

@@ -130,6 +130,9 @@ class ToolName(StrEnum):
     """Sleep on a durable timer: `seconds` or `until`, and a `reason`."""
     ASK_USER = "ask_user"
     """Stop the run until the user answers the `question`."""
+    CREATE_HELPER = "create_helper"
+    """Create a helper agent with a `goal` and give it a `task`; its reply is the result (an agent
+    given it in `CreateAgent.tools`)."""
 
 
 class Command(StrEnum):
@@ -190,6 +193,9 @@ class ToolKind(StrEnum):
     activity."""
     CLIENT = "client"
     """Declared by the client with a schema; the client runs it and sends the result back."""
+    AGENT = "agent"
+    """Another Engram agent (`agent_<id>`), or `create_helper`, which makes one: an activity sends
+    it the task as a message and waits for its turn; the reply is the result."""
 
 
 class ApprovalPolicy(StrEnum):
@@ -236,6 +242,25 @@ class Query(StrEnum):
 
     EVENTS_SINCE = "events_since"
     """Stored events after a sequence id, and the turn in flight."""
+    HISTORY = "history"
+    """The turns still in the workflow (older ones are in the transcript store)."""
+
+
+class Update(StrEnum):
+    """Workflow updates called by name from outside the workflow's own module."""
+
+    CHAT = "chat"
+    """A user message: queue it (once per message id) and answer with its turn's events (the
+    workflow's `chat` method)."""
+    WITHDRAW = "withdraw"
+    """Nobody wants this message answered any more: cancel its turn, or drop it from the queue."""
+
+
+class Signal(StrEnum):
+    """Workflow signals sent by name from outside the workflow's own module."""
+
+    ADD_CHILD = "add_child"
+    """An agent was created as this agent's sub-agent: list it among the agent's children."""
 
 
 STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramStatus")
@@ -247,3 +272,7 @@ caller only its own tenant's agents. Set once, at CreateAgent."""
 
 MODEL_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramModel")
 """The agent's model, so operators can filter agents by model in the Web UI. Set at CreateAgent."""
+
+PARENT_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramParent")
+"""The id of the agent a sub-agent was created for (unset for other agents), so operators find an
+agent's helpers in the Web UI (`EngramParent = '<id>'`). Set once, when the sub-agent starts."""

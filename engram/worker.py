@@ -18,6 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from engram import TASK_QUEUE
 from engram.activities.archive import ArchiveActivities
+from engram.activities.delegation import Delegation
 from engram.activities.llm_stream import LLMActivities
 from engram.activities.tool_calls import ToolActivities
 from engram.llm_settings import LLMEndpoint
@@ -25,21 +26,26 @@ from engram.tools import ToolRegistry
 from engram.tools.catalog import agent_tools
 from engram.tools.mcp_tools import McpServers, parse_mcp_servers
 from engram.transcripts import TranscriptStore
-from engram.vocabulary import MODEL_ATTRIBUTE, STATUS_ATTRIBUTE, TENANT_ATTRIBUTE
+from engram.vocabulary import (
+    MODEL_ATTRIBUTE,
+    PARENT_ATTRIBUTE,
+    STATUS_ATTRIBUTE,
+    TENANT_ATTRIBUTE,
+)
 from engram.workflows.agent_workflow import AgentWorkflow
 
 log = logging.getLogger(__name__)
 
 
 async def ensure_search_attributes(client: Client) -> None:
-    """Register EngramStatus and EngramTenant, which ListAgents filters on, if the namespace
-    lacks them."""
+    """Register the search attributes ListAgents and operators filter on (EngramStatus,
+    EngramTenant, EngramModel, EngramParent) if the namespace lacks them."""
     existing = await client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace=client.namespace)
     )
     missing = [
         a.name
-        for a in (STATUS_ATTRIBUTE, TENANT_ATTRIBUTE, MODEL_ATTRIBUTE)
+        for a in (STATUS_ATTRIBUTE, TENANT_ATTRIBUTE, MODEL_ATTRIBUTE, PARENT_ATTRIBUTE)
         if a.name not in existing.custom_attributes
     ]
     if not missing:
@@ -95,6 +101,8 @@ def build_worker(
     llm = LLMActivities(endpoint, temporal=client, store=store)
     archive = ArchiveActivities(store)
     tools = tools or ToolActivities(ToolRegistry())
+    # Other agents as tools: their calls talk to the agents' workflows through this client.
+    tools.delegation = Delegation(client)
     return Worker(
         client,
         task_queue=TASK_QUEUE,

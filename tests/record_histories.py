@@ -1,7 +1,7 @@
-"""Record agent workflow histories for the replay tests: `python -m tests.record_histories`.
+"""Record agent workflow histories for the replay tests: `python -m tests.record_histories`
+(every scenario) or `python -m tests.record_histories agents` (the ones named).
 
-Run it before changing workflow logic (`python -m tests.record_histories double-texting` records
-one scenario), and keep the old files: every history recorded by a
+Run it before changing workflow logic, and keep the old files: every history recorded by a
 released version must still replay (tests/test_replay_histories.py).
 """
 
@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +268,62 @@ def hand_over_scenario(engine: Engine, llm: FakeLLM) -> str:
     return agent_id
 
 
+def agents_scenario(engine: Engine, llm: FakeLLM) -> dict[str, str]:
+    """An agent with another agent and `create_helper` as tools: a delegated task answered, a
+    helper created, a delegation cancelled while the other agent waits for approval (its turn is
+    withdrawn), and one cancelled while the task waits in the paused agent's queue (dropped).
+    Both agents' histories: the one that delegates and the one delegated to."""
+    stub = engine.stub()
+    other = create_agent(stub, goal="Operate the services.", tools=[agent_pb2.Tool(name="deploy")])
+    agent_id = create_agent(
+        stub,
+        goal="Coordinate the release.",
+        tools=[agent_pb2.Tool(name=f"agent_{other}"), agent_pb2.Tool(name="create_helper")],
+    )
+    llm.reply = note_taker
+
+    def delegate(task: str) -> str:
+        return f"call agent_{other} {json.dumps({'task': task})}"
+
+    chat(stub, agent_id, delegate("Is the api up?"))
+    helper = {"goal": "Write release notes.", "task": "Draft the notes."}
+    chat(stub, agent_id, f"call create_helper {json.dumps(helper)}")
+
+    def cancel_when(ready: Callable[[agent_pb2.Agent], bool]) -> None:
+        def cancel() -> None:
+            deadline = time.monotonic() + 30
+            while not ready(stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=other))):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            stub.ControlAgent(
+                agent_pb2.ControlAgentRequest(agent_id=agent_id, cancel=agent_pb2.Cancel())
+            )
+
+        threading.Thread(target=cancel, daemon=True).start()
+
+    cancel_when(lambda agent: bool(agent.pending_calls))
+    chat(stub, agent_id, delegate('call deploy {"service": "api"}'))
+    stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=other, pause=agent_pb2.Pause()))
+    cancel_when(lambda agent: agent.queued_messages == 1)
+    chat(stub, agent_id, delegate("Later, please."))
+    stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=other, resume=agent_pb2.Resume()))
+    time.sleep(1)
+    llm.reply = default_reply
+    return {"-delegating": agent_id, "-delegated": other}
+
+
+SCENARIOS: dict[str, Callable[[Engine, FakeLLM], dict[str, str]]] = {
+    "chat": lambda engine, llm: {"": scenario(engine, llm)},
+    "tools": lambda engine, llm: {"-tools": tools_scenario(engine, llm)},
+    "run": lambda engine, llm: {"-run": run_scenario(engine, llm)},
+    "agents": agents_scenario,
+    "double-texting": lambda engine, llm: {"-double-texting": double_texting_scenario(engine, llm)},
+    "hand-over": lambda engine, llm: {"-hand-over": hand_over_scenario(engine, llm)},
+}
+# Scenarios recorded on an engine of their own, with these arguments; their first run is kept.
+OWN_ENGINE = {"hand-over": ("--max-history-events", "80")}
+
+
 def _patch(values: dict[str, str]) -> Struct:
     patch = Struct()
     patch.update(values)
@@ -285,20 +342,12 @@ async def fetch(engine: Engine, agent_id: str, first_run: bool = False) -> dict[
     return history.to_json_dict()
 
 
-SCENARIOS = (
-    ("", scenario),
-    ("-tools", tools_scenario),
-    ("-run", run_scenario),
-    ("-double-texting", double_texting_scenario),
-    ("-hand-over", hand_over_scenario),
-)
-# Scenarios recorded on an engine of their own, with these arguments; their first run is kept.
-OWN_ENGINE = {"-hand-over": ("--max-history-events", "80")}
-
-
-def main() -> None:
-    # Names given (e.g. `double-texting`) record only those scenarios.
-    only = set(sys.argv[1:])
+def main(names: list[str]) -> None:
+    unknown = set(names) - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(
+            f"no scenario {', '.join(sorted(unknown))}; there are {', '.join(SCENARIOS)}"
+        )
     llm = FakeLLM().start()
     pyproject = tomllib.loads((HERE.parent.parent / "pyproject.toml").read_text())
     version = pyproject["project"]["version"]
@@ -310,26 +359,22 @@ def main() -> None:
             ENGRAM_TEST_EFFECTS=str(Path(data) / "effects.log"),
         ).start()
         try:
-            for suffix, recorded in SCENARIOS:
-                if only and suffix.strip("-") not in only:
-                    continue
+            for name in names or list(SCENARIOS):
                 used = engine
-                if suffix in OWN_ENGINE:
-                    used = Engine(
-                        Path(data) / suffix, llm.url, extra_args=OWN_ENGINE[suffix]
-                    ).start()
+                if name in OWN_ENGINE:
+                    used = Engine(Path(data) / name, llm.url, extra_args=OWN_ENGINE[name]).start()
                 try:
-                    agent_id = recorded(used, llm)
-                    history = asyncio.run(fetch(used, agent_id, first_run=suffix in OWN_ENGINE))
+                    for suffix, agent_id in SCENARIOS[name](used, llm).items():
+                        history = asyncio.run(fetch(used, agent_id, first_run=name in OWN_ENGINE))
+                        target = HERE / f"agent-v{version}{suffix}.json"
+                        target.write_text(json.dumps(history, indent=1) + "\n")
+                        print(f"wrote {target}")
                 finally:
                     if used is not engine:
                         used.stop()
-                target = HERE / f"agent-v{version}{suffix}.json"
-                target.write_text(json.dumps(history, indent=1) + "\n")
-                print(f"wrote {target}")
         finally:
             engine.stop()
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -250,6 +250,24 @@ def test_cancel_while_waiting_for_approval(
     assert effects(agent_id, effects_log) == []
 
 
+def test_cancel_while_a_worker_tool_runs(
+    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM
+) -> None:
+    """The tool is stopped and the turn ends cancelled; the agent lives on."""
+    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="slow")])
+    reader = chat_in_background(stub, agent_id, 'call slow {"seconds": 30}')
+    deadline = time.monotonic() + 20
+    while not of_kind(reader.messages, "tool_call"):
+        assert time.monotonic() < deadline and not reader.done.is_set(), reader.messages
+        time.sleep(0.02)
+    started = time.monotonic()
+    stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=agent_id, cancel=agent_pb2.Cancel()))
+    assert reader.done.wait(20) and reader.status == grpc.StatusCode.OK, reader.error
+    assert reader.messages[-1].error.code == "CANCELLED"
+    assert time.monotonic() - started < 5
+    assert finals(chat(stub, agent_id, "still there?")) == ["Sure."]
+
+
 def location_tool() -> agent_pb2.Tool:
     schema = Struct()
     schema.update({"type": "object", "properties": {"precision": {"type": "string"}}})

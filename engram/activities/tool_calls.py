@@ -24,6 +24,7 @@ from temporalio import activity
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
+from engram.activities.delegation import Delegation
 from engram.observability import metrics
 from engram.observability.metrics import ToolOutcome
 from engram.tools import (
@@ -39,11 +40,21 @@ from engram.tools import (
     ToolRegistry,
     WorkerTool,
 )
+from engram.tools.agents import (
+    DELEGATION_RETRIES,
+    DELEGATION_TIMEOUT_SECONDS,
+    is_delegation,
+    referenced_agent,
+)
 from engram.tools.mcp_tools import McpServers, McpToolUnknown, McpUnavailable
+from engram.vocabulary import ToolKind
 
 HEARTBEAT_EVERY = 1.0
 # A tool's output goes into workflow history and the model's context: keep it to a sane size.
 MAX_OUTPUT_CHARS = 64_000
+DELEGATION_POLICY = ToolPolicy(
+    timeout_seconds=DELEGATION_TIMEOUT_SECONDS, retries=DELEGATION_RETRIES
+)
 
 
 class _Refused(Exception):
@@ -51,16 +62,27 @@ class _Refused(Exception):
 
 
 class ToolActivities:
-    def __init__(self, registry: ToolRegistry, mcp_servers: McpServers | None = None) -> None:
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        mcp_servers: McpServers | None = None,
+        delegation: Delegation | None = None,
+    ) -> None:
         self.registry = registry
         self.mcp = mcp_servers or McpServers()
+        # Calls answered by other agents (`agent_<id>`, `create_helper`); they need the worker's
+        # Temporal client, so the worker sets this (engram.worker.build_worker).
+        self.delegation = delegation
 
     @activity.defn(dynamic=True)
     async def call_tool(self, args: Sequence[RawValue]) -> ToolCallOutput:
         name = activity.info().activity_type.removeprefix(TOOL_ACTIVITY_PREFIX)
-        # Counted under its name only if it is a tool here: a model's inventions are unbounded.
+        # Counted under its name only if it is a tool here: a model's inventions are unbounded,
+        # and so are agents' ids.
         known = self.registry.get(name) is not None or self.mcp.owner(name) is not None
         tool = name if known else metrics.UNKNOWN_TOOL
+        if self.delegation is not None and is_delegation(name):
+            tool = ToolKind.AGENT if referenced_agent(name) else name
         try:
             output = await self._call_tool(args)
         except asyncio.CancelledError:
@@ -93,6 +115,9 @@ class ToolActivities:
             if call.name != name:
                 raise _Refused(f"activity {info.activity_type} was asked to run {call.name!r}")
             arguments = _parse_arguments(name, call.arguments)
+            if self.delegation is not None and is_delegation(name):
+                run = self._delegate(self.delegation, call, arguments)
+                return await self._attempt(call, DELEGATION_POLICY, context, run)
             worker_tool = self.registry.get(name)
             if worker_tool is not None:
                 run = self._run_worker_tool(worker_tool, arguments, context)
@@ -170,6 +195,13 @@ class ToolActivities:
             # A sync tool runs in a thread; cancelling the activity cannot stop it, only abandon it.
             result = await asyncio.to_thread(worker_tool.run, kwargs)
         return ToolCallOutput(output=_as_text(result))
+
+    async def _delegate(
+        self, delegation: Delegation, call: ToolCallInput, arguments: dict[str, Any]
+    ) -> ToolCallOutput:
+        result = await delegation.run(call, arguments)
+        result.output = _cap(result.output)
+        return result
 
     async def _run_mcp(self, call: ToolCallInput, arguments: dict[str, Any]) -> ToolCallOutput:
         result = await self.mcp.call(

@@ -52,6 +52,9 @@ class AgentInfo:
     notes: tuple[Note, ...] = ()
     pending_calls: tuple[PendingCall, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
+    # The agent this one is a sub-agent of, and its own sub-agents ("Agents as tools").
+    parent_id: str = ""
+    children: tuple[str, ...] = ()
 
     @staticmethod
     def of(agent: agent_pb2.Agent) -> AgentInfo:
@@ -83,6 +86,8 @@ class AgentInfo:
                 for p in agent.pending_calls
             ),
             metadata=dict(agent.metadata),
+            parent_id=agent.parent_id,
+            children=tuple(agent.children),
         )
 
 

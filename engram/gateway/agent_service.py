@@ -11,7 +11,6 @@ import base64
 import binascii
 import functools
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -23,11 +22,11 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.json_format import MessageToDict, ParseDict
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.client import WorkflowUpdateStage as Stage
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from engram import TASK_QUEUE, WORKFLOW_ID_PREFIX
+from engram import WORKFLOW_ID_PREFIX
+from engram.agent_start import NewAgent, start_agent
 from engram.auth.tenancy import AgentAccess
-from engram.gateway import attachments, tool_specs, validation, web_ui
+from engram.gateway import attachments, sub_agents, tool_specs, validation
 from engram.gateway.errors import GatewayError, from_temporal, invalid
 from engram.gateway.token_hub import TokenHub, TurnFeed
 from engram.gateway.transcript_reader import TranscriptReader
@@ -35,25 +34,24 @@ from engram.gateway.turn_stream import Cursor, Messages, TurnMerge, follow_turn
 from engram.messages import timestamp, to_server_message
 from engram.observability import metrics
 from engram.observability.turns import ObservedTurn
+from engram.tools.agents import helper_tool
 from engram.transcripts import TranscriptStore
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from engram.vocabulary import (
-    MODEL_ATTRIBUTE,
+    PARENT_ATTRIBUTE,
     STATUS_ATTRIBUTE,
-    TENANT_ATTRIBUTE,
     AgentStatus,
     Command,
+    ToolName,
 )
 from engram.workflows.agent_workflow import AgentWorkflow
 from engram.workflows.types import (
     AgentInfo,
     AgentSpec,
-    AgentState,
     AgentTool,
     ChatInput,
     EditInput,
     Event,
-    PendingMessage,
     RunInput,
     RunState,
     TurnResult,
@@ -148,9 +146,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self, request: agent_pb2.CreateAgentRequest, context: Context
     ) -> agent_pb2.CreateAgentResponse:
         model = validation.create_request(request, self.settings.default_model)
+        parent_id = validation.agent_id(request.parent_id) if request.parent_id else ""
+        if parent_id:
+            await sub_agents.live_agent(self.client, self.access, parent_id)
         tools = await self._resolve_tools(request.tools)
         await self.access.check_quota()
-        tenant = self.access.tenant()
         agent_id = str(uuid.uuid4())
         spec = AgentSpec(
             agent_id=agent_id,
@@ -162,52 +162,18 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             config=MessageToDict(request.config),
             temperature=request.config.temperature or None,
             max_context_tokens=request.config.max_context_tokens,
+            parent_id=parent_id,
         )
-        now = time.time()
-        await self.client.start_workflow(
-            AgentWorkflow.run,
-            AgentState(
+        info = await start_agent(
+            self.client,
+            NewAgent(
                 spec=spec,
-                created_at=now,
-                updated_at=now,
-                max_history_events=self.settings.max_history_events,
                 tools=tools,
+                tenant=self.access.tenant(),
                 auto_approve_read_only=request.config.auto_approve_read_only,
-                # An autonomous agent starts working on its goal as soon as it exists.
-                queue=[PendingMessage(f"run-{uuid.uuid4()}", "", starts_run=True)]
-                if request.config.autonomous
-                else [],
+                autonomous=request.config.autonomous,
+                max_history_events=self.settings.max_history_events,
             ),
-            id=WORKFLOW_ID_PREFIX + agent_id,
-            task_queue=TASK_QUEUE,
-            memo={
-                "goal": spec.goal,
-                "model": model,
-                "created_at": now,
-                "metadata": spec.metadata,
-                "tenant": tenant,
-            },
-            search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(STATUS_ATTRIBUTE, AgentStatus.IDLE)]
-                + [SearchAttributePair(MODEL_ATTRIBUTE, model)]
-                + ([SearchAttributePair(TENANT_ATTRIBUTE, tenant)] if tenant else [])
-            ),
-            # What the Web UI shows for the agent: its goal and model, then how it was made.
-            static_summary=web_ui.summary(spec),
-            static_details=web_ui.details(spec, tools, tenant),
-            request_eager_start=True,
-        )
-        info = AgentInfo(
-            spec=spec,
-            status=AgentStatus.IDLE,
-            created_at=now,
-            updated_at=now,
-            completed_turns=0,
-            tokens_used=0,
-            busy_seconds=0.0,
-            queued_messages=0,
-            last_seq=0,
-            tools=tools,
         )
         return agent_pb2.CreateAgentResponse(agent_id=agent_id, agent=_agent_message(info))
 
@@ -280,7 +246,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             )
         handle = await self._owned(agent_id)
         if command == "edit":
-            status = await handle.execute_update(AgentWorkflow.edit, await self._edit(request.edit))
+            change = await self._edit(request.edit, agent_id)
+            status = await handle.execute_update(AgentWorkflow.edit, change)
         elif command == "approval":
             status = await self._decide(handle, request.approval)
         elif command == "tool_result":
@@ -312,20 +279,27 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self, request: agent_pb2.ListToolsRequest, context: Context
     ) -> agent_pb2.ListToolsResponse:
         catalog = await asyncio.to_thread(self.store.tools)
-        return agent_pb2.ListToolsResponse(tools=[tool_specs.to_proto(t) for t in catalog])
+        # Engram's own tool for making helpers is given like the workers' (`agent_<id>`, one per
+        # agent, is not listed).
+        tools = [t for t in catalog if t.name != ToolName.CREATE_HELPER] + [helper_tool()]
+        return agent_pb2.ListToolsResponse(tools=[tool_specs.to_proto(t) for t in tools])
 
-    async def _edit(self, request: agent_pb2.Edit) -> EditInput:
+    async def _edit(self, request: agent_pb2.Edit, agent_id: str) -> EditInput:
         """An Edit, checked, with the tools it names resolved against the workers' catalog."""
         change, tools = validation.edit(request)
         if tools is not None:
-            change.tools = await self._resolve_tools(tools)
+            change.tools = await self._resolve_tools(tools, agent_id)
         return change
 
-    async def _resolve_tools(self, requested: Sequence[agent_pb2.Tool]) -> list[AgentTool]:
+    async def _resolve_tools(
+        self, requested: Sequence[agent_pb2.Tool], agent_id: str = ""
+    ) -> list[AgentTool]:
+        """The tools of agent `agent_id` ("" for a new one): the workers' and other agents."""
         if not requested:
             return []
         catalog = await asyncio.to_thread(self.store.tools)
-        return tool_specs.resolve(requested, catalog)
+        agents = await sub_agents.agent_tools(requested, self.client, self.access, agent_id)
+        return tool_specs.resolve(requested, catalog + agents)
 
     @_reports_errors
     async def GetHistory(
@@ -440,7 +414,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 await handle.execute_update(AgentWorkflow.control, Command(kind))
                 return None
             if kind == "edit":
-                await handle.execute_update(AgentWorkflow.edit, await self._edit(message.edit))
+                change = await self._edit(message.edit, agent_id)
+                await handle.execute_update(AgentWorkflow.edit, change)
                 return None
             if kind == "approval":
                 await self._decide(handle, message.approval)
@@ -637,6 +612,8 @@ def _agent_message(info: AgentInfo) -> agent_pb2.Agent:
             for p in info.pending
         ],
         run=_run_info(info.run, info.status) if info.run is not None else None,
+        parent_id=spec.parent_id,
+        children=info.children,
     )
 
 
@@ -667,6 +644,7 @@ async def _listed_agent(execution: WorkflowExecution) -> agent_pb2.Agent:
         updated_at=timestamp(updated.timestamp()),
         metadata=memo.get("metadata", {}),
         model=memo.get("model", ""),
+        parent_id=execution.typed_search_attributes.get(PARENT_ATTRIBUTE) or "",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from engram import WORKFLOW_ID_PREFIX
 from engram.workflows.types import AgentSpec, AgentTool
 
 SUMMARY_CHARS = 200
@@ -14,6 +15,9 @@ def summary(spec: AgentSpec) -> str:
     goal = " ".join(spec.goal.split()) or "(no goal)"
     if len(goal) > SUMMARY_CHARS:
         goal = goal[: SUMMARY_CHARS - 1] + "…"
+    if spec.parent_id:
+        # The parent's full id is in the details: the summary line is short.
+        return f"{goal} · {spec.model} · sub-agent of {spec.parent_id[:8]}"
     return f"{goal} · {spec.model}"
 
 
@@ -21,6 +25,8 @@ def details(spec: AgentSpec, tools: list[AgentTool], tenant: str) -> str:
     lines = [f"**Agent** `{spec.agent_id}` · model `{spec.model}`"]
     if tenant:
         lines.append(f"**Tenant** {tenant}")
+    if spec.parent_id:
+        lines.append(f"**Sub-agent of** `{WORKFLOW_ID_PREFIX}{spec.parent_id}`")
     if spec.goal:
         lines.append(f"**Goal** {spec.goal}")
     if spec.system_prompt:

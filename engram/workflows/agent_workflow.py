@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -27,9 +26,13 @@ with workflow.unsafe.imports_passed_through():
         EventKind,
         Notice,
         Query,
+        Signal,
         TurnOutcome,
+        Update,
     )
     from engram.workflows import autonomy, double_texting, edits, ui
+    from engram.workflows.announce import announce
+    from engram.workflows.describe import agent_info, link_child
     from engram.workflows.events import EventLog
     from engram.workflows.ledger import NothingToRetry, TurnLedger
     from engram.workflows.llm_outcome import LLM_RETRY, cancelled, failed_result
@@ -388,36 +391,12 @@ class AgentWorkflow:
         self.deferred.clear()
 
     async def _announce(self, turn: Turn) -> None:
-        """Send the turn's events so far to its gateway now: a client must see a call that waits
-        for it (and one whose tool runs long) before the next LLM call would carry it there.
-
-        A regular activity, not a local one: it starts only once the workflow task that reached
-        this point is recorded, so a client never answers a call (an approval, a tool's result)
-        that a crash could still take back."""
-        request = AnnounceInput(
-            agent_id=self.state.spec.agent_id,
-            reply_to=turn.reply_to,
-            events=self.log.since(max(self.relayed_through, turn.first_seq - 1)),
-        )
-        try:
-            if workflow.patched("announce-after-commit"):
-                await workflow.execute_activity_method(
-                    LLMActivities.announce,
-                    request,
-                    start_to_close_timeout=timedelta(seconds=5),
-                    retry_policy=RetryPolicy(maximum_attempts=1),
-                )
-            else:
-                await workflow.execute_local_activity_method(
-                    LLMActivities.announce,
-                    request,
-                    start_to_close_timeout=timedelta(seconds=5),
-                    retry_policy=RetryPolicy(maximum_attempts=1),
-                )
+        """Send the turn's events so far to its gateway now (see workflows/announce.py)."""
+        since = max(self.relayed_through, turn.first_seq - 1)
+        events = self.log.since(since)
+        agent_id = self.state.spec.agent_id
+        if await announce(AnnounceInput(agent_id=agent_id, reply_to=turn.reply_to, events=events)):
             self.relayed_through = self.state.next_seq - 1
-        except ActivityError:
-            # Best effort, like all relaying: the durable record still has every event.
-            workflow.logger.warning("could not announce the events of turn %s", turn.message_id)
 
     def _status_changed(self) -> None:
         self._set_status(ui.status(self.state, turn_in_progress=self.current is not None))
@@ -476,6 +455,16 @@ class AgentWorkflow:
     def _validate_wait_turn(self, message_id: str) -> None:
         if not self.ledger.is_known(message_id):
             raise ValueError(f"no message {message_id!r}")
+
+    @workflow.update(name=Update.WITHDRAW)
+    def withdraw(self, message_id: str) -> str:
+        """The sender no longer wants this message answered (the agent that delegated it was
+        cancelled): its turn is cancelled if it is in progress, dropped if it still waits."""
+        if self.current is not None and self.current.message_id == message_id:
+            self._cancel_turn()
+        elif self.ledger.withdraw(message_id):
+            self._touch()
+        return self.state.status
 
     @workflow.update
     def control(self, command: str) -> str:
@@ -584,29 +573,15 @@ class AgentWorkflow:
         if self.current is not None and self.current.message_id == message_id:
             self.current.reply_to = reply_to
 
+    @workflow.signal(name=Signal.ADD_CHILD)
+    def add_child(self, agent_id: str) -> None:
+        """A sub-agent was created for this agent (GetAgent lists it)."""
+        if link_child(self.state, agent_id):
+            self._set_status(AgentStatus(self.state.status))
+
     @workflow.query
     def describe(self) -> AgentInfo:
-        s = self.state
-        return AgentInfo(
-            spec=s.spec,
-            status=s.status,
-            created_at=s.created_at,
-            updated_at=s.updated_at,
-            completed_turns=self.ledger.completed_turns(),
-            tokens_used=s.tokens_used,
-            busy_seconds=s.busy_seconds,
-            queued_messages=len(s.queue),
-            last_seq=s.next_seq - 1,
-            notes=s.notes,
-            tool_calls=s.tool_calls,
-            tools=s.tools,
-            pending=s.pending,
-            run=s.run,
-            steps=self.ledger.completed_turns()
-            - s.run_turns
-            + s.run_steps
-            + (s.run.steps if s.run is not None else 0),
-        )
+        return agent_info(self.state, self.ledger.completed_turns())
 
     @workflow.query(name=Query.EVENTS_SINCE)
     def events_since(self, seq: int) -> EventsPage:
@@ -616,7 +591,7 @@ class AgentWorkflow:
             in_flight = InFlight(t.message_id, t.reply_to, t.first_seq)
         return EventsPage(self.log.since(seq), in_flight, self.state.archived_through)
 
-    @workflow.query
+    @workflow.query(name=Query.HISTORY)
     def history(self) -> HistoryPage:
         return HistoryPage(self.state.turns, self.state.archived_turns)
 
@@ -630,8 +605,11 @@ class AgentWorkflow:
             return TurnResult(message_id=message_id, events=[], continued=True)
         turn = self.ledger.find(message_id)
         if turn is None:
+            withdrawn = message_id in self.ledger.withdrawn
             raise ApplicationError(
-                "the agent was deleted before this message was answered",
+                "the message was withdrawn before it was answered"
+                if withdrawn
+                else "the agent was deleted before this message was answered",
                 type=ErrorType.FAILED_PRECONDITION,
             )
         return TurnResult(

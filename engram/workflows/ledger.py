@@ -24,6 +24,8 @@ class TurnLedger:
         self.state = state
         # Set by delete: no new message is taken and queued ones will never run.
         self.deleting = False
+        # Messages dropped from the queue by their sender (withdraw): they will never run.
+        self.withdrawn: set[str] = set()
 
     # --- questions ------------------------------------------------------------------------
 
@@ -42,10 +44,13 @@ class TurnLedger:
         return self.is_queued(message_id) or self.find(message_id) is not None
 
     def has_ended(self, message_id: str) -> bool:
-        """Its turn has an outcome, or it never will (dropped from the queue by delete)."""
+        """Its turn has an outcome, or it never will (dropped from the queue by delete or by its
+        sender)."""
         turn = self.find(message_id)
         if turn is not None:
             return bool(turn.outcome)
+        if message_id in self.withdrawn:
+            return True
         return self.deleting and not self.is_queued(message_id)
 
     def ready(self) -> bool:
@@ -114,6 +119,14 @@ class TurnLedger:
 
     def drop_queue(self) -> None:
         self.state.queue.clear()
+
+    def withdraw(self, message_id: str) -> bool:
+        """Drop a queued message whose sender no longer wants it answered; whether it was queued."""
+        if not self.is_queued(message_id):
+            return False
+        self.state.queue = [p for p in self.state.queue if p.message_id != message_id]
+        self.withdrawn.add(message_id)
+        return True
 
     def forget_oldest(self, count: int) -> list[Turn]:
         """Remove the oldest `count` turns (they are archived elsewhere); returns them."""

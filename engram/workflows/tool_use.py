@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from engram.tools import ToolCallInput, ToolCallOutput, ToolPolicy, execute_tool_call
 from engram.vocabulary import ApprovalPolicy, ErrorType, EventKind, Notice, ToolKind, Waiting
@@ -38,6 +38,7 @@ from engram.workflows.types import (
 
 # What the model is shown of one tool's output; the transcript keeps all of it.
 PROMPT_OUTPUT_CHARS = 16 * 1024
+TOOL_CANCEL_ENDS_TURN = "tool-cancel-ends-turn"
 
 
 class TurnCancelled(Exception):
@@ -319,6 +320,12 @@ class ToolUse:
             result = await self.running
         except asyncio.CancelledError:
             raise TurnCancelled from None
+        except ActivityError as err:
+            # A tool stopped by a cancel ends the turn. Before this patch it failed the workflow:
+            # histories that took that path replay as they were.
+            if is_cancelled_exception(err) and workflow.patched(TOOL_CANCEL_ENDS_TURN):
+                raise TurnCancelled from None
+            raise
         finally:
             self.running = None
         if result.unavailable:

@@ -26,6 +26,8 @@ class AgentSpec:
     config: dict[str, Any] = field(default_factory=dict)
     temperature: float | None = None
     max_context_tokens: int = 0
+    # The agent this one was created for, as its sub-agent ("" for any other agent).
+    parent_id: str = ""
 
 
 @dataclass(kw_only=True)
@@ -232,6 +234,8 @@ class AgentState:
     pending: list[PendingCall] = field(default_factory=list)
     decisions: dict[str, Decision] = field(default_factory=dict)
     client_results: dict[str, ClientToolResult] = field(default_factory=dict)
+    # Agents created as this one's sub-agents, newest last (the newest CHILDREN_KEPT).
+    children: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -312,6 +316,7 @@ class AgentInfo:
     run: RunState | None = None
     # Steps: a chat turn counts one, a run each of its LLM calls.
     steps: int = 0
+    children: list[str] = field(default_factory=list)
 
 
 @dataclass

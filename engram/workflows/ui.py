@@ -2,14 +2,15 @@
 
 Operators look at agents in the Web UI: they filter on its status (a search attribute), and,
 besides the summary set at creation (goal, model), each agent keeps its current details up to
-date (idle, thinking, working on step n, waiting for a person, sleeping until when; turns so far,
-last message). Deterministic: built from the state.
+date (idle, thinking, working on step n, waiting for a person, sleeping until when; its parent
+and sub-agents, by workflow id; turns so far, last message). Deterministic: built from the state.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from engram import WORKFLOW_ID_PREFIX
 from engram.vocabulary import AgentStatus
 from engram.workflows.types import AgentState
 
@@ -45,6 +46,11 @@ def current_details(state: AgentState, completed_turns: int) -> str:
         )
     if state.status == AgentStatus.PAUSED and state.queue:
         lines.append(f"{len(state.queue)} message(s) waiting for resume")
+    if state.spec.parent_id:
+        lines.append(f"sub-agent of `{WORKFLOW_ID_PREFIX}{state.spec.parent_id}`")
+    if state.children:
+        newest = ", ".join(f"`{WORKFLOW_ID_PREFIX}{c}`" for c in state.children[-3:])
+        lines.append(f"{len(state.children)} sub-agent(s), newest {newest}")
     lines.append(f"{completed_turns} turns · last activity {_when(state.updated_at)}")
     return "\n\n".join(lines)
 
