@@ -19,6 +19,14 @@ class LLMEndpoint:
     timeout: float = 60.0
     # For a single-model server (the local fallback): every agent's turns go to this model.
     serve_every_model_as: str = ""
+    # How a reply cut off by a crash is resumed: "off" (regenerated from the start, the client
+    # told to discard what it was shown), "prefill" (the partial reply is sent as the start of
+    # the assistant message, which the server continues: llama.cpp's server, Ollama) or "vllm"
+    # (the same, with vLLM's continue_final_message).
+    continuation: str = "off"
+
+
+CONTINUATIONS = ("off", "prefill", "vllm")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=float(os.environ.get("ENGRAM_LLM_TIMEOUT", "60")),
         help="seconds to wait for the endpoint to answer or send the next token",
+    )
+    group.add_argument(
+        "--llm-continuation",
+        choices=CONTINUATIONS,
+        default=os.environ.get("ENGRAM_LLM_CONTINUATION", "off"),
+        help="resume a reply cut off by a crash from where it stopped, if the endpoint can "
+        "continue a partial assistant message: prefill (llama.cpp server, Ollama) or vllm; "
+        "off regenerates it (default: ENGRAM_LLM_CONTINUATION, else off)",
     )
 
 
@@ -57,4 +73,5 @@ def endpoint_from_args(
         api_key=key,
         timeout=args.llm_timeout,
         serve_every_model_as=serve_every_model_as,
+        continuation=args.llm_continuation,
     )

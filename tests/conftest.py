@@ -43,6 +43,7 @@ def llm(fake_llm: FakeLLM) -> Iterator[FakeLLM]:
     fake_llm.models = fake_llm.api_key = None
     fake_llm.refuse_tools = False
     fake_llm.failures.clear()
+    fake_llm.cut_after = None
 
 
 # Worker tools every test engine runs: the tests' own, with side effects recorded in a file.

@@ -10,11 +10,12 @@ import argparse
 import itertools
 import json
 import re
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -154,6 +155,11 @@ class FakeLLM:
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     disconnects: int = 0
+    # Drop the connection after this many tokens of the next streamed reply (once), as a server
+    # that dies mid-reply does.
+    cut_after: int | None = None
+    # Requests that ended with a partial assistant message, which the reply went on from.
+    continued: int = 0
     failures: list[Failure] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
@@ -258,15 +264,24 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             scenario = Scenario.from_model(str(body.get("model", "")))
             if scenario is None:
                 scenario = Scenario(fake.ttft, fake.token_delay, None)
+            messages = body.get("messages", [])
+            # A partial reply to go on from (llama.cpp's and Ollama's prefill, vLLM's
+            # continue_final_message): the reply to the conversation before it, minus that part.
+            shown = ""
+            if messages and messages[-1].get("role") == "assistant":
+                shown = text_of_content(messages[-1].get("content"))
+                messages = messages[:-1]
+                with fake.lock:
+                    fake.continued += 1
             reply: Reply = (
-                "tok " * scenario.tokens
-                if scenario.tokens is not None
-                else fake.reply(body.get("messages", []))
+                "tok " * scenario.tokens if scenario.tokens is not None else fake.reply(messages)
             )
             reasoning = ""
             if isinstance(reply, Reasoning):
                 reasoning, reply = reply.reasoning, reply.reply
             tool_use = reply if isinstance(reply, ToolUse) else ToolUse([], reply)
+            if shown and tool_use.text.startswith(shown):
+                tool_use = replace(tool_use, text=tool_use.text[len(shown) :])
             if body.get("stream"):
                 self._stream(body, tool_use, scenario, reasoning)
             else:
@@ -290,9 +305,15 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             # Reasoning first, as its own deltas; the role comes with the very first delta.
             deltas = [("reasoning_content", t) for t in (tokens_of(reasoning) if reasoning else [])]
             deltas += [("content", t) for t in tokens]
+            with fake.lock:
+                cut, fake.cut_after = fake.cut_after, None
             try:
                 time.sleep(scenario.ttft)
                 for i, (key, token) in enumerate(deltas):
+                    if i == cut:
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
                     if i and scenario.token_delay:
                         time.sleep(scenario.token_delay)
                     delta = {"role": "assistant", key: token} if i == 0 else {key: token}

@@ -94,7 +94,8 @@ class LLMActivities:
 
         for event in request.prelude:
             relay.send(to_server_message(request.agent_id, event))
-        if pieces:
+        shown = self._continuable(pieces)
+        if pieces and shown is None:
             # An earlier attempt already streamed part of a reply that cannot be resumed.
             publish(StreamPiece(kind=EventKind.RESTART, text=""))
         model = self.endpoint.serve_every_model_as or request.model
@@ -111,7 +112,9 @@ class LLMActivities:
         try:
             refused = False
             try:
-                tokens, calls = await self._generate(request, model, publish, request.tools)
+                tokens, calls = await self._generate(
+                    request, model, publish, request.tools, shown or ""
+                )
             except openai.BadRequestError as err:
                 # Some models (many on Ollama) refuse any request that offers tools; the refusal
                 # comes before the stream starts.
@@ -119,7 +122,7 @@ class LLMActivities:
                     raise
                 activity.logger.warning("model %s refuses tools: %s", model, err.message)
                 refused = True
-                tokens, calls = await self._generate(request, model, publish, [])
+                tokens, calls = await self._generate(request, model, publish, [], shown or "")
             return LLMResult(
                 outcome=TurnOutcome.COMPLETED,
                 pieces=pieces,
@@ -244,17 +247,37 @@ class LLMActivities:
             prompt = [{"role": m.role, "content": m.content} for m in request.messages]
         return cast(list[ChatCompletionMessageParam], prompt + _tool_rounds(request))
 
+    def _continuable(self, pieces: list[StreamPiece]) -> str | None:
+        """The reply shown so far, if the endpoint can go on from it; None to regenerate."""
+        if not pieces or self.endpoint.continuation == "off":
+            return None
+        restart = max((i for i, p in enumerate(pieces) if p.kind == EventKind.RESTART), default=-1)
+        return "".join(p.text for p in pieces[restart + 1 :] if p.kind == EventKind.TEXT)
+
     async def _generate(
-        self, request: LLMRequest, model: str, publish: Any, tools: list[dict[str, Any]]
+        self,
+        request: LLMRequest,
+        model: str,
+        publish: Any,
+        tools: list[dict[str, Any]],
+        shown: str = "",
     ) -> tuple[int, list[ToolCall]]:
-        """Stream the reply's text to `publish`; the tokens used and the tools the model called."""
+        """Stream the reply's text to `publish` (going on from `shown`, the part of it a cut-off
+        attempt streamed); the tokens used and the tools the model called."""
+        messages = await self._chat_messages(request)
+        extra: dict[str, Any] = {}
+        if shown:
+            messages.append({"role": "assistant", "content": shown})
+            if self.endpoint.continuation == "vllm":
+                extra = {"continue_final_message": True, "add_generation_prompt": False}
         stream = await self.client.chat.completions.create(
             model=model,
-            messages=await self._chat_messages(request),
+            messages=messages,
             stream=True,
             stream_options={"include_usage": True},
             temperature=openai.omit if request.temperature is None else request.temperature,
             tools=cast(Any, tools) if tools else openai.omit,
+            extra_body=extra or None,
         )
         tokens = 0
         # Tool calls arrive in fragments, by index: the name first, the arguments in pieces.
