@@ -206,6 +206,30 @@ TOOL_ERROR = "error"
 """`Event.code` of a TOOL_RESULT that is an error."""
 
 
+class Overlap(StrEnum):
+    """What a schedule does with a wake-up that falls due while the agent works on a run
+    (`Schedule.overlap`)."""
+
+    SKIP = "skip"
+    """Drop it: the next wake-up is the first that falls due after the run."""
+    BUFFER_ONE = "buffer_one"
+    """Keep one, which starts as soon as the run ends; any more are dropped."""
+
+
+class WakeUpOutcome(StrEnum):
+    """How a scheduled wake-up ended: the wake-up workflow's result, and its memo in the Web UI."""
+
+    WOKE = "woke"
+    """It started a run on the agent, and the run has ended."""
+    COVERED = "covered"
+    """Its time came before the previous wake-up's run started (missed while the engine was
+    down, or while that wake-up waited): that run did its work."""
+    BUSY = "busy"
+    """The agent was working on another run and the schedule skips."""
+    AGENT_GONE = "agent_gone"
+    """The agent was deleted; the schedule, with nothing left to wake, was deleted too."""
+
+
 class Query(StrEnum):
     """Workflow queries called by name from outside the workflow's own module."""
 
@@ -222,3 +246,6 @@ caller only its own tenant's agents. Set once, at CreateAgent."""
 
 MODEL_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramModel")
 """The agent's model, so operators can filter agents by model in the Web UI. Set at CreateAgent."""
+
+SCHEDULED_START_ATTRIBUTE = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+"""Temporal's own: the time a schedule's firing was due, set on the workflow it starts."""

@@ -1,4 +1,5 @@
-"""The worker: runs agent workflows, their LLM activities and their tools."""
+"""The worker: runs agent workflows, their LLM activities and their tools, and the scheduled
+wake-ups that start agents' runs."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from engram import TASK_QUEUE
 from engram.activities.archive import ArchiveActivities
 from engram.activities.llm_stream import LLMActivities
 from engram.activities.tool_calls import ToolActivities
+from engram.activities.wake_up import WakeUpActivities
 from engram.llm_settings import LLMEndpoint
 from engram.tools import ToolRegistry
 from engram.tools.catalog import agent_tools
@@ -27,6 +29,7 @@ from engram.tools.mcp_tools import McpServers, parse_mcp_servers
 from engram.transcripts import TranscriptStore
 from engram.vocabulary import MODEL_ATTRIBUTE, STATUS_ATTRIBUTE, TENANT_ATTRIBUTE
 from engram.workflows.agent_workflow import AgentWorkflow
+from engram.workflows.wake_up import WakeUpWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +98,11 @@ def build_worker(
     llm = LLMActivities(endpoint, temporal=client, store=store)
     archive = ArchiveActivities(store)
     tools = tools or ToolActivities(ToolRegistry())
+    wake_up = WakeUpActivities(client)
     return Worker(
         client,
         task_queue=TASK_QUEUE,
-        workflows=[AgentWorkflow],
+        workflows=[AgentWorkflow, WakeUpWorkflow],
         activities=[
             llm.stream_chat,
             llm.summarize,
@@ -108,6 +112,9 @@ def build_worker(
             # Every `tool:<name>` activity, so each call shows in the Web UI as the tool it ran.
             tools.call_tool,
             tools.list_tools,
+            wake_up.firing,
+            wake_up.start_run,
+            wake_up.watch_run,
         ],
         workflow_runner=workflow_runner(),
         # Cancel requests reach a streaming activity through heartbeats: keep them frequent.

@@ -1,4 +1,5 @@
-"""Record agent workflow histories for the replay tests: `python -m tests.record_histories`.
+"""Record workflow histories for the replay tests: `python -m tests.record_histories [agent]
+[wake-up]` (both when neither is named).
 
 Run it before changing workflow logic, and keep the old files: every history recorded by a
 released version must still replay (tests/test_replay_histories.py).
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import tempfile
 import threading
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
@@ -194,19 +197,73 @@ def run_scenario(engine: Engine, llm: FakeLLM) -> str:
     return agent_id
 
 
+def wake_up_scenario(engine: Engine, llm: FakeLLM) -> dict[str, str]:
+    """A schedule's wake-ups (buffer_one, every second) while the agent works on a run of its
+    own: the first waits for that run, then starts its own and watches it end ("woke"); the one
+    kept behind it finds its time covered by that run ("covered"). Their workflow ids."""
+    stub = engine.stub()
+
+    def reply(messages: list[dict[str, Any]]) -> ToolUse:
+        long_job = "The long job." in json.dumps(messages)
+        if long_job and messages[-1]["role"] != "tool":
+            return ToolUse([("wait", '{"seconds": 3, "reason": "the long job"}')])
+        return ToolUse([("finish", '{"answer": "Done."}')])
+
+    llm.reply = reply
+    agent_id = create_agent(stub, goal="Watch the alerts.")
+    run = agent_pb2.Run(instructions="The long job.")
+    stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=agent_id, run=run))
+    request = agent_pb2.CreateScheduleRequest(
+        agent_id=agent_id,
+        name="alerts",
+        every=Duration(seconds=1),
+        instructions="Check the alerts.",
+        overlap="buffer_one",
+    )
+    schedule_id = stub.CreateSchedule(request).schedule_id
+    outcomes = asyncio.run(_wake_ups_until(engine, schedule_id, {"woke", "covered"}))
+    stub.DeleteSchedule(agent_pb2.DeleteScheduleRequest(agent_id=agent_id, name="alerts"))
+    llm.reply = default_reply
+    return outcomes
+
+
+async def _wake_ups_until(engine: Engine, schedule_id: str, wanted: set[str]) -> dict[str, str]:
+    """Workflow id of the first ended wake-up of each outcome wanted."""
+    client = await Client.connect(f"127.0.0.1:{engine.temporal_port}")
+    query = f"WorkflowType = 'WakeUpWorkflow' AND WorkflowId STARTS_WITH '{schedule_id}'"
+    found: dict[str, str] = {}
+    deadline = time.monotonic() + 30
+    while set(found) != wanted:
+        assert time.monotonic() < deadline, found
+        await asyncio.sleep(0.5)
+        async for execution in client.list_workflows(query + " AND ExecutionStatus = 'Completed'"):
+            outcome = (await client.get_workflow_handle(execution.id).result())["outcome"]
+            if outcome in wanted:
+                found.setdefault(outcome, execution.id)
+    return found
+
+
 def _patch(values: dict[str, str]) -> Struct:
     patch = Struct()
     patch.update(values)
     return patch
 
 
-async def fetch(engine: Engine, agent_id: str) -> dict[str, object]:
+async def fetch(engine: Engine, workflow_id: str) -> dict[str, object]:
     client = await Client.connect(f"127.0.0.1:{engine.temporal_port}")
-    history = await client.get_workflow_handle(WORKFLOW_ID_PREFIX + agent_id).fetch_history()
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
     return history.to_json_dict()
 
 
+def write(engine: Engine, workflow_id: str, name: str) -> None:
+    history = asyncio.run(fetch(engine, workflow_id))
+    target = HERE / f"{name}.json"
+    target.write_text(json.dumps(history, indent=1) + "\n")
+    print(f"wrote {target}")
+
+
 def main() -> None:
+    wanted = set(sys.argv[1:]) or {"agent", "wake-up"}
     llm = FakeLLM().start()
     pyproject = tomllib.loads((HERE.parent.parent / "pyproject.toml").read_text())
     version = pyproject["project"]["version"]
@@ -223,11 +280,12 @@ def main() -> None:
                 ("-tools", tools_scenario),
                 ("-run", run_scenario),
             ):
-                agent_id = recorded(engine, llm)
-                history = asyncio.run(fetch(engine, agent_id))
-                target = HERE / f"agent-v{version}{suffix}.json"
-                target.write_text(json.dumps(history, indent=1) + "\n")
-                print(f"wrote {target}")
+                if "agent" in wanted:
+                    agent_id = recorded(engine, llm)
+                    write(engine, WORKFLOW_ID_PREFIX + agent_id, f"agent-v{version}{suffix}")
+            if "wake-up" in wanted:
+                for outcome, workflow_id in wake_up_scenario(engine, llm).items():
+                    write(engine, workflow_id, f"wake-up-v{version}-{outcome}")
         finally:
             engine.stop()
 
