@@ -102,10 +102,10 @@ class WakeUpActivities:
         earlier = [
             a for a in description.info.recent_actions if a.scheduled_at.timestamp() < query.slot
         ]
-        if not earlier:
+        previous = max(earlier, key=lambda a: a.scheduled_at, default=None)
+        workflow_id = getattr(previous.action, "workflow_id", "") if previous else ""
+        if not workflow_id:
             return Firing(covered_until=None, waits_if_busy=waits)
-        previous = max(earlier, key=lambda a: a.scheduled_at)
-        workflow_id = getattr(previous.action, "workflow_id", "")
         try:
             memo = await (await self.client.get_workflow_handle(workflow_id).describe()).memo()
         except RPCError as err:
