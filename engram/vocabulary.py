@@ -237,6 +237,30 @@ TOOL_ERROR = "error"
 """`Event.code` of a TOOL_RESULT that is an error."""
 
 
+class Overlap(StrEnum):
+    """What a schedule does with a wake-up that falls due while the agent works on a run
+    (`Schedule.overlap`)."""
+
+    SKIP = "skip"
+    """Drop it: the next wake-up is the first that falls due after the run."""
+    BUFFER_ONE = "buffer_one"
+    """Keep one, which starts as soon as the run ends; any more are dropped."""
+
+
+class WakeUpOutcome(StrEnum):
+    """How a scheduled wake-up ended: the wake-up workflow's result, and its memo in the Web UI."""
+
+    WOKE = "woke"
+    """It started a run on the agent, and the run has ended."""
+    COVERED = "covered"
+    """Its time came before the previous wake-up's run started (missed while the engine was
+    down, or while that wake-up waited): that run did its work."""
+    BUSY = "busy"
+    """The agent was working on another run and the schedule skips."""
+    AGENT_GONE = "agent_gone"
+    """The agent was deleted; the schedule, with nothing left to wake, was deleted too."""
+
+
 class Query(StrEnum):
     """Workflow queries called by name from outside the workflow's own module."""
 
@@ -276,3 +300,6 @@ MODEL_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramModel")
 PARENT_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramParent")
 """The id of the agent a sub-agent was created for (unset for other agents), so operators find an
 agent's helpers in the Web UI (`EngramParent = '<id>'`). Set once, when the sub-agent starts."""
+
+SCHEDULED_START_ATTRIBUTE = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+"""Temporal's own: the time a schedule's firing was due, set on the workflow it starts."""

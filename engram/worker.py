@@ -1,4 +1,5 @@
-"""The worker: runs agent workflows, their LLM activities and their tools."""
+"""The worker: runs agent workflows, their LLM activities and their tools, and the scheduled
+wake-ups that start agents' runs."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from engram.activities.archive import ArchiveActivities
 from engram.activities.delegation import Delegation
 from engram.activities.llm_stream import LLMActivities
 from engram.activities.tool_calls import ToolActivities
+from engram.activities.wake_up import WakeUpActivities
 from engram.llm_settings import LLMEndpoint
 from engram.tools import ToolRegistry
 from engram.tools.catalog import agent_tools
@@ -33,6 +35,7 @@ from engram.vocabulary import (
     TENANT_ATTRIBUTE,
 )
 from engram.workflows.agent_workflow import AgentWorkflow
+from engram.workflows.wake_up import WakeUpWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +106,11 @@ def build_worker(
     tools = tools or ToolActivities(ToolRegistry())
     # Other agents as tools: their calls talk to the agents' workflows through this client.
     tools.delegation = Delegation(client)
+    wake_up = WakeUpActivities(client)
     return Worker(
         client,
         task_queue=TASK_QUEUE,
-        workflows=[AgentWorkflow],
+        workflows=[AgentWorkflow, WakeUpWorkflow],
         activities=[
             llm.stream_chat,
             llm.summarize,
@@ -116,6 +120,9 @@ def build_worker(
             # Every `tool:<name>` activity, so each call shows in the Web UI as the tool it ran.
             tools.call_tool,
             tools.list_tools,
+            wake_up.firing,
+            wake_up.start_run,
+            wake_up.watch_run,
         ],
         workflow_runner=workflow_runner(),
         # Cancel requests reach a streaming activity through heartbeats: keep them frequent.

@@ -1,5 +1,5 @@
-"""Record agent workflow histories for the replay tests: `python -m tests.record_histories`
-(every scenario) or `python -m tests.record_histories agents` (the ones named).
+"""Record workflow histories for the replay tests: `python -m tests.record_histories` (every
+scenario) or `python -m tests.record_histories agents wake-up` (the ones named).
 
 Run it before changing workflow logic, and keep the old files: every history recorded by a
 released version must still replay (tests/test_replay_histories.py).
@@ -319,9 +319,57 @@ SCENARIOS: dict[str, Callable[[Engine, FakeLLM], dict[str, str]]] = {
     "agents": agents_scenario,
     "double-texting": lambda engine, llm: {"-double-texting": double_texting_scenario(engine, llm)},
     "hand-over": lambda engine, llm: {"-hand-over": hand_over_scenario(engine, llm)},
+    # WakeUpWorkflow histories (their workflow ids), not agents'.
+    "wake-up": lambda engine, llm: {f"-{o}": w for o, w in wake_up_scenario(engine, llm).items()},
 }
 # Scenarios recorded on an engine of their own, with these arguments; their first run is kept.
 OWN_ENGINE = {"hand-over": ("--max-history-events", "80")}
+
+
+def wake_up_scenario(engine: Engine, llm: FakeLLM) -> dict[str, str]:
+    """A schedule's wake-ups (buffer_one, every second) while the agent works on a run of its
+    own: the first waits for that run, then starts its own and watches it end ("woke"); the one
+    kept behind it finds its time covered by that run ("covered"). Their workflow ids."""
+    stub = engine.stub()
+
+    def reply(messages: list[dict[str, Any]]) -> ToolUse:
+        long_job = "The long job." in json.dumps(messages)
+        if long_job and messages[-1]["role"] != "tool":
+            return ToolUse([("wait", '{"seconds": 3, "reason": "the long job"}')])
+        return ToolUse([("finish", '{"answer": "Done."}')])
+
+    llm.reply = reply
+    agent_id = create_agent(stub, goal="Watch the alerts.")
+    run = agent_pb2.Run(instructions="The long job.")
+    stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=agent_id, run=run))
+    request = agent_pb2.CreateScheduleRequest(
+        agent_id=agent_id,
+        name="alerts",
+        every=Duration(seconds=1),
+        instructions="Check the alerts.",
+        overlap="buffer_one",
+    )
+    schedule_id = stub.CreateSchedule(request).schedule_id
+    outcomes = asyncio.run(_wake_ups_until(engine, schedule_id, {"woke", "covered"}))
+    stub.DeleteSchedule(agent_pb2.DeleteScheduleRequest(agent_id=agent_id, name="alerts"))
+    llm.reply = default_reply
+    return outcomes
+
+
+async def _wake_ups_until(engine: Engine, schedule_id: str, wanted: set[str]) -> dict[str, str]:
+    """Workflow id of the first ended wake-up of each outcome wanted."""
+    client = await Client.connect(f"127.0.0.1:{engine.temporal_port}")
+    query = f"WorkflowType = 'WakeUpWorkflow' AND WorkflowId STARTS_WITH '{schedule_id}'"
+    found: dict[str, str] = {}
+    deadline = time.monotonic() + 30
+    while set(found) != wanted:
+        assert time.monotonic() < deadline, found
+        await asyncio.sleep(0.5)
+        async for execution in client.list_workflows(query + " AND ExecutionStatus = 'Completed'"):
+            outcome = (await client.get_workflow_handle(execution.id).result())["outcome"]
+            if outcome in wanted:
+                found.setdefault(outcome, execution.id)
+    return found
 
 
 def _patch(values: dict[str, str]) -> Struct:
@@ -330,10 +378,9 @@ def _patch(values: dict[str, str]) -> Struct:
     return patch
 
 
-async def fetch(engine: Engine, agent_id: str, first_run: bool = False) -> dict[str, object]:
-    """The agent's latest run's history (or its first run's)."""
+async def fetch(engine: Engine, workflow_id: str, first_run: bool = False) -> dict[str, object]:
+    """The workflow's latest run's history (or its first run's)."""
     client = await Client.connect(f"127.0.0.1:{engine.temporal_port}")
-    workflow_id = WORKFLOW_ID_PREFIX + agent_id
     run_id = None
     if first_run:
         runs = [r async for r in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
@@ -364,9 +411,15 @@ def main(names: list[str]) -> None:
                 if name in OWN_ENGINE:
                     used = Engine(Path(data) / name, llm.url, extra_args=OWN_ENGINE[name]).start()
                 try:
-                    for suffix, agent_id in SCENARIOS[name](used, llm).items():
-                        history = asyncio.run(fetch(used, agent_id, first_run=name in OWN_ENGINE))
-                        target = HERE / f"agent-v{version}{suffix}.json"
+                    for suffix, made in SCENARIOS[name](used, llm).items():
+                        kind, workflow_id = (
+                            ("wake-up", made)
+                            if name == "wake-up"
+                            else ("agent", WORKFLOW_ID_PREFIX + made)
+                        )
+                        first_run = name in OWN_ENGINE
+                        history = asyncio.run(fetch(used, workflow_id, first_run=first_run))
+                        target = HERE / f"{kind}-v{version}{suffix}.json"
                         target.write_text(json.dumps(history, indent=1) + "\n")
                         print(f"wrote {target}")
                 finally:

@@ -40,7 +40,7 @@ def model(messages: list[dict[str, Any]]) -> str | ToolUse:
 
 def test_tools_examples_as_written(tmp_path: Path, llm: FakeLLM) -> None:
     module, approving, client_tool = examples("## Tools and approvals", "## Autonomous agents")
-    [autonomous] = examples("## Autonomous agents", "## Agents as tools")
+    autonomous = examples("## Autonomous agents", "## Agents as tools")[0]
     (tmp_path / "ops_tools.py").write_text(module)
     llm.reply = model
     engine = Engine(

@@ -1,4 +1,5 @@
-"""Every recorded agent history still replays against today's workflow code.
+"""Every recorded history (agents', scheduled wake-ups') still replays against today's workflow
+code.
 
 A failure here means a workflow change would break running agents: guard the change with
 workflow.patched() (see the README's "Changing workflow code") instead of editing history.
@@ -14,6 +15,7 @@ from temporalio.worker import Replayer
 
 from engram.worker import workflow_runner
 from engram.workflows.agent_workflow import AgentWorkflow
+from engram.workflows.wake_up import WakeUpWorkflow
 
 HISTORIES = {
     p.stem: p.read_text() for p in sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -28,6 +30,6 @@ def test_there_are_recorded_histories() -> None:
 async def test_history_replays(name: str) -> None:
     history = WorkflowHistory.from_json(name, HISTORIES[name])
     result = await Replayer(
-        workflows=[AgentWorkflow], workflow_runner=workflow_runner()
+        workflows=[AgentWorkflow, WakeUpWorkflow], workflow_runner=workflow_runner()
     ).replay_workflow(history)
     assert result.replay_failure is None

@@ -28,6 +28,7 @@ from engram.agent_start import NewAgent, start_agent
 from engram.auth.tenancy import AgentAccess
 from engram.gateway import attachments, sub_agents, tool_specs, validation
 from engram.gateway.errors import GatewayError, from_temporal, invalid
+from engram.gateway.schedules import Schedules
 from engram.gateway.token_hub import TokenHub, TurnFeed
 from engram.gateway.transcript_reader import TranscriptReader
 from engram.gateway.turn_stream import Cursor, Messages, TurnMerge, follow_turn
@@ -127,6 +128,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self.settings = settings
         self.store = store
         self.transcript = TranscriptReader(store)
+        self.schedules = Schedules(client)
 
     def _agent(self, agent_id: str) -> WorkflowHandle[AgentWorkflow, str]:
         return self.client.get_workflow_handle_for(AgentWorkflow.run, WORKFLOW_ID_PREFIX + agent_id)
@@ -224,13 +226,15 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def DeleteAgent(
         self, request: agent_pb2.DeleteAgentRequest, context: Context
     ) -> empty_pb2.Empty:
-        handle = await self._owned(validation.agent_id(request.agent_id))
+        agent_id = validation.agent_id(request.agent_id)
+        handle = await self._owned(agent_id)
         description = await handle.describe()
         if description.status == WorkflowExecutionStatus.RUNNING:
             if request.force:
                 await handle.terminate(reason="DeleteAgent(force=true)")
             else:
                 await handle.signal(AgentWorkflow.delete)
+        await self.schedules.delete_all(agent_id)
         return empty_pb2.Empty()
 
     @_reports_errors
@@ -263,10 +267,12 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def SetAgentStatus(
         self, request: agent_pb2.SetAgentStatusRequest, context: Context
     ) -> agent_pb2.SetAgentStatusResponse:
-        handle = await self._owned(validation.agent_id(request.agent_id))
+        agent_id = validation.agent_id(request.agent_id)
+        handle = await self._owned(agent_id)
         wanted = request.status.strip().lower()
         if wanted == AgentStatus.DELETED:
             await handle.signal(AgentWorkflow.delete)
+            await self.schedules.delete_all(agent_id)
             return agent_pb2.SetAgentStatusResponse(status=AgentStatus.DELETED)
         if wanted not in STATUS_COMMANDS:
             choices = ", ".join([*STATUS_COMMANDS, AgentStatus.DELETED])
@@ -283,6 +289,35 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         # agent, is not listed).
         tools = [t for t in catalog if t.name != ToolName.CREATE_HELPER] + [helper_tool()]
         return agent_pb2.ListToolsResponse(tools=[tool_specs.to_proto(t) for t in tools])
+
+    # --- schedules: recurring wake-ups (engram/gateway/schedules.py) -----------------------
+
+    @_reports_errors
+    async def CreateSchedule(
+        self, request: agent_pb2.CreateScheduleRequest, context: Context
+    ) -> agent_pb2.Schedule:
+        checked = validation.create_schedule(request)
+        handle = await self._owned(checked.agent_id)
+        return await self.schedules.create(checked, handle, self.access.tenant())
+
+    @_reports_errors
+    async def ListSchedules(
+        self, request: agent_pb2.ListSchedulesRequest, context: Context
+    ) -> agent_pb2.ListSchedulesResponse:
+        agent_id = validation.agent_id(request.agent_id)
+        handle = await self._owned(agent_id, read=True)
+        return agent_pb2.ListSchedulesResponse(
+            schedules=await self.schedules.listed(handle, agent_id)
+        )
+
+    @_reports_errors
+    async def DeleteSchedule(
+        self, request: agent_pb2.DeleteScheduleRequest, context: Context
+    ) -> empty_pb2.Empty:
+        agent_id = validation.agent_id(request.agent_id)
+        name = validation.schedule_name(request.name)
+        await self.schedules.delete(await self._owned(agent_id), agent_id, name)
+        return empty_pb2.Empty()
 
     async def _edit(self, request: agent_pb2.Edit, agent_id: str) -> EditInput:
         """An Edit, checked, with the tools it names resolved against the workers' catalog."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 
@@ -11,7 +13,7 @@ from engram.gateway import edit_patch
 from engram.gateway.edit_patch import MAX_FIELD_BYTES as MAX_FIELD_BYTES
 from engram.gateway.errors import invalid
 from engram.v1 import agent_pb2
-from engram.vocabulary import AgentStatus, DoubleTexting
+from engram.vocabulary import AgentStatus, DoubleTexting, Overlap
 from engram.workflows.types import EditInput
 
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
@@ -19,6 +21,11 @@ MAX_METADATA_ENTRIES = 64
 # Not a status: the agents working autonomously (working or sleeping).
 AUTONOMOUS = "autonomous"
 STATUSES = (*AgentStatus, AUTONOMOUS)
+# A schedule's name is part of its Temporal id and of its runs' message ids.
+SCHEDULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_CRON_EXPRESSIONS = 16
+MAX_CRON_CHARS = 256
+MIN_EVERY = timedelta(seconds=1)
 
 
 def agent_id(value: str) -> str:
@@ -111,3 +118,57 @@ def edit(request: agent_pb2.Edit) -> tuple[EditInput, list[agent_pb2.Tool] | Non
         double_texting=patch.double_texting,
         description=request.description[:1000],
     ), tools
+
+
+@dataclass(frozen=True)
+class ScheduleRequest:
+    """A CreateScheduleRequest, checked. Cron syntax and time zones are Temporal's to check."""
+
+    agent_id: str
+    name: str
+    cron: list[str]
+    every: timedelta | None
+    instructions: str
+    overlap: Overlap
+    timezone: str
+
+
+def schedule_name(value: str) -> str:
+    if not value:
+        raise invalid("name is required")
+    if not SCHEDULE_NAME.match(value):
+        raise invalid(
+            f"name {value[:80]!r} must be 1-64 letters, digits and ._- (starting with a letter or "
+            "digit)"
+        )
+    return value
+
+
+def create_schedule(req: agent_pb2.CreateScheduleRequest) -> ScheduleRequest:
+    agent, name = agent_id(req.agent_id), schedule_name(req.name)
+    cron = [c.strip() for c in req.cron]
+    if any(not c for c in cron):
+        raise invalid("cron expressions must not be empty")
+    if len(cron) > MAX_CRON_EXPRESSIONS:
+        raise invalid(f"at most {MAX_CRON_EXPRESSIONS} cron expressions")
+    if any(len(c) > MAX_CRON_CHARS for c in cron):
+        raise invalid(f"a cron expression is at most {MAX_CRON_CHARS} characters")
+    every = req.every.ToTimedelta() if req.HasField("every") else None
+    if every is not None and every < MIN_EVERY:
+        raise invalid(f"every must be at least 1 second (it is {every.total_seconds():g} s)")
+    if not cron and every is None:
+        raise invalid("a schedule needs cron expressions or an interval (every)")
+    overlaps = ", ".join(Overlap)
+    if req.overlap and req.overlap not in set(Overlap):
+        raise invalid(f"overlap must be one of {overlaps} (or empty, for skip)")
+    if len(req.instructions.encode()) > MAX_FIELD_BYTES:
+        raise invalid(f"instructions is longer than {MAX_FIELD_BYTES} bytes")
+    return ScheduleRequest(
+        agent_id=agent,
+        name=name,
+        cron=cron,
+        every=every,
+        instructions=req.instructions,
+        overlap=Overlap(req.overlap or Overlap.SKIP),
+        timezone=req.timezone.strip(),
+    )

@@ -1,5 +1,6 @@
 """How an agent introduces itself in the Temporal Web UI: a summary line and details, set when the
-workflow starts (its state now is the workflow's own current details, engram/workflows/ui.py)."""
+workflow starts (its state now is the workflow's own current details, engram/workflows/ui.py); and
+the summary line of each scheduled wake-up."""
 
 from __future__ import annotations
 
@@ -7,18 +8,26 @@ import json
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.workflows.types import AgentSpec, AgentTool
+from engram.workflows.wake_up import WakeUp
 
 SUMMARY_CHARS = 200
 
 
 def summary(spec: AgentSpec) -> str:
-    goal = " ".join(spec.goal.split()) or "(no goal)"
-    if len(goal) > SUMMARY_CHARS:
-        goal = goal[: SUMMARY_CHARS - 1] + "…"
+    goal = _shortened(spec.goal) or "(no goal)"
     if spec.parent_id:
         # The parent's full id is in the details: the summary line is short.
         return f"{goal} · {spec.model} · sub-agent of {spec.parent_id[:8]}"
     return f"{goal} · {spec.model}"
+
+
+def wake_up_summary(wake: WakeUp) -> str:
+    return f"wake-up {wake.name}: {_shortened(wake.instructions) or '(work on the goal)'}"
+
+
+def _shortened(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
 
 
 def details(spec: AgentSpec, tools: list[AgentTool], tenant: str) -> str:

@@ -85,6 +85,21 @@ class AgentServiceStub:
                 request_serializer=engram_dot_v1_dot_agent__pb2.ListToolsRequest.SerializeToString,
                 response_deserializer=engram_dot_v1_dot_agent__pb2.ListToolsResponse.FromString,
                 _registered_method=True)
+        self.CreateSchedule = channel.unary_unary(
+                '/dura.api.v1.AgentService/CreateSchedule',
+                request_serializer=engram_dot_v1_dot_agent__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=engram_dot_v1_dot_agent__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/dura.api.v1.AgentService/ListSchedules',
+                request_serializer=engram_dot_v1_dot_agent__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=engram_dot_v1_dot_agent__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/dura.api.v1.AgentService/DeleteSchedule',
+                request_serializer=engram_dot_v1_dot_agent__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -157,6 +172,29 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSchedule(self, request, context):
+        """Added by Engram: recurring wake-ups. Each is a Temporal Schedule (on the
+        Web UI's Schedules page as agent-<agent_id>-wake-<name>) that starts a run
+        on the agent, as ControlAgent(run) does, at every time it names.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """The agent's schedules, by name. A schedule just created or deleted may take
+        a moment to show here (Temporal's visibility store is eventually consistent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -209,6 +247,21 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ListTools,
                     request_deserializer=engram_dot_v1_dot_agent__pb2.ListToolsRequest.FromString,
                     response_serializer=engram_dot_v1_dot_agent__pb2.ListToolsResponse.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=engram_dot_v1_dot_agent__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=engram_dot_v1_dot_agent__pb2.Schedule.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=engram_dot_v1_dot_agent__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=engram_dot_v1_dot_agent__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=engram_dot_v1_dot_agent__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -481,6 +534,87 @@ class AgentService:
             '/dura.api.v1.AgentService/ListTools',
             engram_dot_v1_dot_agent__pb2.ListToolsRequest.SerializeToString,
             engram_dot_v1_dot_agent__pb2.ListToolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dura.api.v1.AgentService/CreateSchedule',
+            engram_dot_v1_dot_agent__pb2.CreateScheduleRequest.SerializeToString,
+            engram_dot_v1_dot_agent__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dura.api.v1.AgentService/ListSchedules',
+            engram_dot_v1_dot_agent__pb2.ListSchedulesRequest.SerializeToString,
+            engram_dot_v1_dot_agent__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dura.api.v1.AgentService/DeleteSchedule',
+            engram_dot_v1_dot_agent__pb2.DeleteScheduleRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
