@@ -18,6 +18,7 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
+from temporalio.worker import Replayer
 
 from engram.gateway.errors import from_temporal
 from engram.vocabulary import (
@@ -27,14 +28,19 @@ from engram.vocabulary import (
     ErrorType,
     EventKind,
     Notice,
+    ToolKind,
     TurnOutcome,
 )
+from engram.worker import workflow_runner
+from engram.workflows.agent_workflow import AgentWorkflow
 from engram.workflows.types import (
+    AgentTool,
     EditInput,
     Event,
     LLMRequest,
     LLMResult,
     SummaryRequest,
+    ToolCall,
     TurnResult,
 )
 from tests.workflow_harness import (
@@ -538,3 +544,38 @@ async def test_a_new_agent_is_idle_with_nothing_recorded(harness: Harness) -> No
     assert (page.events, page.in_flight, page.archived_through) == ([], None, 0)
     assert len(await agent.runs()) == 1
     assert await agent.search_status() == AgentStatus.IDLE
+
+
+async def test_a_cancel_while_a_tool_call_is_announced_stops_it_before_it_starts(
+    harness: Harness,
+) -> None:
+    """The client sees the call and cancels at once, before the workflow has started the tool:
+    the tool never runs and the turn ends cancelled."""
+    fake = harness.fake
+    work = AgentTool(
+        name="work",
+        kind=ToolKind.WORKER,
+        function={"type": "function", "function": {"name": "work", "parameters": {}}},
+    )
+    fake.reply = lambda r: (
+        LLMResult(
+            outcome=TurnOutcome.COMPLETED,
+            pieces=[],
+            tool_calls=[ToolCall(call_id="c", name="work", arguments="{}")],
+        )
+        if not r.tool_rounds
+        else "Done."
+    )
+    fake.announce_gate = asyncio.Event()
+    agent = await harness.create_agent(tools=[work])
+    turn = await agent.send("work", "m1")
+    await eventually(lambda: bool(fake.announced), "the call to be announced")
+    await agent.control(Command.CANCEL)
+    fake.announce_gate.set()
+    result = await within(turn.result())
+    assert result.events[-1].kind == EventKind.ERROR and result.events[-1].code == "CANCELLED"
+    assert fake.tool_calls == []
+    # The new path (behind its patch) replays.
+    replayer = Replayer(workflows=[AgentWorkflow], workflow_runner=workflow_runner())
+    replayed = await replayer.replay_workflow(await agent.handle.fetch_history())
+    assert replayed.replay_failure is None

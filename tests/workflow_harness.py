@@ -44,6 +44,7 @@ from temporalio.worker import Worker
 from engram import WORKFLOW_ID_PREFIX
 from engram.activities.archive import ArchiveInput, TurnsArchiveInput
 from engram.dev_server import temporal_binary
+from engram.tools import ToolCallInput, ToolCallOutput, tool_activity_type
 from engram.vocabulary import STATUS_ATTRIBUTE, AgentStatus, Command, EventKind, TurnOutcome
 from engram.worker import workflow_runner
 from engram.workflows.agent_workflow import AgentWorkflow
@@ -52,6 +53,7 @@ from engram.workflows.types import (
     AgentInfo,
     AgentSpec,
     AgentState,
+    AgentTool,
     AnnounceInput,
     ChatInput,
     EditInput,
@@ -119,6 +121,10 @@ class FakeActivities:
     most_running: int = 0
     cancelled_calls: int = 0
     announced: list[AnnounceInput] = field(default_factory=list)
+    # While set and not yet open, announcements wait for it.
+    announce_gate: asyncio.Event | None = None
+    # Calls of the worker tool `work` (ToolCallInput), and how many were started.
+    tool_calls: list[ToolCallInput] = field(default_factory=list)
 
     @activity.defn(name="stream_chat")
     async def stream_chat(self, request: LLMRequest) -> LLMResult:
@@ -151,6 +157,16 @@ class FakeActivities:
     @activity.defn(name="announce")
     async def announce(self, request: AnnounceInput) -> None:
         self.announced.append(request)
+        if self.announce_gate is not None:
+            await self.announce_gate.wait()
+
+    @activity.defn(name=tool_activity_type("work"))
+    async def work(self, call: ToolCallInput) -> ToolCallOutput:
+        """A worker tool that works until cancelled, heartbeating."""
+        self.tool_calls.append(call)
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(HEARTBEAT_EVERY)
 
     @activity.defn(name="summarize")
     async def summarize(self, request: SummaryRequest) -> str:
@@ -335,6 +351,7 @@ class Harness:
                 fake.stream_chat,
                 fake.summarize,
                 fake.announce,
+                fake.work,
                 fake.archive_events,
                 fake.archive_turns,
             ],
@@ -353,6 +370,7 @@ class Harness:
         max_history_events: int = 10_000,
         config: dict[str, object] | None = None,
         autonomous: bool = False,
+        tools: list[AgentTool] | None = None,
     ) -> Agent:
         """Start an agent the way CreateAgent does."""
         agent_id = str(uuid.uuid4())
@@ -376,6 +394,7 @@ class Harness:
                     created_at=now,
                     updated_at=now,
                     max_history_events=max_history_events,
+                    tools=list(tools or []),
                     queue=[PendingMessage("run-1", "", starts_run=True)] if autonomous else [],
                 ),
                 id=WORKFLOW_ID_PREFIX + agent_id,

@@ -305,6 +305,9 @@ class ToolUse:
     ) -> Outcome:
         # The client sees the call while the tool runs, not after.
         await hooks.announce()
+        if hooks.stopping() and workflow.patched("cancel-before-tool-starts"):
+            # Cancelled while the call was being announced: the tool never starts.
+            raise TurnCancelled
         self.running = asyncio.ensure_future(
             execute_tool_call(
                 ToolCallInput(
