@@ -43,6 +43,7 @@ from engram.vocabulary import EventKind, TurnOutcome
 from engram.worker import workflow_runner
 from engram.workflows.agent_workflow import AgentWorkflow
 from engram.workflows.types import ChatMessage, Event, LLMRequest, Turn
+from engram.workflows.wake_up import WakeUpWorkflow
 from tests.workflow_harness import FakeActivities, Harness, local_environment
 
 ROOT = Path(__file__).parent.parent
@@ -499,7 +500,7 @@ def test_codec_server_answers_the_web_ui_preflight_only_for_its_origin(
 async def test_recorded_plaintext_histories_replay_with_the_codec(name: str) -> None:
     history = WorkflowHistory.from_json(name, HISTORIES[name])
     replayer = Replayer(
-        workflows=[AgentWorkflow],
+        workflows=[AgentWorkflow, WakeUpWorkflow],
         workflow_runner=workflow_runner(),
         data_converter=encrypted_data_converter(ring("k1")),
     )
@@ -520,7 +521,9 @@ async def test_an_encrypted_history_replays_only_with_its_keys() -> None:
 
     def replayer(converter: DataConverter) -> Replayer:
         return Replayer(
-            workflows=[AgentWorkflow], workflow_runner=workflow_runner(), data_converter=converter
+            workflows=[AgentWorkflow, WakeUpWorkflow],
+            workflow_runner=workflow_runner(),
+            data_converter=converter,
         )
 
     ok = await replayer(encrypted_data_converter(keys)).replay_workflow(encrypted)
@@ -568,7 +571,7 @@ async def test_a_live_agent_history_holds_no_plaintext(workflow_env: WorkflowEnv
 
             history = await agent.handle.fetch_history()
             replayed = await Replayer(
-                workflows=[AgentWorkflow],
+                workflows=[AgentWorkflow, WakeUpWorkflow],
                 workflow_runner=workflow_runner(),
                 data_converter=encrypted_data_converter(keys),
             ).replay_workflow(history)
