@@ -191,8 +191,8 @@ async def test_pause_holds_a_run_between_steps(harness: Harness) -> None:
     assert Notice.PAUSED in codes and Notice.RESUMED in codes
 
 
-async def test_a_long_run_continues_as_new_and_keeps_its_counts(harness: Harness) -> None:
-    steps = 40
+def counting(harness: Harness, steps: int) -> Reply:
+    """A model that notes each step's number, then finishes after `steps` of them."""
 
     def model(request: LLMRequest) -> str | LLMResult:
         done = sum(1 for r in harness.fake.requests if r.tools) - 1
@@ -200,7 +200,13 @@ async def test_a_long_run_continues_as_new_and_keeps_its_counts(harness: Harness
             return calls("finish", {"answer": f"{done} steps"})
         return calls("remember", {"name": "step", "content": str(done)})
 
-    harness.fake.reply = model
+    return model
+
+
+async def test_a_long_run_continues_as_new_and_keeps_its_counts(harness: Harness) -> None:
+    steps = 40
+
+    harness.fake.reply = counting(harness, steps)
     agent = await harness.create_agent(max_history_events=80, autonomous=True)
     await run_id_of(agent)
 
@@ -227,16 +233,10 @@ async def test_a_long_run_continues_as_new_and_keeps_its_counts(harness: Harness
 
 async def test_a_followed_run_still_continues_as_new(harness: Harness) -> None:
     """Clients waiting on the run (as Chat and Replay do, through the gateway's `turn_ended`) and
-    a chat message queued behind it are handed over to each new run, and get the whole turn."""
+    a chat message sent meanwhile are handed over to each new run, and get the whole turn."""
     steps = 30
 
-    def model(request: LLMRequest) -> str | LLMResult:
-        done = sum(1 for r in harness.fake.requests if r.tools) - 1
-        if done >= steps:
-            return calls("finish", {"answer": f"{done} steps"})
-        return calls("remember", {"name": "step", "content": str(done)})
-
-    harness.fake.reply = model
+    harness.fake.reply = counting(harness, steps)
     agent = await harness.create_agent(max_history_events=80, autonomous=True)
     run_id = await run_id_of(agent)
     followers = [asyncio.ensure_future(turn_ended(agent.handle, run_id)) for _ in range(2)]
