@@ -81,6 +81,28 @@ async def engram_tool_turn(stub: agent_pb2_grpc.AgentServiceStub, agent_id: str)
     return time.perf_counter() - start
 
 
+async def streamed_call(stream: Any) -> tuple[str, str, str]:
+    """The one tool call a streamed reply makes: its id, name and arguments."""
+    call_id, name, arguments = "", "", ""
+    async for chunk in stream:
+        for choice in chunk.choices:
+            for fragment in choice.delta.tool_calls or []:
+                call_id = fragment.id or call_id
+                if fragment.function is not None:
+                    name = name or fragment.function.name or ""
+                    arguments += fragment.function.arguments or ""
+    return call_id, name, arguments
+
+
+def tool_exchange(call_id: str, name: str, arguments: str, output: str) -> list[dict[str, Any]]:
+    """The call and its result, as the next request carries them."""
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    return [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call_id, "content": output},
+    ]
+
+
 async def direct_tool_turn(client: openai.AsyncOpenAI) -> float:
     """The same exchange without Engram: stream, run the tool, stream again."""
     messages: list[dict[str, Any]] = [{"role": "user", "content": CALL}]
@@ -91,27 +113,8 @@ async def direct_tool_turn(client: openai.AsyncOpenAI) -> float:
         stream=True,
         tools=cast(Any, [ADD_TOOL]),
     )
-    call_id, arguments = "", ""
-    async for chunk in stream:
-        for choice in chunk.choices:
-            for fragment in choice.delta.tool_calls or []:
-                call_id = fragment.id or call_id
-                arguments += (fragment.function.arguments or "") if fragment.function else ""
-    output = str(add(**json.loads(arguments)))
-    messages += [
-        {
-            "role": "assistant",
-            "content": "",
-            "tool_calls": [
-                {
-                    "id": call_id,
-                    "type": "function",
-                    "function": {"name": "add", "arguments": arguments},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": call_id, "content": output},
-    ]
+    call_id, name, arguments = await streamed_call(stream)
+    messages += tool_exchange(call_id, name, arguments, str(add(**json.loads(arguments))))
     stream = await client.chat.completions.create(
         model="m", messages=cast(list[ChatCompletionMessageParam], messages), stream=True
     )
@@ -227,32 +230,11 @@ async def plain_loop(llm: FakeLLM, model: Model, steps: int) -> dict[str, Any]:
             stream=True,
             tools=cast(Any, [ADD_TOOL]),
         )
-        name, arguments, call_id = "", "", ""
-        async for chunk in stream:
-            for choice in chunk.choices:
-                for fragment in choice.delta.tool_calls or []:
-                    call_id = fragment.id or call_id
-                    if fragment.function is not None:
-                        name = name or fragment.function.name or ""
-                        arguments += fragment.function.arguments or ""
+        call_id, name, arguments = await streamed_call(stream)
         done += 1
         if name == "finish":
             break
-        output = str(add(**json.loads(arguments)))
-        messages += [
-            {
-                "role": "assistant",
-                "content": "",
-                "tool_calls": [
-                    {
-                        "id": call_id,
-                        "type": "function",
-                        "function": {"name": name, "arguments": arguments},
-                    }
-                ],
-            },
-            {"role": "tool", "tool_call_id": call_id, "content": output},
-        ]
+        messages += tool_exchange(call_id, name, arguments, str(add(**json.loads(arguments))))
     elapsed = time.perf_counter() - start
     return {
         "steps": done,
