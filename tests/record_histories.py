@@ -25,9 +25,12 @@ from temporalio.client import Client
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.v1 import agent_pb2, agent_pb2_grpc
+from engram.vocabulary import Command, ToolKind, TurnOutcome
+from engram.workflows.types import AgentTool, LLMResult, ToolCall
 from tests.conftest import TEST_TOOLS, Reader, chat, create_agent, user_message
 from tests.engine import Engine
 from tests.fake_llm import FakeLLM, Reasoning, Script, ToolUse, default_reply, note_taker
+from tests.workflow_harness import eventually, local_environment, running_harness, within
 
 HERE = Path(__file__).resolve().parent / "histories"
 
@@ -389,15 +392,42 @@ async def fetch(engine: Engine, workflow_id: str, first_run: bool = False) -> di
     return history.to_json_dict()
 
 
-def main(names: list[str]) -> None:
-    unknown = set(names) - set(SCENARIOS)
-    if unknown:
-        raise SystemExit(
-            f"no scenario {', '.join(sorted(unknown))}; there are {', '.join(SCENARIOS)}"
-        )
+async def cancel_before_tool() -> dict[str, object]:
+    """A cancel that comes while a tool call is being announced: the tool never starts. Recorded
+    in-process (tests/workflow_harness.py), where the announcement can be held open."""
+    work = AgentTool(
+        name="work",
+        kind=ToolKind.WORKER,
+        function={"type": "function", "function": {"name": "work", "parameters": {}}},
+    )
+    call = LLMResult(
+        outcome=TurnOutcome.COMPLETED,
+        pieces=[],
+        tool_calls=[ToolCall(call_id="c", name="work", arguments="{}")],
+    )
+    async with local_environment() as env, running_harness(env) as harness:
+        fake = harness.fake
+        fake.reply = lambda request: call
+        fake.announce_gate = asyncio.Event()
+        agent = await harness.create_agent(tools=[work])
+        turn = await agent.send("work", "m1")
+        await eventually(lambda: bool(fake.announced), "the call to be announced")
+        await agent.control(Command.CANCEL)
+        fake.announce_gate.set()
+        await within(turn.result())
+        fake.reply = lambda request: "Still here."
+        await agent.ask("and now?", "m2")
+        history = await agent.handle.fetch_history()
+        return history.to_json_dict()
+
+
+# Recorded without an engine: name -> what records it.
+IN_PROCESS = {"cancel-before-tool": cancel_before_tool}
+
+
+def record_on_engines(names: list[str], version: str) -> None:
+    """Run the named SCENARIOS on engines and write the histories they leave."""
     llm = FakeLLM().start()
-    pyproject = tomllib.loads((HERE.parent.parent / "pyproject.toml").read_text())
-    version = pyproject["project"]["version"]
     with tempfile.TemporaryDirectory() as data:
         engine = Engine(
             Path(data),
@@ -406,7 +436,7 @@ def main(names: list[str]) -> None:
             ENGRAM_TEST_EFFECTS=str(Path(data) / "effects.log"),
         ).start()
         try:
-            for name in names or list(SCENARIOS):
+            for name in names:
                 used = engine
                 if name in OWN_ENGINE:
                     used = Engine(Path(data) / name, llm.url, extra_args=OWN_ENGINE[name]).start()
@@ -427,6 +457,25 @@ def main(names: list[str]) -> None:
                         used.stop()
         finally:
             engine.stop()
+
+
+def main(names: list[str]) -> None:
+    unknown = set(names) - set(SCENARIOS) - set(IN_PROCESS)
+    if unknown:
+        raise SystemExit(
+            f"no scenario {', '.join(sorted(unknown))}; there are "
+            + ", ".join([*SCENARIOS, *IN_PROCESS])
+        )
+    pyproject = tomllib.loads((HERE.parent.parent / "pyproject.toml").read_text())
+    version = pyproject["project"]["version"]
+    on_engines = [n for n in SCENARIOS if not names or n in names]
+    if on_engines:
+        record_on_engines(on_engines, version)
+    for name, record in IN_PROCESS.items():
+        if not names or name in names:
+            target = HERE / f"agent-v{version}-{name}.json"
+            target.write_text(json.dumps(asyncio.run(record()), indent=1) + "\n")
+            print(f"wrote {target}")
 
 
 if __name__ == "__main__":
