@@ -20,6 +20,8 @@ from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS, DataSource
 from temporalio.service import TLSConfig
 
+from engram.codec.payload_codec import PLAIN
+
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
 API_KEY_VARIABLE = "ENGRAM_TEMPORAL_API_KEY"
@@ -160,7 +162,7 @@ class TemporalSettings:
 
     async def connect(
         self,
-        data_converter: DataConverter = DataConverter.default,
+        data_converter: DataConverter = PLAIN,
         interceptors: Sequence[Interceptor] = (),
     ) -> Client:
         """Connect; `data_converter` encrypts payloads when encryption is on (engram.codec),

@@ -13,6 +13,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from engram.codec.payload_codec import PLAIN
 from engram.worker import workflow_runner
 from engram.workflows.agent_workflow import AgentWorkflow
 from engram.workflows.wake_up import WakeUpWorkflow
@@ -29,7 +30,10 @@ def test_there_are_recorded_histories() -> None:
 @pytest.mark.parametrize("name", HISTORIES)
 async def test_history_replays(name: str) -> None:
     history = WorkflowHistory.from_json(name, HISTORIES[name])
+    # With the data converter every client and worker uses: old inputs and results decode the same.
     result = await Replayer(
-        workflows=[AgentWorkflow, WakeUpWorkflow], workflow_runner=workflow_runner()
+        workflows=[AgentWorkflow, WakeUpWorkflow],
+        workflow_runner=workflow_runner(),
+        data_converter=PLAIN,
     ).replay_workflow(history)
     assert result.replay_failure is None

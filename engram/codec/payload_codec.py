@@ -26,6 +26,7 @@ from temporalio.converter import (
 
 from engram.codec.cipher import seal, unseal
 from engram.codec.keyring import EncryptionKeyError, Keyring
+from engram.codec.payload_converter import EngramPayloadConverter
 
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
@@ -98,11 +99,16 @@ def encrypted_data_converter(keyring: Keyring) -> DataConverter:
     the model or a tool was given.
     """
     return DataConverter(
+        payload_converter_class=EngramPayloadConverter,
         payload_codec=EncryptionCodec(keyring),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 
 
+PLAIN = DataConverter(payload_converter_class=EngramPayloadConverter)
+"""The data converter when encryption is off: Temporal's default, decoding dataclasses faster."""
+
+
 def data_converter(keyring: Keyring | None) -> DataConverter:
-    """`encrypted_data_converter(keyring)`, or Temporal's default when encryption is off."""
-    return DataConverter.default if keyring is None else encrypted_data_converter(keyring)
+    """`encrypted_data_converter(keyring)`, or `PLAIN` when encryption is off."""
+    return PLAIN if keyring is None else encrypted_data_converter(keyring)
