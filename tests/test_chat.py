@@ -64,7 +64,10 @@ def test_long_fast_reply_is_complete(stub: agent_pb2_grpc.AgentServiceStub, llm:
     llm.reply = lambda _: reply
     messages = chat(stub, create_agent(stub), "a long answer, fast")
     assert text_of(messages) == reply
-    assert sum(1 for m in messages if m.HasField("text")) == len(tokens_of(reply))
+    # The model outruns the path to the client: its tokens go out coalesced, fewer messages than
+    # tokens, with contiguous sequence ids and nothing lost.
+    texts = sum(1 for m in messages if m.HasField("text"))
+    assert 1 <= texts < len(tokens_of(reply)) / 2
     assert_contiguous(messages)
 
 

@@ -37,7 +37,7 @@ def converse(
         copy = copies.setdefault(message_id, [])
         call: Any = stub.Chat(iter([user_message(agent_id, f"turn {turn}", message_id)]))
         while True:
-            budget = rng.randint(1, 12)
+            budget = rng.randint(1, 3)
             ended = False
             for message in call:
                 if message.sequence_id <= last:
@@ -58,7 +58,7 @@ def converse(
 
 
 def test_a_thousand_disconnects_leave_every_copy_exact(engine: Engine, llm: FakeLLM) -> None:
-    llm.reply, llm.token_delay = long_reply, 0.001
+    llm.reply, llm.token_delay = long_reply, 0.002
     stub = engine.stub()
     agents = [create_agent(stub, goal="Talk at length.") for _ in range(AGENTS)]
     copies: dict[str, list[bytes]] = {}

@@ -22,8 +22,6 @@ from engram.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
 
-_DONE = object()
-
 
 class RelayChannels:
     """One gRPC channel per gateway address, for the life of the worker.
@@ -71,10 +69,16 @@ async def received(
 
 
 class TurnPublisher:
-    """Publishes one attempt's messages; `send` never blocks and never raises."""
+    """Publishes one attempt's messages; `send` never blocks and never raises.
+
+    Messages wait in `_pending` until the call to the gateway is ready for them, then go out
+    together in one batch. Until then the newest of them may still be added to (`unsent_tail`):
+    that is how a fast model's tokens are coalesced when the gateway falls behind.
+    """
 
     def __init__(self, channels: RelayChannels, address: str) -> None:
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._pending: list[agent_pb2.ServerMessage] = []
+        self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         if address:
@@ -84,7 +88,12 @@ class TurnPublisher:
 
     def send(self, message: agent_pb2.ServerMessage) -> None:
         if self._task is not None and not self._task.done():
-            self._queue.put_nowait(message)
+            self._pending.append(message)
+            self._ready.set()
+
+    def unsent_tail(self) -> agent_pb2.ServerMessage | None:
+        """The last message sent here that has not yet left for the gateway, if any."""
+        return self._pending[-1] if self._pending else None
 
     @property
     def broken(self) -> bool:
@@ -96,27 +105,20 @@ class TurnPublisher:
         if self._task is None:
             return
         self._closed = True
-        self._queue.put_nowait(_DONE)
+        self._ready.set()
         done, _ = await asyncio.wait({self._task}, timeout=timeout)
         if not done:
             self._task.cancel()
 
     async def _batches(self) -> AsyncIterator[relay_pb2.RelayBatch]:
-        done = False
-        while not done:
-            batch = relay_pb2.RelayBatch()
-            item = await self._queue.get()
-            while True:
-                if item is _DONE:
-                    done = True
-                    break
-                assert isinstance(item, agent_pb2.ServerMessage)
-                batch.messages.append(item)
-                if self._queue.empty():
-                    break
-                item = self._queue.get_nowait()
-            if batch.messages:
-                yield batch
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            taken, self._pending = self._pending, []
+            if taken:
+                yield relay_pb2.RelayBatch(messages=taken)
+            if self._closed and not self._pending:
+                return
 
     async def _run(
         self,
@@ -150,6 +152,9 @@ class TurnRelay:
     def send(self, message: agent_pb2.ServerMessage) -> None:
         self.sent.append(message)
         self._publisher.send(message)
+
+    def unsent_tail(self) -> agent_pb2.ServerMessage | None:
+        return self._publisher.unsent_tail()
 
     async def redirect(self, address: str) -> None:
         await self._publisher.close(timeout=0.1)

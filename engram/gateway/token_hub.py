@@ -34,6 +34,8 @@ class TurnFeed:
 
     def __init__(self) -> None:
         self.messages: dict[int, agent_pb2.ServerMessage] = {}
+        # The same messages in the order they came: a reader takes what is new since last time.
+        self.arrived: list[agent_pb2.ServerMessage] = []
         self.readers = 0
         self.touched = time.monotonic()
         self._version = 0
@@ -43,7 +45,9 @@ class TurnFeed:
         # A retried activity re-sends what its first attempt sent: first copy wins.
         self.touched = time.monotonic()
         for message in messages:
-            self.messages.setdefault(message.sequence_id, message)
+            if message.sequence_id not in self.messages:
+                self.messages[message.sequence_id] = message
+                self.arrived.append(message)
         async with self._changed:
             self._version += 1
             self._changed.notify_all()

@@ -138,10 +138,12 @@ async def follow_turn(
     stored messages after `seq`, to fill a gap before the turn (Replay only).
     """
     result_task = asyncio.ensure_future(turn_result)
+    read = 0
     try:
         while True:
             version = feed.version
-            merge.add(feed.messages.values())
+            merge.add(feed.arrived[read:])
+            read = len(feed.arrived)
             if result_task.done():
                 merge.complete(result_task.result())  # raises if the turn could not be read
             for message in merge.take():
