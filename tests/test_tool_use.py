@@ -377,7 +377,8 @@ def test_thinking_streams_as_thoughts_kept_out_of_the_reply(
     thinker = create_agent(stub, config=agent_pb2.AgentConfig(enable_thinking=True))
     messages = chat(stub, thinker, "hi there")
     thoughts = of_kind(messages, "thought")
-    assert len(thoughts) > 1 and "".join(t.thought.content for t in thoughts) == reasoning
+    # (A fast model's thoughts may arrive coalesced, like its text.)
+    assert thoughts and "".join(t.thought.content for t in thoughts) == reasoning
     # Thoughts come before the reply's text, and are not part of it.
     assert messages.index(thoughts[-1]) < messages.index(of_kind(messages, "text")[0])
     assert finals(messages) == ["Hello! (2)"]
