@@ -1,11 +1,15 @@
-"""Temporal's JSON payload conversion, with each dataclass's field types looked up once.
+"""Temporal's JSON payload conversion, with each dataclass's fields looked up once per class.
 
 Temporal's converter turns JSON back into a dataclass by calling `typing.get_type_hints` on it,
 for every instance: with `from __future__ import annotations` that evaluates every field's
 annotation string again. An LLM call's input holds one message dataclass per line of the prompt,
 so decoding it was a third of the engine's CPU and several milliseconds before the first token.
 `CachedDataclasses` does what Temporal's converter does for a dataclass (the same fields, the same
-errors, the same objects) with the hints cached per class; everything else is Temporal's own.
+errors, the same objects) with the hints cached per class. Encoding, Temporal's JSON encoder turns
+each dataclass into a dict with `dataclasses.asdict`, which deep-copies every value it meets and
+then walks the copy again; `DataclassEncoder` hands the JSON encoder each dataclass's fields as
+they are, and the encoder reaches nested ones itself: the same JSON, byte for byte. Everything
+else is Temporal's own.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any, get_type_hints
 
 from temporalio.converter import (
+    AdvancedJSONEncoder,
     CompositePayloadConverter,
     DefaultPayloadConverter,
     JSONPlainPayloadConverter,
@@ -64,13 +69,37 @@ class CachedDataclasses(JSONTypeConverter):
         return tuple((f.name, hints[f.name], f.init) for f in dataclasses.fields(hint))
 
 
+# Field names per class; () for a class that is not a dataclass. Shared by every encoder: the
+# JSON encoder is instantiated anew for every payload.
+_field_names: dict[type, tuple[str, ...]] = {}
+
+
+class DataclassEncoder(AdvancedJSONEncoder):
+    def default(self, o: Any) -> Any:
+        kind = type(o)
+        try:
+            names = _field_names[kind]
+        except KeyError:
+            names = _field_names[kind] = (
+                tuple(f.name for f in dataclasses.fields(kind))
+                if dataclasses.is_dataclass(kind)
+                else ()
+            )
+        if names:
+            return {name: getattr(o, name) for name in names}
+        return super().default(o)
+
+
 class EngramPayloadConverter(CompositePayloadConverter):
-    """Temporal's default payload converters, with dataclasses decoded by `CachedDataclasses`."""
+    """Temporal's default payload converters, with dataclasses encoded by `DataclassEncoder` and
+    decoded by `CachedDataclasses`."""
 
     def __init__(self) -> None:
         super().__init__(
             *(
-                JSONPlainPayloadConverter(custom_type_converters=[CachedDataclasses()])
+                JSONPlainPayloadConverter(
+                    encoder=DataclassEncoder, custom_type_converters=[CachedDataclasses()]
+                )
                 if isinstance(converter, JSONPlainPayloadConverter)
                 else converter
                 for converter in DefaultPayloadConverter.default_encoding_payload_converters

@@ -9,7 +9,6 @@ network, the clock or the openai client.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
@@ -62,8 +61,10 @@ UNREACHABLE_ATTEMPTS = attempts_within(UNREACHABLE_BUDGET, LLM_RETRY)
 
 
 def pieces_detail(pieces: Sequence[StreamPiece]) -> list[dict[str, Any]]:
-    """The streamed pieces as one heartbeat or failure detail: plain data any converter keeps."""
-    return [asdict(p) for p in pieces]
+    """The streamed pieces as one heartbeat or failure detail: plain data any converter keeps.
+    Sent every second of a generation, so a shallow copy (the fields are plain values) rather
+    than `asdict`'s deep one."""
+    return [dict(vars(p)) for p in pieces]
 
 
 def stream_pieces(details: Sequence[object]) -> list[StreamPiece]:
