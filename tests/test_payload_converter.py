@@ -98,6 +98,13 @@ def test_a_missing_field_and_a_wrong_type_fail_as_in_temporal() -> None:
     for converter in (DEFAULT, OURS):
         with pytest.raises(Exception, match="role"):
             converter.from_payloads([wrong], [ChatMessage])
+    [not_a_list] = DEFAULT.to_payloads([5])
+    [bad_item] = DEFAULT.to_payloads([[{"role": "user", "content": "x"}, 7]])
+    for converter in (DEFAULT, OURS):
+        with pytest.raises(TypeError, match="Expected list"):
+            converter.from_payloads([not_a_list], [list[ChatMessage]])
+        with pytest.raises(TypeError, match="index 1"):
+            converter.from_payloads([bad_item], [list[ChatMessage]])
 
 
 def test_a_long_prompt_decodes_several_times_faster_and_encodes_faster() -> None:
