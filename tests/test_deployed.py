@@ -33,6 +33,9 @@ def test_long_agent_with_transcripts_in_postgres(
     cluster: Cluster, llm: FakeLLM, postgres: PostgresServer, tmp_path: Path
 ) -> None:
     llm.reply = lambda messages: f"reply to {messages[-1]['content']}: " + "tok " * 100
+    # Paced, each token is an event of its own (unpaced, a fast model's tokens are coalesced),
+    # so the agent's events pile up past what its state keeps and go to the archive.
+    llm.token_delay = 0.002
     _, first = cluster.start_gateway()
     _, second = cluster.start_gateway()
     stub = cluster.stub(first)

@@ -63,10 +63,12 @@ def run_client(python: Path | str, source: str, engine: Engine, *args: str) -> s
 
 
 def check_example(python: Path | str, engine: Engine, llm: FakeLLM) -> None:
+    # Paced as a model makes them, tokens arrive one per message (a model faster than the stream
+    # would have them coalesced); together they are the whole reply.
+    llm.token_delay = 0.02
     out = run_client(python, EXAMPLE + PRINT_AGENT_ID, engine)
     lines = out.splitlines()
     agent_lines = [line for line in lines if line.startswith("Agent: ")]
-    # Tokens arrive one per message; together they are the whole reply.
     assert len(agent_lines) > 3
     reply = "".join(line.removeprefix("Agent: ") for line in agent_lines)
     assert reply == "You said: We are seeing slow joins on the 'users' table."
