@@ -116,8 +116,16 @@ def test_a_run_from_a_chat_stream_and_the_autonomous_filter(
     reader = Reader(stub.Chat(iter([run]), timeout=60))
     sleeping = until_status(stub, agent_id, "sleeping")
     assert sleeping.run.run_id == "run-count" and sleeping.run.HasField("sleeping_until")
-    listed = stub.ListAgents(agent_pb2.ListAgentsRequest(status_filter="autonomous")).agents
-    assert agent_id in [a.agent_id for a in listed]
+
+    def autonomous() -> list[str]:
+        listed = stub.ListAgents(agent_pb2.ListAgentsRequest(status_filter="autonomous")).agents
+        return [a.agent_id for a in listed]
+
+    # Listing reads Temporal's visibility store, which catches up with a status shortly after.
+    deadline = time.monotonic() + 10
+    while agent_id not in autonomous():
+        assert time.monotonic() < deadline, "the sleeping agent is not listed as autonomous"
+        time.sleep(0.05)
     assert reader.done.wait(30) and reader.status == grpc.StatusCode.OK
     assert finals(reader.messages) == ["Counted to one, rested."]
     assert {m.message_id for m in reader.messages} == {"run-count"}

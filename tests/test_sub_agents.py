@@ -155,8 +155,16 @@ def test_an_agent_creates_helpers_linked_to_it(
     )
     assert explicit.agent.parent_id == parent
     assert list(get(stub, parent).children) == [helper, explicit.agent_id]
-    listed = stub.ListAgents(agent_pb2.ListAgentsRequest(page_size=1000)).agents
-    assert {a.agent_id for a in listed if a.parent_id == parent} == {helper, explicit.agent_id}
+
+    def listed_children() -> set[str]:
+        listed = stub.ListAgents(agent_pb2.ListAgentsRequest(page_size=1000)).agents
+        return {a.agent_id for a in listed if a.parent_id == parent}
+
+    # Listing reads Temporal's visibility store, which catches up with a new agent shortly after.
+    deadline = time.monotonic() + 10
+    while listed_children() != {helper, explicit.agent_id}:
+        assert time.monotonic() < deadline, listed_children()
+        time.sleep(0.05)
     with Engram(engine.address) as client:  # the Python client says so too
         assert client.agent(helper).info().parent_id == parent
         assert client.agent(parent).info().children == (helper, explicit.agent_id)
