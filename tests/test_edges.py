@@ -172,6 +172,18 @@ class Temporal:
         self.process = start_dev_server(self.data_dir, self.port, free_port())
         await wait_for_port("127.0.0.1", self.port, self.process, timeout=60)
 
+    async def client(self) -> Client:
+        """A client, once the server answers: its port opens before its frontend is healthy
+        (Engram's own parts retry the same way)."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                return await Client.connect(f"127.0.0.1:{self.port}")
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
     def kill(self) -> None:
         assert self.process is not None
         self.process.kill()
@@ -226,7 +238,7 @@ async def probe_exit_code(address: str) -> int:
 
 
 async def test_health_follows_temporal(temporal: Temporal, tmp_path: Path) -> None:
-    client = await Client.connect(f"127.0.0.1:{temporal.port}")
+    client = await temporal.client()
     store = open_transcript_store(tmp_path / "transcripts.db")
     port = free_port()
     address = f"127.0.0.1:{port}"
