@@ -9,7 +9,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -125,6 +125,14 @@ def text_of(messages: list[agent_pb2.ServerMessage]) -> str:
 
 def finals(messages: list[agent_pb2.ServerMessage]) -> list[str]:
     return [m.final_answer.content for m in messages if m.HasField("final_answer")]
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """Until `check()` holds; fails after `timeout` seconds, naming `what` was waited for."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what or 'a condition'}"
+        time.sleep(0.05)
 
 
 def unique(label: str) -> str:

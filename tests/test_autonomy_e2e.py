@@ -13,7 +13,7 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 
 from engram.v1 import agent_pb2, agent_pb2_grpc
-from tests.conftest import TEST_TOOLS, Reader, create_agent, finals
+from tests.conftest import TEST_TOOLS, Reader, create_agent, eventually, finals
 from tests.effect_tools import effects
 from tests.engine import Engine
 from tests.fake_llm import FakeLLM, Script, ToolUse
@@ -122,10 +122,7 @@ def test_a_run_from_a_chat_stream_and_the_autonomous_filter(
         return [a.agent_id for a in listed]
 
     # Listing reads Temporal's visibility store, which catches up with a status shortly after.
-    deadline = time.monotonic() + 10
-    while agent_id not in autonomous():
-        assert time.monotonic() < deadline, "the sleeping agent is not listed as autonomous"
-        time.sleep(0.05)
+    eventually(lambda: agent_id in autonomous(), what="the sleeping agent listed as autonomous")
     assert reader.done.wait(30) and reader.status == grpc.StatusCode.OK
     assert finals(reader.messages) == ["Counted to one, rested."]
     assert {m.message_id for m in reader.messages} == {"run-count"}

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import grpc
 import pytest
 
 from engram.v1 import agent_pb2, agent_pb2_grpc
-from tests.conftest import chat, chat_in_background, create_agent, finals, unique, user_message
+from tests.conftest import (
+    chat,
+    chat_in_background,
+    create_agent,
+    eventually,
+    finals,
+    unique,
+    user_message,
+)
 from tests.fake_llm import FakeLLM
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def get(stub: agent_pb2_grpc.AgentServiceStub, agent_id: str) -> agent_pb2.Agent:

@@ -29,7 +29,7 @@ from engram.activities.wake_up import MAX_POLL_SECONDS, poll_delay
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from engram.vocabulary import TENANT_ATTRIBUTE, WakeUpOutcome
 from engram.workflows.wake_up import run_id, schedule_id
-from tests.conftest import TEST_TOOLS, create_agent
+from tests.conftest import TEST_TOOLS, create_agent, eventually
 from tests.engine import Engine
 from tests.fake_llm import FakeLLM, ToolUse
 from tests.test_auth import bearer, code_of, create_key
@@ -66,13 +66,6 @@ def create_schedule(stub: Stub, agent_id: str, name: str, **fields: Any) -> agen
 def listed(stub: Stub, agent_id: str) -> list[agent_pb2.Schedule]:
     request = agent_pb2.ListSchedulesRequest(agent_id=agent_id)
     return list(stub.ListSchedules(request).schedules)
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        time.sleep(0.1)
 
 
 def wake_turns(stub: Stub, agent_id: str) -> list[agent_pb2.Turn]:

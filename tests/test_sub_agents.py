@@ -25,7 +25,14 @@ from temporalio.client import Client
 from engram import WORKFLOW_ID_PREFIX
 from engram.client import Engram
 from engram.v1 import agent_pb2, agent_pb2_grpc
-from tests.conftest import chat, chat_in_background, create_agent, finals, user_message
+from tests.conftest import (
+    chat,
+    chat_in_background,
+    create_agent,
+    eventually,
+    finals,
+    user_message,
+)
 from tests.engine import Engine
 from tests.fake_llm import FakeLLM, Script, ToolUse
 from tests.test_auth import bearer, create_key
@@ -161,10 +168,9 @@ def test_an_agent_creates_helpers_linked_to_it(
         return {a.agent_id for a in listed if a.parent_id == parent}
 
     # Listing reads Temporal's visibility store, which catches up with a new agent shortly after.
-    deadline = time.monotonic() + 10
-    while listed_children() != {helper, explicit.agent_id}:
-        assert time.monotonic() < deadline, listed_children()
-        time.sleep(0.05)
+    eventually(
+        lambda: listed_children() == {helper, explicit.agent_id}, what="both children listed"
+    )
     with Engram(engine.address) as client:  # the Python client says so too
         assert client.agent(helper).info().parent_id == parent
         assert client.agent(parent).info().children == (helper, explicit.agent_id)
