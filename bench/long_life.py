@@ -10,25 +10,21 @@ Writes bench/results/long-life-<date>.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import json
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
 
-from bench.run import RESULTS, Bench, model, summary
+from bench.run import RESULTS, Bench, model, summary, with_engine
 from engram import WORKFLOW_ID_PREFIX
 from engram.vocabulary import TurnOutcome
 from engram.workflows.prompt import build_prompt
 from engram.workflows.types import AgentSpec, Turn
-from tests.engine import Engine, free_port
+from tests.engine import Engine
 
 SAMPLES = 40
 
@@ -139,27 +135,14 @@ def main() -> None:
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
 
-    llm_port = free_port()
-    fake = Path(__file__).resolve().parent.parent / "tests" / "fake_llm.py"
-    llm = subprocess.Popen(
-        [sys.executable, str(fake), "--port", str(llm_port)], stdout=subprocess.DEVNULL
-    )
-    llm_url = f"http://127.0.0.1:{llm_port}/v1"
-    with tempfile.TemporaryDirectory() as data:
-        engine = Engine(Path(data), llm_url).start()
+    async def go(engine: Engine, llm_url: str) -> dict[str, Any]:
+        bench = Bench(engine, llm_url)
         try:
-
-            async def go() -> dict[str, Any]:
-                bench = Bench(engine, llm_url)
-                try:
-                    return await LongLife(bench, model(tokens=20)).run(args.turns)
-                finally:
-                    await bench.channel.close(None)
-
-            results = asyncio.run(go())
+            return await LongLife(bench, model(tokens=20)).run(args.turns)
         finally:
-            engine.stop()
-            llm.terminate()
+            await bench.channel.close(None)
+
+    results = with_engine(go)
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "conditions": "engram dev (embedded Temporal, SQLite) on loopback; fake LLM (20 tokens, "

@@ -26,7 +26,6 @@ import datetime
 import importlib
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -52,9 +51,9 @@ from temporalio.contrib.workflow_streams import (
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from bench.run import RESULTS, Bench, model, stream_direct, summary
+from bench.run import RESULTS, Bench, machine, model, start_fake_llm, stream_direct, summary
 from engram.dev_server import start_dev_server
-from engram.processes import die_with_parent, wait_for_port
+from engram.processes import wait_for_port
 from engram.v1 import agent_pb2
 from tests.engine import Engine, free_port
 
@@ -649,14 +648,6 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def start_fake_llm(port: int) -> subprocess.Popen[bytes]:
-    fake = Path(__file__).resolve().parent.parent / "tests" / "fake_llm.py"
-    return subprocess.Popen(
-        die_with_parent([sys.executable, str(fake), "--port", str(port)]),
-        stdout=subprocess.DEVNULL,
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -698,9 +689,7 @@ def main() -> None:
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {
-            "cores": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
+            **machine(),
             # Anything else busy on the machine during the run shows here.
             "load_average_1_5_15_before": [round(x, 2) for x in load_before],
             "load_average_1_5_15_after": [round(x, 2) for x in os.getloadavg()],

@@ -25,20 +25,53 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import openai
 from temporalio.client import Client
 
 from engram import WORKFLOW_ID_PREFIX
+from engram.processes import die_with_parent
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from tests.engine import Engine, children, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 Stub = agent_pb2_grpc.AgentServiceStub
+T = TypeVar("T")
+
+
+def start_fake_llm(port: int) -> subprocess.Popen[bytes]:
+    """The fake OpenAI-compatible LLM (tests/fake_llm.py) in its own process."""
+    fake = Path(__file__).resolve().parent.parent / "tests" / "fake_llm.py"
+    return subprocess.Popen(
+        die_with_parent([sys.executable, str(fake), "--port", str(port)]),
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def with_engine(measure: Callable[[Engine, str], Coroutine[Any, Any, T]]) -> T:
+    """`measure(engine, llm_url)` against a fresh engine (as `engram dev`) and the fake LLM."""
+    llm_port = free_port()
+    llm = start_fake_llm(llm_port)
+    llm_url = f"http://127.0.0.1:{llm_port}/v1"
+    with tempfile.TemporaryDirectory() as data:
+        engine = Engine(Path(data), llm_url).start()
+        try:
+            return asyncio.run(measure(engine, llm_url))
+        finally:
+            engine.stop()
+            llm.terminate()
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
 
 
 async def stream_direct(
@@ -76,6 +109,21 @@ def model(ttft_ms: int = 0, delay_ms: int = 0, tokens: int = 20) -> str:
     return f"bench-ttft{ttft_ms}-delay{delay_ms}-tokens{tokens}"
 
 
+class ClockedTurn:
+    """Client clocks of one turn through the gateway, in seconds after sending: the durability
+    ack, the first and last text, the final answer; and the text messages and fake-LLM tokens
+    ("tok") it carried."""
+
+    def __init__(self) -> None:
+        self.sent = time.time()
+        self.ack = 0.0
+        self.first = 0.0
+        self.last_text = 0.0
+        self.last = 0.0
+        self.texts = 0
+        self.tokens = 0
+
+
 class Bench:
     def __init__(self, engine: Engine, llm_url: str) -> None:
         self.engine = engine
@@ -91,20 +139,30 @@ class Bench:
 
     async def engram_turn(self, agent_id: str, text: str = "hi") -> tuple[float, float, int]:
         """(time to first text, time to final answer, text messages) through the gateway."""
+        turn = await self.clocked_turn(agent_id, text)
+        return turn.first, turn.last, turn.texts
+
+    async def clocked_turn(self, agent_id: str, text: str = "hi") -> ClockedTurn:
+        """One turn through the gateway, with the client's clock on each of its steps."""
         message = agent_pb2.ClientMessage(
             agent_id=agent_id, user_input=agent_pb2.UserInput(content=text)
         )
+        turn = ClockedTurn()
         start = time.perf_counter()
-        first = 0.0
-        chunks = 0
         async for reply in self.stub.Chat(iter([message])):
-            if reply.HasField("text"):
-                chunks += 1
-                if not first:
-                    first = time.perf_counter() - start
-            elif reply.HasField("error"):
+            kind = reply.WhichOneof("payload")
+            if kind == "user_message" and not turn.ack:
+                turn.ack = time.perf_counter() - start
+            elif kind == "text":
+                turn.texts += 1
+                turn.tokens += reply.text.content.count("tok")
+                turn.last_text = time.perf_counter() - start
+                if not turn.first:
+                    turn.first = turn.last_text
+            elif kind == "error":
                 raise RuntimeError(reply.error.message)
-        return first, time.perf_counter() - start, chunks
+        turn.last = time.perf_counter() - start
+        return turn
 
     async def direct_turn(
         self, model_name: str, history: list[dict[str, str]], text: str = "hi"
@@ -365,31 +423,10 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    llm_port = free_port()
-    llm = subprocess.Popen(
-        [
-            sys.executable,
-            str(Path(__file__).resolve().parent.parent / "tests" / "fake_llm.py"),
-            "--port",
-            str(llm_port),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    llm_url = f"http://127.0.0.1:{llm_port}/v1"
-    with tempfile.TemporaryDirectory() as data:
-        engine = Engine(Path(data), llm_url).start()
-        try:
-            results = asyncio.run(run(engine, llm_url, args.quick))
-        finally:
-            engine.stop()
-            llm.terminate()
+    results = with_engine(lambda engine, llm_url: run(engine, llm_url, args.quick))
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cores": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "conditions": "engram dev (embedded Temporal, SQLite) on loopback; fake LLM in its own "
         "process; client, engine, Temporal and LLM share the machine",
         "quick": args.quick,

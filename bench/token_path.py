@@ -20,12 +20,7 @@ import argparse
 import asyncio
 import datetime
 import json
-import os
-import platform
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -33,66 +28,41 @@ from typing import Any
 
 from temporalio.client import Client
 
-from bench.run import RESULTS, Bench, cpu_seconds, model, rss_mb, summary
+from bench.run import (
+    RESULTS,
+    Bench,
+    ClockedTurn,
+    cpu_seconds,
+    machine,
+    model,
+    rss_mb,
+    summary,
+    with_engine,
+)
 from engram import WORKFLOW_ID_PREFIX
 from engram.v1 import agent_pb2
-from tests.engine import Engine, children, free_port
+from tests.engine import Engine, children
 
 
 def median_ms(values: list[float]) -> float:
     return round(statistics.median(values) * 1000, 2)
 
 
-class Turn:
-    """Client clocks of one turn through the gateway (seconds after sending)."""
-
-    def __init__(self) -> None:
-        self.sent = time.time()
-        self.ack = 0.0
-        self.first = 0.0
-        self.last_text = 0.0
-        self.last = 0.0
-        self.texts = 0
-        self.tokens = 0
-
-
-async def engram_turn(bench: Bench, agent_id: str, text: str = "hi") -> Turn:
-    message = agent_pb2.ClientMessage(
-        agent_id=agent_id, user_input=agent_pb2.UserInput(content=text)
-    )
-    turn = Turn()
-    start = time.perf_counter()
-    async for reply in bench.stub.Chat(iter([message])):
-        kind = reply.WhichOneof("payload")
-        if kind == "user_message" and not turn.ack:
-            turn.ack = time.perf_counter() - start
-        elif kind == "text":
-            turn.texts += 1
-            turn.tokens += reply.text.content.count("tok")
-            turn.last_text = time.perf_counter() - start
-            if not turn.first:
-                turn.first = turn.last_text
-        elif kind == "error":
-            raise RuntimeError(reply.error.message)
-    turn.last = time.perf_counter() - start
-    return turn
-
-
 async def paired(bench: Bench, model_name: str, rounds: int) -> dict[str, Any]:
     """Engram and direct turns interleaved (alternating which goes first), one growing agent."""
     agent_id = await bench.create(model_name)
     history = [{"role": "system", "content": "Your goal: benchmark"}]
-    await engram_turn(bench, agent_id)
+    await bench.clocked_turn(agent_id)
     await bench.direct_turn(model_name, history)
-    engram: list[Turn] = []
+    engram: list[ClockedTurn] = []
     direct: list[tuple[float, float, int]] = []
     for i in range(rounds):
         if i % 2:
-            engram.append(await engram_turn(bench, agent_id))
+            engram.append(await bench.clocked_turn(agent_id))
             direct.append(await bench.direct_turn(model_name, history))
         else:
             direct.append(await bench.direct_turn(model_name, history))
-            engram.append(await engram_turn(bench, agent_id))
+            engram.append(await bench.clocked_turn(agent_id))
     ttft_over = [e.first - d[0] for e, d in zip(engram, direct, strict=True)]
     last_over = [e.last_text - d[1] for e, d in zip(engram, direct, strict=True)]
     end_over = [e.last - d[1] for e, d in zip(engram, direct, strict=True)]
@@ -115,11 +85,11 @@ async def profile(bench: Bench, model_name: str, rounds: int) -> dict[str, Any]:
     """Where a turn's time goes: client clocks against the agent's history events (one clock:
     client, engine and server share the machine). Medians in ms."""
     agent_id = await bench.create(model_name)
-    await engram_turn(bench, agent_id)
+    await bench.clocked_turn(agent_id)
     client = await Client.connect(f"127.0.0.1:{bench.engine.temporal_port}")
     handle = client.get_workflow_handle(WORKFLOW_ID_PREFIX + agent_id)
     before = len((await handle.fetch_history()).events)
-    turns = [await engram_turn(bench, agent_id) for _ in range(rounds)]
+    turns = [await bench.clocked_turn(agent_id) for _ in range(rounds)]
     events = (await handle.fetch_history()).events
     per_turn = (len(events) - before) / rounds
     marks: list[dict[str, float]] = []
@@ -201,14 +171,14 @@ def engine_pids(engine: Engine) -> tuple[int, int]:
 
 async def throughput(bench: Bench, agents: int, turns: int) -> dict[str, Any]:
     ids = await asyncio.gather(*(bench.create(model(tokens=20)) for _ in range(agents)))
-    await asyncio.gather(*(engram_turn(bench, a) for a in ids))
+    await asyncio.gather(*(bench.clocked_turn(a) for a in ids))
     engine, temporal = engine_pids(bench.engine)
     cpu = (cpu_seconds(engine), cpu_seconds(temporal))
     start = time.perf_counter()
 
     async def converse(agent_id: str) -> None:
         for _ in range(turns):
-            await engram_turn(bench, agent_id)
+            await bench.clocked_turn(agent_id)
 
     await asyncio.gather(*(converse(a) for a in ids))
     elapsed = time.perf_counter() - start
@@ -228,9 +198,9 @@ async def fan_out(bench: Bench, streams: int, tokens: int) -> dict[str, Any]:
     ids = await asyncio.gather(*(bench.create(name) for _ in range(streams)))
     history = [{"role": "system", "content": "Your goal: benchmark"}]
     direct = await bench.direct_turn(name, history)
-    single = await engram_turn(bench, ids[0])
+    single = await bench.clocked_turn(ids[0])
     start = time.perf_counter()
-    turns = await asyncio.gather(*(engram_turn(bench, a) for a in ids))
+    turns = await asyncio.gather(*(bench.clocked_turn(a) for a in ids))
     elapsed = time.perf_counter() - start
     delivered = sum(t.tokens for t in turns)
     if delivered != streams * tokens or single.tokens != tokens:
@@ -256,8 +226,8 @@ async def stalled_readers(
     meanwhile `reading` more read long replies in full and a new agent's turns are timed."""
     engine, _ = engine_pids(bench.engine)
     probe_agent = await bench.create(model(tokens=20))
-    await engram_turn(bench, probe_agent)
-    idle = [(await engram_turn(bench, probe_agent)).first for _ in range(probes)]
+    await bench.clocked_turn(probe_agent)
+    idle = [(await bench.clocked_turn(probe_agent)).first for _ in range(probes)]
     # The same probe straight to the LLM: the fake LLM is shared, and its own slowdown under
     # the load is not the engine's.
     history = [{"role": "system", "content": "Your goal: benchmark"}]
@@ -282,14 +252,14 @@ async def stalled_readers(
         await call.read()  # the ack; then this client reads no more
         calls.append(call)
     started = time.perf_counter()
-    readers_task = asyncio.gather(*(engram_turn(bench, a) for a in reading_ids))
+    readers_task = asyncio.gather(*(bench.clocked_turn(a) for a in reading_ids))
     loaded: list[float] = []
     loaded_direct: list[float] = []
     peak = rss_before
     # At least `probes` while the long replies are generated (the stalled ones too, when no
     # one reads in full), at most three times as many.
     while (not readers_task.done() or len(loaded) < probes) and len(loaded) < probes * 3:
-        loaded.append((await engram_turn(bench, probe_agent)).first)
+        loaded.append((await bench.clocked_turn(probe_agent)).first)
         loaded_direct.append((await bench.direct_turn(model(tokens=20), history[:1]))[0])
         peak = max(peak, rss_mb(engine))
     await readers_task
@@ -445,31 +415,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds (about two minutes)")
     parser.add_argument("--output", type=Path, help="results file")
     args = parser.parse_args()
-    llm_port = free_port()
-    llm = subprocess.Popen(
-        [
-            sys.executable,
-            str(Path(__file__).parent.parent / "tests/fake_llm.py"),
-            "--port",
-            str(llm_port),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    llm_url = f"http://127.0.0.1:{llm_port}/v1"
-    with tempfile.TemporaryDirectory() as data:
-        engine = Engine(Path(data), llm_url).start()
-        try:
-            results = asyncio.run(run(engine, llm_url, args.quick))
-        finally:
-            engine.stop()
-            llm.terminate()
+    results = with_engine(lambda engine, llm_url: run(engine, llm_url, args.quick))
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cores": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "quick": args.quick,
         "results": results,
     }
