@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from temporalio.client import Client
 from temporalio.service import TLSConfig
 
+from engram.cli import connect
 from engram.dev_server import start_dev_server
 from engram.gateway.agent_service import GatewaySettings
 from engram.gateway.health import AGENT_SERVICE
@@ -173,16 +174,9 @@ class Temporal:
         await wait_for_port("127.0.0.1", self.port, self.process, timeout=60)
 
     async def client(self) -> Client:
-        """A client, once the server answers: its port opens before its frontend is healthy
-        (Engram's own parts retry the same way)."""
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                return await Client.connect(f"127.0.0.1:{self.port}")
-            except RuntimeError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
+        """A client, once the server answers: its port opens before its frontend is healthy, so
+        this connects as Engram's own parts do."""
+        return await connect(TemporalSettings(address=f"127.0.0.1:{self.port}"))
 
     def kill(self) -> None:
         assert self.process is not None
