@@ -59,7 +59,8 @@ class LocalModelServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """The server's process, started; `start` also waits for it and restarts it if it dies."""
         command = [
             sys.executable, "-m", "llama_cpp.server",
             "--model", str(self.model),
@@ -74,7 +75,7 @@ class LocalModelServer:
         return subprocess.Popen(die_with_parent(command), stdout=out, stderr=subprocess.STDOUT)
 
     async def start(self, timeout: float = 120.0) -> None:
-        self.process = self._spawn()
+        self.process = self.spawn()
         await self._wait_ready(timeout)
         self._supervisor = asyncio.create_task(self._supervise())
 
@@ -88,7 +89,7 @@ class LocalModelServer:
             code = await asyncio.to_thread(self.process.wait)
             log.warning("local model server exited with code %s; restarting it", code)
             await asyncio.sleep(1)
-            self.process = self._spawn()
+            self.process = self.spawn()
             try:
                 await self._wait_ready(120)
             except SystemExit as err:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from engram import local_model
-from engram.processes import die_with_parent, wait_for_port
+from engram.processes import wait_for_port
 from engram.v1 import agent_pb2
 from tests.cluster import Cluster
 from tests.conftest import Reader, chat, create_agent, finals, text_of, user_message
@@ -94,19 +92,7 @@ def model_server(tmp_path: Path) -> Iterator[str]:
     if model is None:
         pytest.fail("the local model is not installed: run ./scripts/test (it installs it)")
     port = free_port()
-    command = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model),
-        "--model_alias", local_model.MODEL_ALIAS,
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--n_ctx", "4096",
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        die_with_parent(command),
-        stdout=open(tmp_path / "model.log", "ab"),
-        stderr=subprocess.STDOUT,
-    )
+    process = local_model.LocalModelServer(model, port, tmp_path / "model.log").spawn()
     try:
         asyncio.run(wait_for_port("127.0.0.1", port, process, 120, "the local model"))
         yield f"http://127.0.0.1:{port}/v1"
