@@ -136,7 +136,7 @@ class ToolName(StrEnum):
 
 
 class Command(StrEnum):
-    """Controls a client sends (Chat stream or ControlAgent), the `control` update's argument."""
+    """Controls a client sends (Chat stream or ControlAgent): `ControlInput.command`."""
 
     PAUSE = "pause"
     """Hold new messages in the queue."""
@@ -262,29 +262,64 @@ class WakeUpOutcome(StrEnum):
 
 
 class Query(StrEnum):
-    """Workflow queries called by name from outside the workflow's own module."""
+    """The agent workflow's queries: every caller names them by these, as history does."""
 
-    EVENTS_SINCE = "events_since"
-    """Stored events after a sequence id, and the turn in flight."""
+    DESCRIBE = "describe"
+    """The agent's settings, counts, notes, calls waiting and run in progress (GetAgent)."""
+    EVENTS_AFTER = "events_after"
+    """Stored events after a sequence id (`EventsAfterInput`), and the turn in flight."""
     HISTORY = "history"
     """The turns still in the workflow (older ones are in the transcript store)."""
+    EVENTS_SINCE = "events_since"
+    """`EVENTS_AFTER` with a bare sequence id: kept for callers of an older release."""
 
 
 class Update(StrEnum):
-    """Workflow updates called by name from outside the workflow's own module."""
+    """The agent workflow's updates: every caller names them by these, as history does.
+
+    A handler's name and input never change: a new input means a new name, and the old handler
+    stays for the histories that recorded it and for callers of an older release.
+    """
 
     CHAT = "chat"
-    """A user message: queue it (once per message id) and answer with its turn's events (the
-    workflow's `chat` method)."""
+    """A user message: queue it (once per message id) and answer with its turn's events."""
+    WAIT_FOR_TURN = "wait_for_turn"
+    """A turn's events once it has ended (`WaitTurnInput`)."""
+    CONTROL_AGENT = "control_agent"
+    """A `Command` (`ControlInput`): pause, resume, cancel, retry."""
+    WITHDRAW_MESSAGE = "withdraw_message"
+    """Nobody wants this message answered any more (`WithdrawInput`): cancel its turn, or drop it
+    from the queue."""
+    EDIT = "edit"
+    """Change the goal, instructions, settings or memory notes (`EditInput`)."""
+    DECIDE = "decide"
+    """A person's answer to a tool call awaiting approval (`Decision`)."""
+    SUBMIT_TOOL_RESULT = "submit_tool_result"
+    """What a client's tool returned (`ClientToolResult`)."""
+    START_RUN = "start_run"
+    """Start an autonomous run (`RunInput`)."""
+    WAIT_TURN = "wait_turn"
+    """`WAIT_FOR_TURN` with a bare message id: kept for old histories and callers."""
+    CONTROL = "control"
+    """`CONTROL_AGENT` with a bare command: kept for old histories and callers."""
     WITHDRAW = "withdraw"
-    """Nobody wants this message answered any more: cancel its turn, or drop it from the queue."""
+    """`WITHDRAW_MESSAGE` with a bare message id: kept for old histories and callers."""
 
 
 class Signal(StrEnum):
-    """Workflow signals sent by name from outside the workflow's own module."""
+    """The agent workflow's signals: every caller names them by these, as history does."""
 
+    DELETE = "delete"
+    """End the agent: stop the turn in progress and drop queued messages."""
+    RELAY_TURN = "relay_turn"
+    """A client follows the turn from another gateway (`RelayInput`): stream there from now on."""
+    ADD_SUB_AGENT = "add_sub_agent"
+    """An agent was created as this agent's sub-agent (`SubAgentInput`): list it among the agent's
+    children."""
+    RELAY_TO = "relay_to"
+    """`RELAY_TURN` with bare arguments: kept for old histories and callers."""
     ADD_CHILD = "add_child"
-    """An agent was created as this agent's sub-agent: list it among the agent's children."""
+    """`ADD_SUB_AGENT` with a bare agent id: kept for old histories and callers."""
 
 
 STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramStatus")

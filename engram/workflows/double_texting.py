@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from temporalio.exceptions import ApplicationError
 
-from engram.vocabulary import DoubleTexting, ErrorType, EventKind, Notice, TurnOutcome
+from engram.vocabulary import DoubleTexting, ErrorType, EventKind, Notice
 from engram.workflows.events import EventLog
-from engram.workflows.ledger import RETRY_SUFFIX
+from engram.workflows.ledger import RETRY_SUFFIX, TurnLedger
 from engram.workflows.types import AgentSpec, AgentState, PendingMessage, ToolRound, Turn
 
 CONFIG_KEY = "doubleTexting"  # AgentConfig.double_texting, as proto3 JSON
@@ -56,35 +56,21 @@ def waiting(state: AgentState) -> bool:
 
 
 def take_in(
-    state: AgentState, log: EventLog, host: Turn, rounds: list[ToolRound], now: float
+    ledger: TurnLedger, log: EventLog, host: Turn, rounds: list[ToolRound], now: float
 ) -> int:
     """Move the messages at the head of the queue into `host`, the turn in progress: each gets
     its user message and a `joined` notice (its own turn, ended), and its text goes to the model
     after `rounds`' results. How many were taken."""
-    taken = _joinable(state.queue)
+    taken = _joinable(ledger.state.queue)
     if not taken:
         return 0
-    del state.queue[: len(taken)]
     if not rounds:
         rounds.append(ToolRound(text="", calls=[], results=[]))
     for message in taken:
         mid = message.message_id
         first = log.emit(kind=EventKind.USER_MESSAGE, text=message.content, message_id=mid, now=now)
         last = log.notice(Notice.JOINED, host.message_id, now=now, message_id=mid)
-        joined = Turn(
-            message_id=mid,
-            user=message.content,
-            reply_to=message.reply_to,
-            first_seq=first.seq,
-            last_seq=last.seq,
-            outcome=TurnOutcome.JOINED,
-            started_at=now,
-            ended_at=now,
-            joined_to=host.message_id,
-        )
-        # Before the host, which stays the last turn: the turn in progress is always the last.
-        state.turns.insert(len(state.turns) - 1, joined)
-        host.added.append(message.content)
+        ledger.join(host, message, first.seq, last.seq, now)
         rounds[-1].then.append(message.content)
     return len(taken)
 

@@ -2,7 +2,8 @@
 
 "Is this message queued or recorded?", "has its turn ended?", "what is the next retry's id?" are
 asked by several handlers; this class answers each by name, over the queue and turns kept in the
-agent's state. Plain, deterministic code with no Temporal in it, so it is tested on its own.
+agent's state. It is the only writer of those two lists. Plain, deterministic code with no
+Temporal in it, so it is tested on its own.
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ class TurnLedger:
         """A queued message may start now."""
         return bool(self.state.queue) and not self.state.paused
 
+    def next_starts_run(self) -> bool:
+        """The oldest queued message starts an autonomous run."""
+        return bool(self.state.queue) and self.state.queue[0].starts_run
+
+    def run_queued(self) -> bool:
+        """A run waits in the queue to start."""
+        return any(p.starts_run for p in self.state.queue)
+
     def last_failed(self) -> Turn | None:
         """The newest failed or cancelled turn: what retry runs again."""
         failed = (TurnOutcome.FAILED, TurnOutcome.CANCELLED)
@@ -75,12 +84,15 @@ class TurnLedger:
         content: str,
         reply_to: str = "",
         attachments: list[Attachment] | None = None,
+        *,
+        starts_run: bool = False,
     ) -> bool:
-        """Queue a new message; False (and nothing changes) for one already known."""
+        """Queue a new message (or, `starts_run`, a run with `content` its instructions); False
+        (and nothing changes) for one already known."""
         if self.is_known(message_id):
             return False
         self.state.queue.append(
-            PendingMessage(message_id, content, reply_to, list(attachments or []))
+            PendingMessage(message_id, content, reply_to, list(attachments or []), starts_run)
         )
         return True
 
@@ -116,6 +128,33 @@ class TurnLedger:
         )
         self.state.turns.append(turn)
         return turn
+
+    def join(
+        self, host: Turn, message: PendingMessage, first_seq: int, last_seq: int, now: float
+    ) -> Turn:
+        """Take `message`, the oldest queued, into `host`, the turn in progress (double
+        texting): its own turn, events `first_seq` to `last_seq`, ends at once as JOINED, and the
+        host carries its text. The joined turn."""
+        if not self.state.queue or self.state.queue[0] is not message:
+            raise ValueError(f"message {message.message_id!r} is not the oldest queued")
+        if not self.state.turns or self.state.turns[-1] is not host:
+            raise ValueError(f"turn {host.message_id!r} is not the turn in progress")
+        self.state.queue.pop(0)
+        joined = Turn(
+            message_id=message.message_id,
+            user=message.content,
+            reply_to=message.reply_to,
+            first_seq=first_seq,
+            last_seq=last_seq,
+            outcome=TurnOutcome.JOINED,
+            started_at=now,
+            ended_at=now,
+            joined_to=host.message_id,
+        )
+        # Before the host, which stays the last turn: the turn in progress is always the last.
+        self.state.turns.insert(len(self.state.turns) - 1, joined)
+        host.added.append(message.content)
+        return joined
 
     def drop_queue(self) -> None:
         self.state.queue.clear()

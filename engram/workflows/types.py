@@ -266,6 +266,50 @@ class EditInput:
 
 
 @dataclass(kw_only=True)
+class WaitTurnInput:
+    """Which turn to wait for (the `wait_for_turn` update)."""
+
+    message_id: str
+
+
+@dataclass(kw_only=True)
+class WithdrawInput:
+    """A message its sender no longer wants answered (the `withdraw_message` update)."""
+
+    message_id: str
+
+
+@dataclass(kw_only=True)
+class ControlInput:
+    """A client's control (the `control_agent` update)."""
+
+    # A Command.
+    command: str
+
+
+@dataclass(kw_only=True)
+class RelayInput:
+    """Where a turn in progress streams from now on (the `relay_turn` signal)."""
+
+    message_id: str
+    reply_to: str
+
+
+@dataclass(kw_only=True)
+class SubAgentInput:
+    """An agent created as this agent's sub-agent (the `add_sub_agent` signal)."""
+
+    agent_id: str
+
+
+@dataclass(kw_only=True)
+class EventsAfterInput:
+    """Which stored events to read (the `events_after` query): those after `seq`."""
+
+    seq: int
+
+
+@dataclass(kw_only=True)
 class TurnResult:
     """Every event of one turn, from its user message to its final answer or error.
 
