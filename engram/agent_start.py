@@ -24,7 +24,14 @@ from engram.vocabulary import (
     Signal,
 )
 from engram.workflows.agent_workflow import AgentWorkflow
-from engram.workflows.types import AgentInfo, AgentSpec, AgentState, AgentTool, PendingMessage
+from engram.workflows.types import (
+    AgentInfo,
+    AgentSpec,
+    AgentState,
+    AgentTool,
+    PendingMessage,
+    SubAgentInput,
+)
 
 
 @dataclass(kw_only=True)
@@ -100,4 +107,4 @@ async def start_agent(client: Client, new: NewAgent) -> AgentInfo:
 async def link_to_parent(client: Client, spec: AgentSpec) -> None:
     """List the sub-agent among its parent's children (again is harmless)."""
     parent = client.get_workflow_handle(WORKFLOW_ID_PREFIX + spec.parent_id)
-    await parent.signal(Signal.ADD_CHILD, spec.agent_id)
+    await parent.signal(Signal.ADD_SUB_AGENT, SubAgentInput(agent_id=spec.agent_id))

@@ -11,8 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from engram.gateway.agent_service import turn_ended
-from engram.vocabulary import AgentStatus, Command, EventKind, Notice, TurnOutcome
-from engram.workflows.agent_workflow import AgentWorkflow
+from engram.vocabulary import AgentStatus, Command, EventKind, Notice, TurnOutcome, Update
 from engram.workflows.types import (
     Event,
     LLMRequest,
@@ -264,6 +263,6 @@ async def test_a_second_run_is_refused_while_one_works(harness: Harness) -> None
     agent = await harness.create_agent(autonomous=True)
     await run_id_of(agent)
     with pytest.raises(Exception) as refused:
-        await agent.handle.execute_update(AgentWorkflow.start_run, RunInput(run_id="another"))
+        await agent.handle.execute_update(Update.START_RUN, RunInput(run_id="another"))
     assert "already working" in str(refused.value.__cause__ or refused.value)
     await agent.control(Command.CANCEL)

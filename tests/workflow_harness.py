@@ -45,7 +45,16 @@ from engram import WORKFLOW_ID_PREFIX
 from engram.activities.archive import ArchiveInput, TurnsArchiveInput
 from engram.dev_server import temporal_binary
 from engram.tools import ToolCallInput, ToolCallOutput, tool_activity_type
-from engram.vocabulary import STATUS_ATTRIBUTE, AgentStatus, Command, EventKind, TurnOutcome
+from engram.vocabulary import (
+    STATUS_ATTRIBUTE,
+    AgentStatus,
+    Command,
+    EventKind,
+    Query,
+    Signal,
+    TurnOutcome,
+    Update,
+)
 from engram.worker import workflow_runner
 from engram.workflows.agent_workflow import AgentWorkflow
 from engram.workflows.llm_outcome import cancelled, failed, pieces_detail
@@ -56,8 +65,10 @@ from engram.workflows.types import (
     AgentTool,
     AnnounceInput,
     ChatInput,
+    ControlInput,
     EditInput,
     Event,
+    EventsAfterInput,
     EventsPage,
     HistoryPage,
     LLMRequest,
@@ -67,6 +78,7 @@ from engram.workflows.types import (
     SummaryRequest,
     Turn,
     TurnResult,
+    WaitTurnInput,
 )
 
 # How often a held fake LLM call heartbeats: cancellation reaches an activity only through its
@@ -246,10 +258,11 @@ class Agent:
         message_id = message_id or str(uuid.uuid4())
         return await within(
             self.handle.start_update(
-                AgentWorkflow.chat,
+                Update.CHAT,
                 ChatInput(message_id, content, "gateway-under-test:0"),
                 id=update_id or f"chat-{message_id}",
                 wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                result_type=TurnResult,
             )
         )
 
@@ -259,25 +272,40 @@ class Agent:
         return await within(update.result())
 
     async def wait_turn(self, message_id: str) -> TurnResult:
-        return await within(self.handle.execute_update(AgentWorkflow.wait_turn, message_id))
+        wait = WaitTurnInput(message_id=message_id)
+        result: TurnResult = await within(
+            self.handle.execute_update(Update.WAIT_FOR_TURN, wait, result_type=TurnResult)
+        )
+        return result
 
     async def control(self, command: Command) -> str:
-        return await within(self.handle.execute_update(AgentWorkflow.control, command))
+        control = ControlInput(command=command)
+        status: str = await within(
+            self.handle.execute_update(Update.CONTROL_AGENT, control, result_type=str)
+        )
+        return status
 
     async def edit(self, edit: EditInput) -> str:
-        return await within(self.handle.execute_update(AgentWorkflow.edit, edit))
+        status: str = await within(self.handle.execute_update(Update.EDIT, edit, result_type=str))
+        return status
 
     async def describe(self) -> AgentInfo:
-        return await within(self.handle.query(AgentWorkflow.describe))
+        info: AgentInfo = await within(self.handle.query(Query.DESCRIBE, result_type=AgentInfo))
+        return info
 
     async def events(self, since: int = 0) -> EventsPage:
-        return await within(self.handle.query(AgentWorkflow.events_since, since))
+        query = EventsAfterInput(seq=since)
+        page: EventsPage = await within(
+            self.handle.query(Query.EVENTS_AFTER, query, result_type=EventsPage)
+        )
+        return page
 
     async def history(self) -> HistoryPage:
-        return await within(self.handle.query(AgentWorkflow.history))
+        page: HistoryPage = await within(self.handle.query(Query.HISTORY, result_type=HistoryPage))
+        return page
 
     async def delete(self) -> None:
-        await within(self.handle.signal(AgentWorkflow.delete))
+        await within(self.handle.signal(Signal.DELETE))
 
     async def search_status(self) -> str | None:
         """The `EngramStatus` search attribute, which ListAgents filters on."""

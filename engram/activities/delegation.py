@@ -40,7 +40,14 @@ from engram.vocabulary import (
     TurnOutcome,
     Update,
 )
-from engram.workflows.types import AgentSpec, ChatInput, HistoryPage, Turn, TurnResult
+from engram.workflows.types import (
+    AgentSpec,
+    ChatInput,
+    HistoryPage,
+    Turn,
+    TurnResult,
+    WithdrawInput,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +137,9 @@ class Delegation:
     async def _withdraw(self, handle: WorkflowHandle[Any, Any], message_id: str) -> None:
         try:
             async with asyncio.timeout(WITHDRAW_TIMEOUT):
-                await handle.execute_update(Update.WITHDRAW, message_id, result_type=str)
+                await handle.execute_update(
+                    Update.WITHDRAW_MESSAGE, WithdrawInput(message_id=message_id), result_type=str
+                )
         except Exception as err:  # the call ends cancelled all the same
             log.warning("could not withdraw message %s from %s: %s", message_id, handle.id, err)
 

@@ -32,6 +32,7 @@ from engram.workflows.llm_outcome import cancelled, failed, pieces_detail, strea
 from engram.workflows.types import (
     AnnounceInput,
     Event,
+    EventsAfterInput,
     EventsPage,
     LLMRequest,
     LLMResult,
@@ -212,7 +213,11 @@ class LLMActivities:
         try:
             page: EventsPage = await self.temporal.get_workflow_handle(
                 WORKFLOW_ID_PREFIX + request.agent_id
-            ).query(Query.EVENTS_SINCE, request.first_text_seq, result_type=EventsPage)
+            ).query(
+                Query.EVENTS_AFTER,
+                EventsAfterInput(seq=request.first_text_seq),
+                result_type=EventsPage,
+            )
         except Exception as err:  # a failed lookup only delays the redirect
             activity.logger.warning("cannot read the turn's gateway: %s", err)
             return ""

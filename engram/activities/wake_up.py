@@ -25,9 +25,9 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
 from engram import WORKFLOW_ID_PREFIX
-from engram.vocabulary import ErrorType, WakeUpOutcome
+from engram.vocabulary import ErrorType, Query, Update, WakeUpOutcome
 from engram.workflows.agent_workflow import AgentWorkflow
-from engram.workflows.types import RunInput
+from engram.workflows.types import AgentInfo, HistoryPage, RunInput
 
 COVERED_UNTIL = "covered_until"
 """Memo key of a wake-up workflow: when the newest run of its schedule started (seconds since the
@@ -126,15 +126,16 @@ class WakeUpActivities:
         while True:
             if not await _running(handle):
                 return await self._gone(request)
-            run = (await handle.query(AgentWorkflow.describe)).run
+            run = (await handle.query(Query.DESCRIBE, result_type=AgentInfo)).run
             if run is not None and run.run_id == request.run_id:
                 return Started(WakeUpOutcome.WOKE, run.started_at)  # started by an earlier try
             if run is None:
                 at = time.time()
                 try:
                     await handle.execute_update(
-                        AgentWorkflow.start_run,
+                        Update.START_RUN,
                         RunInput(run_id=request.run_id, instructions=request.instructions),
+                        result_type=str,
                     )
                     return Started(WakeUpOutcome.WOKE, at)
                 except RPCError as err:
@@ -163,9 +164,9 @@ class WakeUpActivities:
             # A terminated agent's last state may show the run forever: ask Temporal first.
             if not await _running(handle):
                 return WakeUpOutcome.AGENT_GONE
-            info = await handle.query(AgentWorkflow.describe)
+            info: AgentInfo = await handle.query(Query.DESCRIBE, result_type=AgentInfo)
             if info.run is None or info.run.run_id != watch.run_id:
-                page = await handle.query(AgentWorkflow.history)
+                page: HistoryPage = await handle.query(Query.HISTORY, result_type=HistoryPage)
                 turn = next((t for t in page.turns if t.message_id == watch.run_id), None)
                 if turn is not None and turn.outcome:
                     return turn.outcome

@@ -43,7 +43,10 @@ from engram.vocabulary import (
     STATUS_ATTRIBUTE,
     AgentStatus,
     Command,
+    Query,
+    Signal,
     ToolName,
+    Update,
 )
 from engram.workflows.agent_workflow import AgentWorkflow
 from engram.workflows.types import (
@@ -51,11 +54,17 @@ from engram.workflows.types import (
     AgentSpec,
     AgentTool,
     ChatInput,
+    ControlInput,
     EditInput,
     Event,
+    EventsAfterInput,
+    EventsPage,
+    HistoryPage,
+    RelayInput,
     RunInput,
     RunState,
     TurnResult,
+    WaitTurnInput,
 )
 
 log = logging.getLogger(__name__)
@@ -185,7 +194,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.Agent:
         handle = await self._owned(validation.agent_id(request.agent_id), read=True)
         info, description = await asyncio.gather(
-            handle.query(AgentWorkflow.describe), handle.describe()
+            handle.query(Query.DESCRIBE, result_type=AgentInfo), handle.describe()
         )
         if description.status != WorkflowExecutionStatus.RUNNING:
             info.status = AgentStatus.DELETED  # a force-deleted agent never got to say so itself
@@ -233,7 +242,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             if request.force:
                 await handle.terminate(reason="DeleteAgent(force=true)")
             else:
-                await handle.signal(AgentWorkflow.delete)
+                await handle.signal(Signal.DELETE)
         await self.schedules.delete_all(agent_id)
         return empty_pb2.Empty()
 
@@ -251,16 +260,16 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         handle = await self._owned(agent_id)
         if command == "edit":
             change = await self._edit(request.edit, agent_id)
-            status = await handle.execute_update(AgentWorkflow.edit, change)
+            status = await handle.execute_update(Update.EDIT, change, result_type=str)
         elif command == "approval":
             status = await self._decide(handle, request.approval)
         elif command == "tool_result":
             status = await self._tool_result(handle, request.tool_result)
         elif command == "run":
             run = RunInput(run_id=f"run-{uuid.uuid4()}", instructions=request.run.instructions)
-            status = await handle.execute_update(AgentWorkflow.start_run, run)
+            status = await handle.execute_update(Update.START_RUN, run, result_type=str)
         else:
-            status = await handle.execute_update(AgentWorkflow.control, Command(command))
+            status = await _control(handle, Command(command))
         return agent_pb2.ControlAgentResponse(status=status)
 
     @_reports_errors
@@ -271,13 +280,13 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         handle = await self._owned(agent_id)
         wanted = request.status.strip().lower()
         if wanted == AgentStatus.DELETED:
-            await handle.signal(AgentWorkflow.delete)
+            await handle.signal(Signal.DELETE)
             await self.schedules.delete_all(agent_id)
             return agent_pb2.SetAgentStatusResponse(status=AgentStatus.DELETED)
         if wanted not in STATUS_COMMANDS:
             choices = ", ".join([*STATUS_COMMANDS, AgentStatus.DELETED])
             raise invalid(f"status must be one of {choices}")
-        status = await handle.execute_update(AgentWorkflow.control, STATUS_COMMANDS[wanted])
+        status = await _control(handle, STATUS_COMMANDS[wanted])
         return agent_pb2.SetAgentStatusResponse(status=status)
 
     @_reports_errors
@@ -341,7 +350,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self, request: agent_pb2.GetHistoryRequest, context: Context
     ) -> agent_pb2.GetHistoryResponse:
         agent_id = validation.agent_id(request.agent_id)
-        page = await (await self._owned(agent_id, read=True)).query(AgentWorkflow.history)
+        handle = await self._owned(agent_id, read=True)
+        page = await handle.query(Query.HISTORY, result_type=HistoryPage)
         turns = await self.transcript.turns(agent_id, page)
         return agent_pb2.GetHistoryResponse(
             turns=[
@@ -429,7 +439,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 try:
                     with observed.submitting():
                         update = await handle.start_update(
-                            AgentWorkflow.chat,
+                            Update.CHAT,
                             ChatInput(
                                 message_id,
                                 content,
@@ -438,6 +448,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                             ),
                             id=f"chat-{message_id}",
                             wait_for_stage=Stage.ACCEPTED,
+                            result_type=TurnResult,
                         )
                 except BaseException:
                     self.hub.release(feed)
@@ -446,11 +457,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 result = asyncio.ensure_future(turn_ended(handle, message_id, update.result()))
                 return _PendingTurn(agent_id, message_id, feed, result, observed)
             if kind in (Command.PAUSE, Command.RESUME, Command.CANCEL):
-                await handle.execute_update(AgentWorkflow.control, Command(kind))
+                await _control(handle, Command(kind))
                 return None
             if kind == "edit":
                 change = await self._edit(message.edit, agent_id)
-                await handle.execute_update(AgentWorkflow.edit, change)
+                await handle.execute_update(Update.EDIT, change, result_type=str)
                 return None
             if kind == "approval":
                 await self._decide(handle, message.approval)
@@ -480,12 +491,13 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         try:
             with observed.submitting():
                 await handle.execute_update(
-                    AgentWorkflow.start_run,
+                    Update.START_RUN,
                     RunInput(
                         run_id=run_id,
                         instructions=message.run.instructions,
                         reply_to=self.settings.advertise_address,
                     ),
+                    result_type=str,
                 )
         except BaseException:
             self.hub.release(feed)
@@ -498,13 +510,17 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self, handle: WorkflowHandle[AgentWorkflow, str], approval: agent_pb2.Approval
     ) -> str:
         decision = tool_specs.decision(approval)
-        return await handle.execute_update(AgentWorkflow.decide, decision)
+        status: str = await handle.execute_update(Update.DECIDE, decision, result_type=str)
+        return status
 
     async def _tool_result(
         self, handle: WorkflowHandle[AgentWorkflow, str], result: agent_pb2.ToolResult
     ) -> str:
         answer = tool_specs.client_result(result, self.settings.max_message_bytes)
-        return await handle.execute_update(AgentWorkflow.submit_tool_result, answer)
+        status: str = await handle.execute_update(
+            Update.SUBMIT_TOOL_RESULT, answer, result_type=str
+        )
+        return status
 
     async def _follow(
         self, turn: _PendingTurn, cursor: Cursor
@@ -538,7 +554,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 raise invalid("from_sequence must not be negative")
             start = 0 if request.include_history else request.from_sequence
             handle = await self._owned(agent_id, read=True)
-            page = await handle.query(AgentWorkflow.events_since, start)
+            page = await _events_after(handle, start)
             last = start
             for event in await self.transcript.events_after(agent_id, start, page):
                 yield to_server_message(agent_id, event)
@@ -558,7 +574,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             with self.hub.reading((agent_id, live.message_id)) as feed:
                 if live.reply_to != self.settings.advertise_address:
                     here = self.settings.advertise_address
-                    await handle.signal(AgentWorkflow.relay_to, args=[live.message_id, here])
+                    await handle.signal(
+                        Signal.RELAY_TURN, RelayInput(message_id=live.message_id, reply_to=here)
+                    )
                     merge.add(await self._stored_since(agent_id, last))
                 async for message in follow_turn(
                     merge, feed, record(), functools.partial(self._stored_since, agent_id)
@@ -568,7 +586,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             await _abort(context, err, request.agent_id)
 
     async def _stored_since(self, agent_id: str, seq: int) -> Messages:
-        page = await self._agent(agent_id).query(AgentWorkflow.events_since, seq)
+        page = await _events_after(self._agent(agent_id), seq)
         return _messages(agent_id, await self.transcript.events_after(agent_id, seq, page))
 
     async def _turn_messages(self, agent_id: str, result: TurnResult) -> Messages:
@@ -594,12 +612,33 @@ async def turn_ended(
 ) -> TurnResult:
     """The turn's whole record once it has ended. A run that continues as new mid-turn answers
     its waiters "continued": they wait again, on the agent's next run."""
-    result = await (first or handle.execute_update(AgentWorkflow.wait_turn, message_id))
+    result = await (first or _wait_for_turn(handle, message_id))
     while result.continued:
         # Until the old run has handed over, it answers at once: give it a moment.
         await asyncio.sleep(0.05)
-        result = await handle.execute_update(AgentWorkflow.wait_turn, message_id)
+        result = await _wait_for_turn(handle, message_id)
     return result
+
+
+async def _wait_for_turn(handle: WorkflowHandle[AgentWorkflow, str], message_id: str) -> TurnResult:
+    result: TurnResult = await handle.execute_update(
+        Update.WAIT_FOR_TURN, WaitTurnInput(message_id=message_id), result_type=TurnResult
+    )
+    return result
+
+
+async def _control(handle: WorkflowHandle[AgentWorkflow, str], command: Command) -> str:
+    status: str = await handle.execute_update(
+        Update.CONTROL_AGENT, ControlInput(command=command), result_type=str
+    )
+    return status
+
+
+async def _events_after(handle: WorkflowHandle[AgentWorkflow, str], seq: int) -> EventsPage:
+    page: EventsPage = await handle.query(
+        Query.EVENTS_AFTER, EventsAfterInput(seq=seq), result_type=EventsPage
+    )
+    return page
 
 
 def _messages(agent_id: str, events: list[Event]) -> Messages:
