@@ -6,7 +6,7 @@ import pytest
 
 from engram.vocabulary import TurnOutcome
 from engram.workflows.ledger import NothingToRetry, TurnLedger
-from engram.workflows.types import AgentSpec, AgentState
+from engram.workflows.types import AgentSpec, AgentState, Turn
 
 
 def ledger() -> TurnLedger:
@@ -101,3 +101,44 @@ def test_two_retries_asked_while_paused_are_two_turns() -> None:
     assert book.enqueue_retry() == "x#retry1"
     assert book.enqueue_retry() == "x#retry2"
     assert [p.message_id for p in book.state.queue] == ["x#retry1", "x#retry2"]
+
+
+def test_a_run_is_queued_as_one() -> None:
+    book = ledger()
+    book.enqueue("m1", "hello")
+    assert not book.run_queued() and not book.next_starts_run()
+    assert book.enqueue("r1", "work on it", "gw:1", starts_run=True)
+    assert not book.enqueue("r1", "again", starts_run=True)
+    assert book.run_queued() and not book.next_starts_run()
+    book.start_next(first_seq=1, now=0)
+    assert book.next_starts_run()
+    assert [(p.message_id, p.starts_run) for p in book.state.queue] == [("r1", True)]
+
+
+def test_a_joined_message_ends_before_the_turn_it_joined() -> None:
+    book = ledger()
+    book.enqueue("host", "write an essay")
+    host = book.start_next(first_seq=1, now=1.0)
+    book.enqueue("m2", "no, a haiku", "gw:2")
+    book.enqueue("m3", "and be brief")
+    joined = book.join(host, book.state.queue[0], first_seq=5, last_seq=6, now=2.0)
+    assert (joined.message_id, joined.outcome, joined.joined_to) == ("m2", "joined", "host")
+    assert (joined.first_seq, joined.last_seq, joined.reply_to) == (5, 6, "gw:2")
+    assert [t.message_id for t in book.state.turns] == ["m2", "host"]
+    assert host.added == ["no, a haiku"] and not host.outcome
+    assert [p.message_id for p in book.state.queue] == ["m3"]
+    assert book.has_ended("m2") and book.find("m2") is joined and book.completed_turns() == 0
+
+
+def test_only_the_oldest_message_joins_only_the_turn_in_progress() -> None:
+    book = ledger()
+    book.enqueue("host", "a")
+    host = book.start_next(first_seq=1, now=0)
+    book.enqueue("m2", "b")
+    book.enqueue("m3", "c")
+    with pytest.raises(ValueError, match="oldest"):
+        book.join(host, book.state.queue[1], 2, 3, now=0)
+    with pytest.raises(ValueError, match="in progress"):
+        book.join(Turn(message_id="other", user=""), book.state.queue[0], 2, 3, now=0)
+    assert [p.message_id for p in book.state.queue] == ["m2", "m3"]
+    assert book.state.turns == [host] and not host.added
