@@ -1,5 +1,7 @@
 """Record workflow histories for the replay tests: `python -m tests.record_histories` (every
-scenario) or `python -m tests.record_histories agents wake-up` (the ones named).
+scenario) or `python -m tests.record_histories agents wake-up` (the ones named). Files are named
+for pyproject's version, or for the one given first as `--version X` (the release that will
+ship a change not yet released).
 
 Run it before changing workflow logic, and keep the old files: every history recorded by a
 released version must still replay (tests/test_replay_histories.py).
@@ -8,6 +10,7 @@ released version must still replay (tests/test_replay_histories.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -21,16 +24,33 @@ from typing import Any
 import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.v1 import agent_pb2, agent_pb2_grpc
-from engram.vocabulary import Command, ToolKind, TurnOutcome
-from engram.workflows.types import AgentTool, LLMResult, ToolCall
+from engram.vocabulary import Command, Signal, ToolKind, TurnOutcome, Update
+from engram.workflows.types import (
+    AgentTool,
+    EditInput,
+    LLMResult,
+    RelayInput,
+    RunInput,
+    SubAgentInput,
+    ToolCall,
+    WithdrawInput,
+)
 from tests.conftest import TEST_TOOLS, Reader, chat, create_agent, user_message
 from tests.engine import Engine
 from tests.fake_llm import FakeLLM, Reasoning, Script, ToolUse, default_reply, note_taker
-from tests.workflow_harness import eventually, local_environment, running_harness, within
+from tests.workflow_harness import (
+    Agent,
+    echo,
+    eventually,
+    llm_failure,
+    local_environment,
+    running_harness,
+    within,
+)
 
 HERE = Path(__file__).resolve().parent / "histories"
 
@@ -421,8 +441,60 @@ async def cancel_before_tool() -> dict[str, object]:
         return history.to_json_dict()
 
 
+async def handlers() -> dict[str, object]:
+    """Every handler that takes a dataclass under the name it was given for that (0.7):
+    wait_for_turn, control_agent (retry, pause, resume, cancel), withdraw_message (a queued
+    message, then a turn in progress), relay_turn, add_sub_agent; and chat, edit, start_run and
+    delete. Recorded in-process, where the harness calls them as the gateway does."""
+    async with local_environment() as env, running_harness(env) as harness:
+        fake = harness.fake
+        agent = await harness.create_agent()
+        await agent.ask("hello", "m1")
+        await agent.wait_turn("m1")
+        fake.reply = lambda request: llm_failure()
+        await agent.ask("this one fails", "m2")
+        fake.reply = echo
+        await agent.control(Command.RETRY)
+        await agent.wait_turn("m2#retry1")
+        await agent.control(Command.PAUSE)
+        dropped = await agent.send("never mind", "m3")
+        await _withdraw(agent, "m3")
+        with contextlib.suppress(WorkflowUpdateFailedError):
+            await within(dropped.result())
+        await agent.control(Command.RESUME)
+        fake.gate = asyncio.Event()
+        asked = len(fake.requests) + 1
+        followed = await agent.send("a long answer", "m4")
+        await fake.wait_for_requests(asked)
+        relay = RelayInput(message_id="m4", reply_to="gateway-elsewhere:0")
+        await within(agent.handle.signal(Signal.RELAY_TURN, relay))
+        await agent.control(Command.CANCEL)
+        await within(followed.result())
+        asked = len(fake.requests) + 1
+        withdrawn = await agent.send("another long one", "m5")
+        await fake.wait_for_requests(asked)
+        await _withdraw(agent, "m5")
+        await within(withdrawn.result())
+        fake.gate = None
+        child = SubAgentInput(agent_id="helper-1")
+        await within(agent.handle.signal(Signal.ADD_SUB_AGENT, child))
+        await agent.edit(EditInput(goal="Help with more tests."))
+        run = RunInput(run_id="r1", instructions="Say done.")
+        await within(agent.handle.execute_update(Update.START_RUN, run, result_type=str))
+        await agent.wait_turn("r1")
+        await agent.delete()
+        await agent.result()
+        history = await agent.handle.fetch_history()
+        return history.to_json_dict()
+
+
+async def _withdraw(agent: Agent, message_id: str) -> None:
+    withdrawal = WithdrawInput(message_id=message_id)
+    await within(agent.handle.execute_update(Update.WITHDRAW_MESSAGE, withdrawal, result_type=str))
+
+
 # Recorded without an engine: name -> what records it.
-IN_PROCESS = {"cancel-before-tool": cancel_before_tool}
+IN_PROCESS = {"cancel-before-tool": cancel_before_tool, "handlers": handlers}
 
 
 def record_on_engines(names: list[str], version: str) -> None:
@@ -460,6 +532,9 @@ def record_on_engines(names: list[str], version: str) -> None:
 
 
 def main(names: list[str]) -> None:
+    version = ""
+    if names[:1] == ["--version"]:
+        version, names = names[1], names[2:]
     unknown = set(names) - set(SCENARIOS) - set(IN_PROCESS)
     if unknown:
         raise SystemExit(
@@ -467,7 +542,7 @@ def main(names: list[str]) -> None:
             + ", ".join([*SCENARIOS, *IN_PROCESS])
         )
     pyproject = tomllib.loads((HERE.parent.parent / "pyproject.toml").read_text())
-    version = pyproject["project"]["version"]
+    version = version or pyproject["project"]["version"]
     on_engines = [n for n in SCENARIOS if not names or n in names]
     if on_engines:
         record_on_engines(on_engines, version)
