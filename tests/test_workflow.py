@@ -28,8 +28,11 @@ from engram.vocabulary import (
     ErrorType,
     EventKind,
     Notice,
+    Query,
+    Signal,
     ToolKind,
     TurnOutcome,
+    Update,
 )
 from engram.worker import workflow_runner
 from engram.workflows.agent_workflow import AgentWorkflow
@@ -37,6 +40,7 @@ from engram.workflows.types import (
     AgentTool,
     EditInput,
     Event,
+    EventsPage,
     LLMRequest,
     LLMResult,
     SummaryRequest,
@@ -579,3 +583,26 @@ async def test_a_cancel_while_a_tool_call_is_announced_stops_it_before_it_starts
     replayer = Replayer(workflows=[AgentWorkflow], workflow_runner=workflow_runner())
     replayed = await replayer.replay_workflow(await agent.handle.fetch_history())
     assert replayed.replay_failure is None
+
+
+async def test_the_handlers_of_older_releases_still_answer(harness: Harness) -> None:
+    """A gateway or worker of an older release, during a rolling upgrade, calls the handlers
+    that took bare values, by their old names: they do what the new ones do."""
+    agent = await harness.create_agent()
+    handle = agent.handle
+    await agent.ask("hello", "m1")
+    old_wait = handle.execute_update(Update.WAIT_TURN, "m1", result_type=TurnResult)
+    assert (await within(old_wait)).last_seq > 0
+    with pytest.raises(WorkflowUpdateFailedError):
+        await within(handle.execute_update(Update.WAIT_TURN, "nope", result_type=TurnResult))
+    with pytest.raises(WorkflowUpdateFailedError):
+        await within(handle.execute_update(Update.CONTROL, "bogus", result_type=str))
+    paused = handle.execute_update(Update.CONTROL, Command.PAUSE, result_type=str)
+    assert await within(paused) == AgentStatus.PAUSED
+    await agent.send("never mind", "m2")
+    await within(handle.execute_update(Update.WITHDRAW, "m2", result_type=str))
+    await within(handle.signal(Signal.ADD_CHILD, "helper-1"))
+    page = await within(handle.query(Query.EVENTS_SINCE, 0, result_type=EventsPage))
+    assert [e.message_id for e in page.events if e.kind == EventKind.USER_MESSAGE] == ["m1"]
+    info = await agent.describe()
+    assert info.children == ["helper-1"] and info.queued_messages == 0
