@@ -329,10 +329,10 @@ class AgentWorkflow:
             prelude=self.prelude,
             first_text_seq=self.state.next_seq,
             reply_to=turn.reply_to,
-            temperature=spec.temperature,
+            temperature=spec.settings.temperature,
             tools=tools,
             tool_rounds=rounds,
-            thinking=bool(spec.config.get("enableThinking")),
+            thinking=spec.settings.enable_thinking,
         )
 
     def _record(self, turn: Turn, result: LLMResult) -> None:
