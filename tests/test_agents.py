@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from google.protobuf.struct_pb2 import Struct
 
 from engram.v1 import agent_pb2, agent_pb2_grpc
@@ -119,6 +121,8 @@ def test_prompt_keeps_pairs_and_skips_failed_turns() -> None:
         ("assistant", "a3"),
         ("user", "q4"),
     ]
-    spec.max_context_tokens = sum(estimate_tokens(m) for m in prompt) - 1
+    spec.settings = replace(
+        spec.settings, max_context_tokens=sum(estimate_tokens(m) for m in prompt) - 1
+    )
     trimmed = build_prompt(spec, turns, "q4")
     assert [m.content for m in trimmed] == ["Be brief.\n\nYour goal: Win.", "q3", "a3", "q4"]

@@ -308,7 +308,7 @@ async def test_an_edit_is_applied_whole_or_not_at_all(harness: Harness) -> None:
             await agent.edit(bad)
         assert "memory note" in update_failure(raised).message
     info = await agent.describe()
-    assert (info.spec.goal, info.spec.temperature) == ("Old goal", None)
+    assert (info.spec.goal, info.spec.settings.temperature) == ("Old goal", None)
     assert sorted((n.name, n.content) for n in info.notes) == [
         ("drop", "an old note"),
         ("keep", "an existing note"),
@@ -328,7 +328,7 @@ async def test_an_edit_is_applied_whole_or_not_at_all(harness: Harness) -> None:
     assert status == AgentStatus.IDLE
     info = await agent.describe()
     assert (info.spec.goal, info.spec.system_prompt) == ("New goal", "Be brief.")
-    assert (info.spec.temperature, info.spec.max_context_tokens) == (0.5, 4000)
+    assert (info.spec.settings.temperature, info.spec.settings.max_context_tokens) == (0.5, 4000)
     assert info.spec.config == {"temperature": 0.5, "maxContextTokens": 4000}
     assert sorted((n.name, n.content) for n in info.notes) == [
         ("color", "blue"),

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar
 
+from google.protobuf.json_format import MessageToDict, ParseDict
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
@@ -44,7 +45,9 @@ from temporalio.worker import Worker
 from engram import WORKFLOW_ID_PREFIX
 from engram.activities.archive import ArchiveInput, TurnsArchiveInput
 from engram.dev_server import temporal_binary
+from engram.gateway.agent_config import agent_settings
 from engram.tools import ToolCallInput, ToolCallOutput, tool_activity_type
+from engram.v1 import agent_pb2
 from engram.vocabulary import (
     STATUS_ATTRIBUTE,
     AgentStatus,
@@ -403,16 +406,15 @@ class Harness:
         """Start an agent the way CreateAgent does."""
         agent_id = str(uuid.uuid4())
         now = time.time()
-        config = dict(config or {})
-        if max_context_tokens:
-            config["maxContextTokens"] = max_context_tokens
+        message = ParseDict(config or {}, agent_pb2.AgentConfig())
+        message.max_context_tokens = max_context_tokens or message.max_context_tokens
         spec = AgentSpec(
             agent_id=agent_id,
             goal=goal,
             model=model,
             system_prompt=system_prompt,
-            config=config,
-            max_context_tokens=max_context_tokens,
+            config=MessageToDict(message),
+            settings=agent_settings(message),
         )
         handle = await within(
             self.client.start_workflow(

@@ -27,6 +27,7 @@ from engram import WORKFLOW_ID_PREFIX
 from engram.agent_start import NewAgent, start_agent
 from engram.auth.tenancy import AgentAccess
 from engram.gateway import attachments, sub_agents, tool_specs, validation
+from engram.gateway.agent_config import agent_settings
 from engram.gateway.errors import GatewayError, from_temporal, invalid
 from engram.gateway.schedules import Schedules
 from engram.gateway.token_hub import TokenHub, TurnFeed
@@ -171,9 +172,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             metadata=dict(request.metadata),
             tools=[MessageToDict(tool) for tool in request.tools],
             config=MessageToDict(request.config),
-            temperature=request.config.temperature or None,
-            max_context_tokens=request.config.max_context_tokens,
             parent_id=parent_id,
+            settings=agent_settings(request.config),
         )
         info = await start_agent(
             self.client,

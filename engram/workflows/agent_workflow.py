@@ -234,10 +234,10 @@ class AgentWorkflow:
             prelude=self.turn.prelude,
             first_text_seq=self.state.next_seq,
             reply_to=turn.reply_to,
-            temperature=spec.temperature,
+            temperature=spec.settings.temperature,
             tools=self.tool_use.offered(call.autonomous) if call.offer_tools else [],
             tool_rounds=call.rounds,
-            thinking=bool(spec.config.get("enableThinking")),
+            thinking=spec.settings.enable_thinking,
         )
 
     def _end_turn(self, result: LLMResult, finished: autonomy.Finished | None = None) -> None:

@@ -113,7 +113,7 @@ def start(turn: Turn, spec: AgentSpec, now: float) -> RunState:
         run_id=turn.message_id,
         instructions=turn.user,
         started_at=now,
-        max_seconds=_seconds(spec.config.get("maxDuration")),
+        max_seconds=spec.settings.max_duration_seconds,
     )
 
 
@@ -126,13 +126,6 @@ def answered(run: RunState, answer: str) -> None:
                 round_.results[i] = f"The user answered: {answer}"
                 return
     run.earlier.append(f"the user said: {answer}"[:EARLIER_STEP_CHARS])
-
-
-def _seconds(duration: Any) -> float:
-    """A proto3 JSON Duration ("90s", "1.5s") in seconds; 0 when unset."""
-    if not duration:
-        return 0.0
-    return float(str(duration).removesuffix("s"))
 
 
 def arguments(call: ToolCall) -> dict[str, Any]:
@@ -182,13 +175,13 @@ def wake_time(call: ToolCall, now: datetime, deadline: datetime | None) -> datet
 
 def limit_reached(run: RunState, state: AgentState, now: float) -> str:
     """Which bound the run has reached, in words; "" while it may take another step."""
-    config = state.spec.config
-    max_steps = int(config.get("maxSteps") or DEFAULT_MAX_STEPS)
+    settings = state.spec.settings
+    max_steps = settings.max_steps or DEFAULT_MAX_STEPS
     if run.steps >= max_steps:
         return f"{max_steps} steps"
     if run.max_seconds and now - run.started_at >= run.max_seconds:
         return f"{run.max_seconds:g} s of working time"
-    budget = int(config.get("maxRunTokens") or 0)
+    budget = settings.max_run_tokens
     if budget and run.tokens >= budget:
         return f"a budget of {budget} tokens"
     return ""

@@ -20,11 +20,9 @@ from engram.workflows.events import EventLog
 from engram.workflows.ledger import RETRY_SUFFIX, TurnLedger
 from engram.workflows.types import AgentSpec, AgentState, PendingMessage, ToolRound, Turn
 
-CONFIG_KEY = "doubleTexting"  # AgentConfig.double_texting, as proto3 JSON
-
 
 def policy(spec: AgentSpec) -> DoubleTexting:
-    return DoubleTexting(spec.config.get(CONFIG_KEY) or DoubleTexting.QUEUE)
+    return spec.settings.double_texting
 
 
 def refuse_if_busy(state: AgentState, busy: bool) -> None:

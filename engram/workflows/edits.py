@@ -6,9 +6,12 @@ no trace) and applies with `apply`; the next turn uses what changed.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from temporalio import workflow
 
-from engram.workflows import double_texting, memory
+from engram.vocabulary import DoubleTexting
+from engram.workflows import memory
 from engram.workflows.types import AgentState, EditInput, MemoryNote
 
 
@@ -21,6 +24,8 @@ def check(state: AgentState, edit: EditInput) -> None:
             memory.write(trial, name, content, 0.0)
         except memory.NoteError as err:
             raise ValueError(f"memory note {name!r}: {err}") from None
+    if edit.double_texting and edit.double_texting not in set(DoubleTexting):
+        raise ValueError(f"double_texting must be one of {', '.join(DoubleTexting)}")
 
 
 def apply(state: AgentState, edit: EditInput, now: float) -> list[str]:
@@ -33,13 +38,17 @@ def apply(state: AgentState, edit: EditInput, now: float) -> list[str]:
         spec.system_prompt = edit.system_prompt
     # spec.config is the AgentConfig as proto3 JSON, which GetAgent returns: keep it true.
     if edit.temperature is not None:
-        spec.temperature = edit.temperature or None
+        spec.settings = replace(spec.settings, temperature=edit.temperature or None)
         spec.config["temperature"] = edit.temperature
     if edit.max_context_tokens is not None:
-        spec.max_context_tokens = edit.max_context_tokens
+        spec.settings = replace(spec.settings, max_context_tokens=edit.max_context_tokens)
         spec.config["maxContextTokens"] = edit.max_context_tokens
     if edit.double_texting is not None:
-        spec.config[double_texting.CONFIG_KEY] = edit.double_texting
+        spec.settings = replace(
+            spec.settings,
+            double_texting=DoubleTexting(edit.double_texting or DoubleTexting.QUEUE),
+        )
+        spec.config["doubleTexting"] = edit.double_texting
     for name, content in edit.memory.items():
         memory.write(state.notes, name, content, now)
     if edit.tools is not None:

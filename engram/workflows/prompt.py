@@ -29,7 +29,7 @@ DEFAULT_CONTEXT_TOKENS = 8192
 
 
 def context_budget(spec: AgentSpec) -> int:
-    return spec.max_context_tokens or DEFAULT_CONTEXT_TOKENS
+    return spec.settings.max_context_tokens or DEFAULT_CONTEXT_TOKENS
 
 
 def system_message(

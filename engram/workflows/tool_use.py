@@ -112,7 +112,7 @@ class ToolUse:
                 message_id=message_id,
                 now=_now(),
             )
-            if self.state.spec.config.get("enableObservation"):
+            if self.state.spec.settings.enable_observation:
                 self.log.emit(
                     kind=EventKind.OBSERVATION,
                     text=observation(call, outcome),

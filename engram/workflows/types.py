@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engram.vocabulary import AgentStatus, EventKind
+from engram.workflows.settings import AgentSettings, migrated_settings
+
+# The default of AgentSpec.settings, told apart from any settings given by identity: a spec made
+# without them is a state recorded before they existed, whose settings are in its `config`.
+_FROM_CONFIG = AgentSettings()
 
 
 @dataclass
@@ -21,13 +26,25 @@ class AgentSpec:
     model: str
     system_prompt: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
-    # Tool and AgentConfig messages as proto3 JSON, stored verbatim for later use.
+    # Tool and AgentConfig messages as proto3 JSON, stored verbatim for later use. `config` is
+    # what GetAgent returns (an Edit keeps it true); workflow code reads `settings` instead.
     tools: list[dict[str, Any]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
+    # Before `settings` existed these two were kept here; only migrating such a state reads them.
     temperature: float | None = None
     max_context_tokens: int = 0
     # The agent this one was created for, as its sub-agent ("" for any other agent).
     parent_id: str = ""
+    # What workflow code decides by. Left out, as by a state recorded before it existed, it is
+    # made from `config` as the spec is loaded.
+    settings: AgentSettings = _FROM_CONFIG
+
+    def __post_init__(self) -> None:
+        if self.settings is _FROM_CONFIG:
+            self.settings = migrated_settings(
+                self.config, self.temperature, self.max_context_tokens
+            )
+            self.temperature, self.max_context_tokens = None, 0
 
 
 @dataclass(kw_only=True)
