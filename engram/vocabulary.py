@@ -268,6 +268,19 @@ class Query(StrEnum):
     """Stored events after a sequence id, and the turn in flight."""
     HISTORY = "history"
     """The turns still in the workflow (older ones are in the transcript store)."""
+    TURN_STATE = "turn_state"
+    """Where a message stands (`TurnState`): what a caller told "later" polls, at no cost to the
+    agent's update budget."""
+
+
+class TurnState(StrEnum):
+    """Where a message stands, as the `turn_state` query tells it."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    ENDED = "ended"
+    """Answered, or never to be (withdrawn, or the agent deleted)."""
+    UNKNOWN = "unknown"
 
 
 class Update(StrEnum):
@@ -278,6 +291,9 @@ class Update(StrEnum):
     workflow's `chat` method)."""
     WITHDRAW = "withdraw"
     """Nobody wants this message answered any more: cancel its turn, or drop it from the queue."""
+    WAIT_TURN = "wait_turn"
+    """A turn's events once it has ended. Called with the update id `wait-turn-<message id>`, so
+    every follower of a turn shares one update."""
 
 
 class Signal(StrEnum):

@@ -26,6 +26,7 @@ from temporalio.client import WorkflowUpdateStage as Stage
 from engram import WORKFLOW_ID_PREFIX
 from engram.agent_start import NewAgent, start_agent
 from engram.auth.tenancy import AgentAccess
+from engram.following import turn_ended
 from engram.gateway import attachments, sub_agents, tool_specs, validation
 from engram.gateway.errors import GatewayError, from_temporal, invalid
 from engram.gateway.schedules import Schedules
@@ -585,21 +586,6 @@ class _PendingTurn:
     result: asyncio.Future[TurnResult]
     # Its metrics, trace span and log fields, from the moment the input arrived.
     observed: ObservedTurn
-
-
-async def turn_ended(
-    handle: WorkflowHandle[AgentWorkflow, str],
-    message_id: str,
-    first: Awaitable[TurnResult] | None = None,
-) -> TurnResult:
-    """The turn's whole record once it has ended. A run that continues as new mid-turn answers
-    its waiters "continued": they wait again, on the agent's next run."""
-    result = await (first or handle.execute_update(AgentWorkflow.wait_turn, message_id))
-    while result.continued:
-        # Until the old run has handed over, it answers at once: give it a moment.
-        await asyncio.sleep(0.05)
-        result = await handle.execute_update(AgentWorkflow.wait_turn, message_id)
-    return result
 
 
 def _messages(agent_id: str, events: list[Event]) -> Messages:

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         Query,
         Signal,
         TurnOutcome,
+        TurnState,
         Update,
     )
     from engram.workflows import autonomy, double_texting, edits, ui
@@ -62,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         Turn,
         TurnResult,
     )
+    from engram.workflows.waiters import Waiters
 
 # Rounds of tool use in one turn; the last call offers no tools, so the model must answer.
 # An agent that only keeps notes needs few; one with tools works through several steps.
@@ -95,6 +97,7 @@ class AgentWorkflow:
         self.interruptible = False
         # A run is about to continue as new: handlers waiting on a turn return "continued".
         self.handing_over = False
+        self.waiters = Waiters()
         if state.run is not None and state.turns and not state.turns[-1].outcome:
             # Continued as new in the middle of a run: its turn is still in progress.
             self.current = state.turns[-1]
@@ -595,12 +598,24 @@ class AgentWorkflow:
     def history(self) -> HistoryPage:
         return HistoryPage(self.state.turns, self.state.archived_turns)
 
+    @workflow.query(name=Query.TURN_STATE)
+    def turn_state(self, message_id: str) -> TurnState:
+        ledger = self.ledger
+        if ledger.has_ended(message_id):
+            return TurnState.ENDED
+        if ledger.is_queued(message_id):
+            return TurnState.QUEUED
+        return TurnState.RUNNING if ledger.find(message_id) else TurnState.UNKNOWN
+
     # --- helpers --------------------------------------------------------------------------
 
     async def _turn_result(self, message_id: str) -> TurnResult:
-        await workflow.wait_condition(
-            lambda: self.ledger.has_ended(message_id) or self.handing_over
-        )
+        if not self.ledger.has_ended(message_id) and self.waiters.turn_away():
+            return TurnResult(message_id=message_id, events=[], later=True)
+        with self.waiters.waiting():
+            await workflow.wait_condition(
+                lambda: self.ledger.has_ended(message_id) or self.handing_over
+            )
         if not self.ledger.has_ended(message_id):
             return TurnResult(message_id=message_id, events=[], continued=True)
         turn = self.ledger.find(message_id)

@@ -279,6 +279,9 @@ class TurnResult:
     archived_through: int = 0
     # The turn goes on in the agent's next run (it continued as new mid-run): wait there again.
     continued: bool = False
+    # Enough callers wait on this agent's turns already (see workflows/waiters.py): ask again once
+    # the turn has ended, which the `turn_state` query tells.
+    later: bool = False
 
 
 @dataclass
