@@ -336,6 +336,7 @@ class AgentWorkflow:
             tools=tools,
             tool_rounds=rounds,
             thinking=bool(spec.config.get("enableThinking")),
+            context_tokens=context_budget(spec),
         )
 
     def _record(self, turn: Turn, result: LLMResult) -> None:

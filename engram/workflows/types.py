@@ -384,6 +384,8 @@ class LLMRequest:
     tool_rounds: list[ToolRound] = field(default_factory=list)
     # Stream the model's reasoning (from endpoints that send it) as THOUGHT pieces.
     thinking: bool = False
+    # The agent's context budget: attached text past half of it is cut, with a note (0: never).
+    context_tokens: int = 0
 
 
 @dataclass(kw_only=True)
