@@ -19,6 +19,7 @@ from engram import TASK_QUEUE, llm_settings, local_model, tool_settings
 from engram.auth import gateway_security, key_commands
 from engram.codec import commands as codec_commands
 from engram.codec import data_converter, encrypted_store
+from engram.codec.claim_check import BlobStore, with_claim_check
 from engram.codec.commands import configured_keyring, start_dev_codec_server
 from engram.codec.server import CodecServer
 from engram.dev_server import start_dev_server
@@ -173,14 +174,18 @@ async def _until_stopped() -> None:
     await stop.wait()
 
 
-async def connect(settings: TemporalSettings, timeout: float = 60.0) -> Client:
-    """Connect, waiting for a server that is still starting (as in docker compose)."""
+async def connect(
+    settings: TemporalSettings, timeout: float = 60.0, blobs: BlobStore | None = None
+) -> Client:
+    """Connect, waiting for a server that is still starting (as in docker compose). Workers and
+    gateways pass their store's `blobs`, where large payloads are kept (codec.claim_check)."""
     deadline = asyncio.get_running_loop().time() + timeout
+    converter = data_converter(configured_keyring())
+    if blobs is not None:
+        converter = with_claim_check(converter, blobs)
     while True:
         try:
-            return await settings.connect(
-                data_converter(configured_keyring()), tracing.client_interceptors()
-            )
+            return await settings.connect(converter, tracing.client_interceptors())
         except RuntimeError as err:
             if asyncio.get_running_loop().time() > deadline:
                 raise SystemExit(f"cannot reach Temporal at {settings.address}: {err}") from None
@@ -189,13 +194,13 @@ async def connect(settings: TemporalSettings, timeout: float = 60.0) -> Client:
 
 async def run_worker(args: argparse.Namespace) -> None:
     temporal = TemporalSettings.from_args(args)
-    client = await connect(temporal)
+    store = _open_store(args.transcript_db)
+    client = await connect(temporal, blobs=store)
     await ensure_search_attributes(client)
     endpoint = llm_settings.endpoint_from_args(args)
     log.info(
         "worker on %s/%s, LLM endpoint %s", temporal.address, temporal.namespace, endpoint.base_url
     )
-    store = _open_store(args.transcript_db)
     tools = tool_settings.tools_from_args(args)
     await publish_catalog(tools, store)
     async with build_worker(client, endpoint, store, tools):
@@ -204,9 +209,9 @@ async def run_worker(args: argparse.Namespace) -> None:
 
 
 async def run_gateway(args: argparse.Namespace) -> None:
-    client = await connect(TemporalSettings.from_args(args))
-    settings = _gateway_settings(args)
     store = _open_store(args.transcript_db)
+    client = await connect(TemporalSettings.from_args(args), blobs=store)
+    settings = _gateway_settings(args)
     security = gateway_security.for_gateway(store, args)
     server = await start_gateway(client, f"{args.host}:{args.port}", settings, store, security)
     log.info(
@@ -274,12 +279,14 @@ async def run_dev(args: argparse.Namespace) -> None:
                     "the local model with ./scripts/dev)"
                 )
         await wait_for_port("127.0.0.1", args.temporal_port, temporal, timeout=60)
-        client = await connect(TemporalSettings(address=f"127.0.0.1:{args.temporal_port}"))
+        store = _open_store(args.transcript_db or args.data_dir / "transcripts.db")
+        client = await connect(
+            TemporalSettings(address=f"127.0.0.1:{args.temporal_port}"), blobs=store
+        )
         endpoint = llm_settings.endpoint_from_args(
             args, base_url, local_model.MODEL_ALIAS if local else ""
         )
         settings = _gateway_settings(args)
-        store = _open_store(args.transcript_db or args.data_dir / "transcripts.db")
         security = gateway_security.for_dev(store, args)
         tools = tool_settings.tools_from_args(args)
         await publish_catalog(tools, store)

@@ -272,6 +272,19 @@ class Query(StrEnum):
     """The turns still in the workflow (older ones are in the transcript store)."""
     EVENTS_SINCE = "events_since"
     """`EVENTS_AFTER` with a bare sequence id: kept for callers of an older release."""
+    TURN_STATE = "turn_state"
+    """Where a message stands (`TurnStateInput` -> `TurnState`): what a caller told "later" polls,
+    at no cost to the agent's update budget."""
+
+
+class TurnState(StrEnum):
+    """Where a message stands, as the `turn_state` query tells it."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    ENDED = "ended"
+    """Answered, or never to be (withdrawn, or the agent deleted)."""
+    UNKNOWN = "unknown"
 
 
 class Update(StrEnum):
@@ -284,7 +297,8 @@ class Update(StrEnum):
     CHAT = "chat"
     """A user message: queue it (once per message id) and answer with its turn's events."""
     WAIT_FOR_TURN = "wait_for_turn"
-    """A turn's events once it has ended (`WaitTurnInput`)."""
+    """A turn's events once it has ended (`WaitTurnInput`). Followers call it with the update id
+    `wait-turn-<message id>`, so all of a turn's followers share one update."""
     CONTROL_AGENT = "control_agent"
     """A `Command` (`ControlInput`): pause, resume, cancel, retry."""
     WITHDRAW_MESSAGE = "withdraw_message"

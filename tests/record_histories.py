@@ -488,13 +488,33 @@ async def handlers() -> dict[str, object]:
         return history.to_json_dict()
 
 
+async def few_waiters() -> dict[str, object]:
+    """Seven messages sent while a turn is held: the agent lets four callers wait and answers
+    the others `later`; they poll and collect their turns once ended. Recorded in-process."""
+    async with local_environment() as env, running_harness(env) as harness:
+        fake = harness.fake
+        fake.gate = asyncio.Event()
+        agent = await harness.create_agent()
+        sent = [await agent.send(f"message {i}", f"m{i}") for i in range(7)]
+        await eventually(lambda: bool(fake.requests), "the first turn to start")
+        fake.gate.set()
+        for message in sent:
+            await within(message.result())
+        history = await agent.handle.fetch_history()
+        return history.to_json_dict()
+
+
 async def _withdraw(agent: Agent, message_id: str) -> None:
     withdrawal = WithdrawInput(message_id=message_id)
     await within(agent.handle.execute_update(Update.WITHDRAW_MESSAGE, withdrawal, result_type=str))
 
 
 # Recorded without an engine: name -> what records it.
-IN_PROCESS = {"cancel-before-tool": cancel_before_tool, "handlers": handlers}
+IN_PROCESS = {
+    "cancel-before-tool": cancel_before_tool,
+    "handlers": handlers,
+    "few-waiters": few_waiters,
+}
 
 
 def record_on_engines(names: list[str], version: str) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from engram.gateway.agent_service import turn_ended
+from engram.following import turn_ended
 from engram.vocabulary import AgentStatus, Command, EventKind, Notice, TurnOutcome, Update
 from engram.workflows.types import (
     Event,

@@ -169,10 +169,13 @@ def recorded_spec(path: Path) -> dict[str, Any]:
     return spec
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+# Histories recorded before AgentSettings existed: their states are migrated.
+MIGRATED = [path for path in HISTORIES if "settings" not in recorded_spec(path)]
+
+
+@pytest.mark.parametrize("path", MIGRATED, ids=lambda p: p.stem)
 def test_every_recorded_state_migrates_to_what_was_read_of_it(path: Path) -> None:
     raw = recorded_spec(path)
-    assert "settings" not in raw
     state = decoded_state(raw)
     run = autonomy.start(Turn("m", "go"), state.spec, 0.0)
     settings = state.spec.settings

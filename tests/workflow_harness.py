@@ -45,6 +45,7 @@ from temporalio.worker import Worker
 from engram import WORKFLOW_ID_PREFIX
 from engram.activities.archive import ArchiveInput, TurnsArchiveInput
 from engram.dev_server import temporal_binary
+from engram.following import turn_ended
 from engram.gateway.agent_config import agent_settings
 from engram.tools import ToolCallInput, ToolCallOutput, tool_activity_type
 from engram.v1 import agent_pb2
@@ -238,6 +239,22 @@ async def within(awaitable: Awaitable[T], timeout: float = WAIT_SECONDS) -> T:
     return await asyncio.wait_for(awaitable, timeout)
 
 
+@dataclass
+class Sent:
+    """A chat message the agent accepted; its turn's result, followed as the gateway does."""
+
+    agent: WorkflowHandle[AgentWorkflow, str]
+    message_id: str
+    update: WorkflowUpdateHandle[TurnResult]
+
+    @property
+    def id(self) -> str:
+        return self.update.id
+
+    async def result(self) -> TurnResult:
+        return await turn_ended(self.agent, self.message_id, self.update.result())
+
+
 class Agent:
     """One agent workflow, driven through its real updates, queries and signals.
 
@@ -256,10 +273,10 @@ class Agent:
 
     async def send(
         self, content: str, message_id: str | None = None, *, update_id: str | None = None
-    ) -> WorkflowUpdateHandle[TurnResult]:
+    ) -> Sent:
         """Submit a chat message as the gateway does; returns once it is accepted (queued)."""
         message_id = message_id or str(uuid.uuid4())
-        return await within(
+        update = await within(
             self.handle.start_update(
                 Update.CHAT,
                 ChatInput(message_id, content, "gateway-under-test:0"),
@@ -268,6 +285,7 @@ class Agent:
                 result_type=TurnResult,
             )
         )
+        return Sent(self.handle, message_id, update)
 
     async def ask(self, content: str, message_id: str | None = None) -> TurnResult:
         """Send a message and wait for its turn to end."""

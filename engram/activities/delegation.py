@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from temporalio.client import (
@@ -30,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.agent_start import NewAgent, link_to_parent, start_agent
+from engram.following import turn_ended
 from engram.tools import ToolCallInput, ToolCallOutput, ToolError
 from engram.tools.agents import delegated_message_id, helper_id, referenced_agent
 from engram.vocabulary import (
@@ -116,10 +118,12 @@ class Delegation:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise ToolError(f"agent {agent_id} does not exist or was deleted") from None
             raise
+        first: Awaitable[TurnResult] | None = update.result()
         while True:
             # In a task of its own: the SDK turns a cancel inside it into an RPC error, and this
             # attempt must know that it was cancelled.
-            waiting = asyncio.ensure_future(update.result())
+            waiting = asyncio.ensure_future(turn_ended(handle, message_id, first))
+            first = None
             try:
                 await asyncio.wait({waiting})
             except asyncio.CancelledError:

@@ -29,6 +29,7 @@ from engram.transcripts import TranscriptStore
 from engram.v1 import agent_pb2
 from engram.vocabulary import EventKind, Notice, Query, TurnOutcome
 from engram.workflows.llm_outcome import cancelled, failed, pieces_detail, stream_pieces
+from engram.workflows.tokens import CHARS_PER_TOKEN
 from engram.workflows.types import (
     AnnounceInput,
     Event,
@@ -253,8 +254,9 @@ class LLMActivities:
 
         if any(m.attachments for m in request.messages):
             try:
+                room = request.context_tokens * CHARS_PER_TOKEN // 2
                 prompt = await asyncio.to_thread(
-                    lambda: [attachments.render(m, blob) for m in request.messages]
+                    lambda: [attachments.render(m, blob, room) for m in request.messages]
                 )
             except attachments.MissingAttachment as err:
                 raise ApplicationError(str(err), type="LLM_ERROR", non_retryable=True) from err

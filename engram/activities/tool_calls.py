@@ -228,6 +228,10 @@ def _parse_arguments(name: str, text: str) -> dict[str, Any]:
         raise _Refused(
             f"arguments for {name} are not valid JSON ({err}); send one JSON object"
         ) from None
+    except RecursionError:
+        raise _Refused(
+            f"arguments for {name} nest too deeply; send a flatter JSON object"
+        ) from None
     if not isinstance(arguments, dict):
         raise _Refused(
             f"arguments for {name} must be a JSON object, not {type(arguments).__name__}"

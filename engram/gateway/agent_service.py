@@ -26,6 +26,7 @@ from temporalio.client import WorkflowUpdateStage as Stage
 from engram import WORKFLOW_ID_PREFIX
 from engram.agent_start import NewAgent, start_agent
 from engram.auth.tenancy import AgentAccess
+from engram.following import turn_ended
 from engram.gateway import attachments, sub_agents, tool_specs, validation
 from engram.gateway.agent_config import agent_settings
 from engram.gateway.errors import GatewayError, from_temporal, invalid
@@ -65,7 +66,6 @@ from engram.workflows.types import (
     RunInput,
     RunState,
     TurnResult,
-    WaitTurnInput,
 )
 
 log = logging.getLogger(__name__)
@@ -603,28 +603,6 @@ class _PendingTurn:
     result: asyncio.Future[TurnResult]
     # Its metrics, trace span and log fields, from the moment the input arrived.
     observed: ObservedTurn
-
-
-async def turn_ended(
-    handle: WorkflowHandle[AgentWorkflow, str],
-    message_id: str,
-    first: Awaitable[TurnResult] | None = None,
-) -> TurnResult:
-    """The turn's whole record once it has ended. A run that continues as new mid-turn answers
-    its waiters "continued": they wait again, on the agent's next run."""
-    result = await (first or _wait_for_turn(handle, message_id))
-    while result.continued:
-        # Until the old run has handed over, it answers at once: give it a moment.
-        await asyncio.sleep(0.05)
-        result = await _wait_for_turn(handle, message_id)
-    return result
-
-
-async def _wait_for_turn(handle: WorkflowHandle[AgentWorkflow, str], message_id: str) -> TurnResult:
-    result: TurnResult = await handle.execute_update(
-        Update.WAIT_FOR_TURN, WaitTurnInput(message_id=message_id), result_type=TurnResult
-    )
-    return result
 
 
 async def _control(handle: WorkflowHandle[AgentWorkflow, str], command: Command) -> str:

@@ -39,6 +39,14 @@ def from_temporal(err: BaseException, agent_id: str) -> GatewayError:
             return GatewayError(grpc.StatusCode.NOT_FOUND, f"agent {agent_id} not found")
         if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             return GatewayError(grpc.StatusCode.UNAVAILABLE, "Temporal is unavailable; try again")
+        if err.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+            # Temporal's per-workflow limits (updates in flight, or the server's rate limits):
+            # the agent is fine, and a call a moment later gets through.
+            return GatewayError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"agent {agent_id} is handling as many requests as it can take at once; "
+                "try again in a moment",
+            )
         return GatewayError(grpc.StatusCode.INTERNAL, f"Temporal error: {err.status.name}")
     if isinstance(err, WorkflowUpdateFailedError):
         cause = err.cause

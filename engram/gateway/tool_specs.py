@@ -18,6 +18,7 @@ from engram.tools.registry import TOOL_NAME
 from engram.v1 import agent_pb2
 from engram.vocabulary import ApprovalPolicy, ToolKind
 from engram.workflows.memory import REMEMBER
+from engram.workflows.model_json import NotAnObject, UnusableJSON, parse_object
 from engram.workflows.types import AgentTool, ClientToolResult, Decision
 
 MAX_TOOLS = 128
@@ -107,11 +108,11 @@ def decision(approval: agent_pb2.Approval) -> Decision:
     call_id = _call_id(approval.call_id, "approval")
     if approval.edited_input_json:
         try:
-            edited = json.loads(approval.edited_input_json)
-        except json.JSONDecodeError as err:
-            raise invalid(f"approval.edited_input_json is not valid JSON: {err}") from None
-        if not isinstance(edited, dict):
-            raise invalid("approval.edited_input_json must be a JSON object")
+            parse_object(approval.edited_input_json)
+        except NotAnObject:
+            raise invalid("approval.edited_input_json must be a JSON object") from None
+        except UnusableJSON as err:
+            raise invalid(f"approval.edited_input_json is {err}") from None
     return Decision(
         call_id=call_id,
         approved=approval.approved,

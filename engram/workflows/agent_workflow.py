@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         Query,
         Signal,
         TurnOutcome,
+        TurnState,
         Update,
     )
     from engram.workflows import autonomy, double_texting, edits, ui
@@ -35,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from engram.workflows.ledger import NothingToRetry, TurnLedger
     from engram.workflows.llm_outcome import LLM_RETRY, cancelled, failed_result
     from engram.workflows.maintenance import Maintenance
-    from engram.workflows.prompt import build_prompt
+    from engram.workflows.prompt import build_prompt, context_budget
     from engram.workflows.tool_use import ToolUse, TurnCancelled, TurnHooks
     from engram.workflows.turn import NextCall, TurnInProgress
     from engram.workflows.types import (
@@ -56,9 +57,11 @@ with workflow.unsafe.imports_passed_through():
         SubAgentInput,
         Turn,
         TurnResult,
+        TurnStateInput,
         WaitTurnInput,
         WithdrawInput,
     )
+    from engram.workflows.waiters import Waiters
 
 
 @workflow.defn(name="AgentWorkflow")
@@ -73,6 +76,7 @@ class AgentWorkflow:
         self.turn = TurnInProgress(state, self.log)
         # A run is about to continue as new: handlers waiting on a turn return "continued".
         self.handing_over = False
+        self.waiters = Waiters()
 
     @workflow.run
     async def run(self, state: AgentState) -> str:
@@ -238,6 +242,7 @@ class AgentWorkflow:
             tools=self.tool_use.offered(call.autonomous) if call.offer_tools else [],
             tool_rounds=call.rounds,
             thinking=spec.settings.enable_thinking,
+            context_tokens=context_budget(spec),
         )
 
     def _end_turn(self, result: LLMResult, finished: autonomy.Finished | None = None) -> None:
@@ -413,6 +418,15 @@ class AgentWorkflow:
     def history(self) -> HistoryPage:
         return HistoryPage(self.state.turns, self.state.archived_turns)
 
+    @workflow.query(name=Query.TURN_STATE)
+    def turn_state(self, asked: TurnStateInput) -> TurnState:
+        ledger, message_id = self.ledger, asked.message_id
+        if ledger.has_ended(message_id):
+            return TurnState.ENDED
+        if ledger.is_queued(message_id):
+            return TurnState.QUEUED
+        return TurnState.RUNNING if ledger.find(message_id) else TurnState.UNKNOWN
+
     # --- the same handlers with bare arguments, as releases before 0.7 named them ----------
 
     @workflow.update(name=Update.WAIT_TURN)
@@ -450,9 +464,12 @@ class AgentWorkflow:
     # --- helpers --------------------------------------------------------------------------
 
     async def _turn_result(self, message_id: str) -> TurnResult:
-        await workflow.wait_condition(
-            lambda: self.ledger.has_ended(message_id) or self.handing_over
-        )
+        if not self.ledger.has_ended(message_id) and self.waiters.turn_away():
+            return TurnResult(message_id=message_id, events=[], later=True)
+        with self.waiters.waiting():
+            await workflow.wait_condition(
+                lambda: self.ledger.has_ended(message_id) or self.handing_over
+            )
         if not self.ledger.has_ended(message_id):
             return TurnResult(message_id=message_id, events=[], continued=True)
         turn = self.ledger.find(message_id)

@@ -11,7 +11,6 @@ Everything here is workflow code: deterministic, with time from `workflow.now()`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from temporalio import workflow
 
 from engram.vocabulary import Notice
 from engram.workflows.events import EventLog
+from engram.workflows.model_json import NotAnObject, UnusableJSON, parse_model_arguments
 from engram.workflows.tokens import CHARS_PER_TOKEN
 from engram.workflows.types import AgentSpec, AgentState, RunState, ToolCall, ToolRound, Turn
 
@@ -130,12 +130,11 @@ def answered(run: RunState, answer: str) -> None:
 
 def arguments(call: ToolCall) -> dict[str, Any]:
     try:
-        value = json.loads(call.arguments or "{}")
-    except json.JSONDecodeError as err:
-        raise ArgumentError(f"arguments are not valid JSON: {err}") from None
-    if not isinstance(value, dict):
-        raise ArgumentError("arguments must be a JSON object")
-    return value
+        return parse_model_arguments(call.arguments)
+    except NotAnObject:
+        raise ArgumentError("arguments must be a JSON object") from None
+    except UnusableJSON as err:
+        raise ArgumentError(f"arguments are {err}") from None
 
 
 def finished(call: ToolCall) -> Finished:

@@ -8,9 +8,9 @@ Everything here runs inside the workflow: plain, deterministic code.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from engram.workflows.model_json import NotAnObject, UnusableJSON, parse_model_arguments
 from engram.workflows.types import MemoryNote, ToolCall
 
 REMEMBER = "remember"
@@ -56,11 +56,11 @@ def apply(notes: list[MemoryNote], call: ToolCall, now: float) -> str:
     if call.name != REMEMBER:
         raise NoteError(f"unknown tool {call.name!r}; the only tool is {REMEMBER!r}")
     try:
-        arguments = json.loads(call.arguments or "{}")
-    except json.JSONDecodeError as err:
-        raise NoteError(f"arguments are not valid JSON: {err}") from None
-    if not isinstance(arguments, dict):
-        raise NoteError("arguments must be a JSON object with name and content")
+        arguments = parse_model_arguments(call.arguments)
+    except NotAnObject:
+        raise NoteError("arguments must be a JSON object with name and content") from None
+    except UnusableJSON as err:
+        raise NoteError(f"arguments are {err}") from None
     return write(notes, str(arguments.get("name", "")), str(arguments.get("content", "")), now)
 
 

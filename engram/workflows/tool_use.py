@@ -12,7 +12,6 @@ Everything here is workflow code: deterministic, with time from `workflow.now()`
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +24,7 @@ from engram.tools import ToolCallInput, ToolCallOutput, ToolPolicy, execute_tool
 from engram.vocabulary import ApprovalPolicy, ErrorType, EventKind, Notice, ToolKind, Waiting
 from engram.workflows import autonomy, memory
 from engram.workflows.events import EventLog
+from engram.workflows.model_json import NotAnObject, UnusableJSON, parse_object
 from engram.workflows.types import (
     AgentState,
     AgentTool,
@@ -398,12 +398,14 @@ def _keep_newest(answers: dict[str, Any], call_id: str, answer: Any) -> bool:
 
 
 def check_arguments(arguments: str) -> str | None:
-    """Why edited input is unusable (not a JSON object), or None."""
+    """Why edited input is unusable (not a JSON object within the budget), or None."""
     try:
-        value = json.loads(arguments)
-    except json.JSONDecodeError as err:
-        return f"edited input is not valid JSON: {err}"
-    return None if isinstance(value, dict) else "edited input must be a JSON object"
+        parse_object(arguments)
+    except NotAnObject:
+        return "edited input must be a JSON object"
+    except UnusableJSON as err:
+        return f"edited input is {err}"
+    return None
 
 
 def _for_prompt(output: str) -> str:

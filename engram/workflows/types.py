@@ -290,6 +290,13 @@ class WaitTurnInput:
 
 
 @dataclass(kw_only=True)
+class TurnStateInput:
+    """Which message to tell the standing of (the `turn_state` query)."""
+
+    message_id: str
+
+
+@dataclass(kw_only=True)
 class WithdrawInput:
     """A message its sender no longer wants answered (the `withdraw_message` update)."""
 
@@ -340,6 +347,9 @@ class TurnResult:
     archived_through: int = 0
     # The turn goes on in the agent's next run (it continued as new mid-run): wait there again.
     continued: bool = False
+    # Enough callers wait on this agent's turns already (see workflows/waiters.py): ask again once
+    # the turn has ended, which the `turn_state` query tells.
+    later: bool = False
 
 
 @dataclass
@@ -442,6 +452,8 @@ class LLMRequest:
     tool_rounds: list[ToolRound] = field(default_factory=list)
     # Stream the model's reasoning (from endpoints that send it) as THOUGHT pieces.
     thinking: bool = False
+    # The agent's context budget: attached text past half of it is cut, with a note (0: never).
+    context_tokens: int = 0
 
 
 @dataclass(kw_only=True)

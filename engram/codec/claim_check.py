@@ -1,0 +1,84 @@
+"""A claim check for Temporal payloads: a large one goes to the blob store, and the history keeps a
+reference to it by content hash.
+
+Temporal refuses a payload over 2 MB and warns from 256 KB, and a refused payload fails the task
+that made it on every retry: a long-context agent's continue-as-new state, a prompt with a large
+attachment or a long reply would wedge the agent. Temporal's own external storage (experimental
+in temporalio 1.35) moves any payload over INLINE_BYTES out of the history, after the codec, so a
+stored payload is encrypted whenever encryption is on; this driver keeps it in Engram's blob store,
+which every worker and gateway already shares (the SQLite file of `engram dev`, or PostgreSQL).
+Chosen over a claim check of Engram's own because it covers every payload the SDK writes
+(workflow input, continue-as-new state, activity input and result, heartbeats, updates, queries)
+without each call site having to know.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+from typing import Protocol
+
+from temporalio.api.common.v1 import Payload
+from temporalio.converter import (
+    DataConverter,
+    ExternalStorage,
+    StorageDriver,
+    StorageDriverClaim,
+    StorageDriverRetrieveContext,
+    StorageDriverStoreContext,
+)
+
+# Payloads larger than this leave the history: well under Temporal's 256 KB warning.
+INLINE_BYTES = 128 * 1024
+
+
+class BlobStore(Protocol):
+    def put_blob(self, sha256: str, data: bytes) -> None: ...
+
+    def get_blob(self, sha256: str) -> bytes | None: ...
+
+
+class MissingPayload(RuntimeError):
+    """A payload's reference points at nothing in the blob store (another store, or lost)."""
+
+
+class BlobStoreDriver(StorageDriver):
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+
+    def name(self) -> str:
+        return "engram-blobs"
+
+    async def store(
+        self, context: StorageDriverStoreContext, payloads: Sequence[Payload]
+    ) -> list[StorageDriverClaim]:
+        claims = []
+        for payload in payloads:
+            data = payload.SerializeToString(deterministic=True)
+            sha256 = hashlib.sha256(data).hexdigest()
+            await asyncio.to_thread(self.blobs.put_blob, sha256, data)
+            claims.append(StorageDriverClaim({"sha256": sha256}))
+        return claims
+
+    async def retrieve(
+        self, context: StorageDriverRetrieveContext, claims: Sequence[StorageDriverClaim]
+    ) -> list[Payload]:
+        payloads = []
+        for claim in claims:
+            sha256 = claim.claim_data["sha256"]
+            data = await asyncio.to_thread(self.blobs.get_blob, sha256)
+            if data is None or hashlib.sha256(data).hexdigest() != sha256:
+                raise MissingPayload(
+                    f"payload {sha256} is not in the blob store: every worker and gateway must "
+                    "share one transcript store"
+                )
+            payloads.append(Payload.FromString(data))
+        return payloads
+
+
+def with_claim_check(converter: DataConverter, blobs: BlobStore) -> DataConverter:
+    """`converter`, moving payloads over INLINE_BYTES into `blobs`."""
+    storage = ExternalStorage(drivers=[BlobStoreDriver(blobs)], payload_size_threshold=INLINE_BYTES)
+    return dataclasses.replace(converter, external_storage=storage)

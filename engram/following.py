@@ -1,0 +1,75 @@
+"""Waiting for a turn's end from outside the workflow (the gateway, a delegating agent).
+
+A turn's followers share one `wait_for_turn` update, `wait-turn-<message id>`: Temporal answers a
+second request with the same id from the first, so any number of followers hold one of the
+agent's few updates in flight. When the agent already has as many waiters as it allows, it
+answers `later`; the caller then polls the `turn_state` query, which costs no update, and asks
+again once the turn runs or has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable
+from typing import Any
+
+from temporalio.client import WorkflowHandle
+
+from engram.vocabulary import Query, TurnState, Update
+from engram.workflows.types import TurnResult, TurnStateInput, WaitTurnInput
+
+# A run hands its waiters over to its next run within moments of answering them "continued".
+HAND_OVER_PAUSE = 0.05
+POLL_FIRST, POLL_MOST = 0.05, 1.0
+
+
+async def turn_ended(
+    handle: WorkflowHandle[Any, Any],
+    message_id: str,
+    first: Awaitable[TurnResult] | None = None,
+) -> TurnResult:
+    """The turn's whole record once it has ended (`first`: a wait already asked for, such as
+    the `chat` update that sent the message)."""
+    result = await (first or wait_turn(handle, message_id))
+    while result.continued or result.later:
+        if result.later:
+            result = await _when_room(handle, message_id)
+        else:
+            # A run that continued as new mid-turn: wait again, on the agent's next run.
+            await asyncio.sleep(HAND_OVER_PAUSE)
+            result = await wait_turn(handle, message_id)
+    return result
+
+
+async def wait_turn(
+    handle: WorkflowHandle[Any, Any], message_id: str, update_id: str = ""
+) -> TurnResult:
+    result: TurnResult = await handle.execute_update(
+        Update.WAIT_FOR_TURN,
+        WaitTurnInput(message_id=message_id),
+        id=update_id or f"wait-turn-{message_id}",
+        result_type=TurnResult,
+    )
+    return result
+
+
+async def _when_room(handle: WorkflowHandle[Any, Any], message_id: str) -> TurnResult:
+    """Poll until the turn runs (then join its followers' shared wait) or has ended (then an
+    update of its own answers at once)."""
+    delay = POLL_FIRST
+    joined = False
+    while True:
+        state = await handle.query(
+            Query.TURN_STATE, TurnStateInput(message_id=message_id), result_type=str
+        )
+        if state in (TurnState.ENDED, TurnState.UNKNOWN):
+            return await wait_turn(handle, message_id, f"wait-turn-{message_id}-{uuid.uuid4()}")
+        if state == TurnState.RUNNING and not joined:
+            # Once only: Temporal keeps a shared update's answer, `later` included, for the run.
+            joined = True
+            result = await wait_turn(handle, message_id)
+            if not result.later:
+                return result
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, POLL_MOST)

@@ -1,0 +1,37 @@
+"""Callers waiting for a turn to end, within Temporal's budget of updates in flight.
+
+Temporal admits about 10 updates in flight per workflow, and an update that waits for a turn holds
+one for as long as the turn lasts, which may be days (a turn waiting for an approval). So at most
+MAX_WAITING updates wait; another is answered at once with `later`, and its caller polls the
+`turn_state` query, which costs no update, and asks again when the turn has ended. The rest of the
+budget is headroom for the updates that must always get through: decide, control, edit, withdraw.
+Followers of one turn share one update (its id is `wait-turn-<message id>`), so they count once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from temporalio import workflow
+
+MAX_WAITING = 4
+# Before 0.7.0 every caller waited, and the eleventh was refused by Temporal.
+PATCH = "few-waiters"
+
+
+class Waiters:
+    def __init__(self) -> None:
+        self._count = 0
+
+    def turn_away(self) -> bool:
+        """(In an update handler) whether this caller must be answered `later`."""
+        return self._count >= MAX_WAITING and workflow.patched(PATCH)
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        self._count += 1
+        try:
+            yield
+        finally:
+            self._count -= 1
