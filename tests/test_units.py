@@ -24,6 +24,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
+from engram.auth.limits import LimitExceeded
 from engram.gateway import validation
 from engram.gateway.errors import GatewayError, from_temporal, invalid
 from engram.messages import RESTART_NOTICE, ends_turn, timestamp, to_piece, to_server_message
@@ -328,6 +329,11 @@ def update_failed(cause: BaseException) -> WorkflowUpdateFailedError:
             WorkflowQueryRejectedError(WorkflowExecutionStatus.FAILED),
             grpc.StatusCode.INTERNAL,
             f"agent {AGENT} could not be read",
+        ),
+        (
+            LimitExceeded("over 5 calls per second"),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "over 5 calls per second",
         ),
         (ValueError("a stack trace detail"), grpc.StatusCode.INTERNAL, "internal error"),
         (RuntimeError("boom"), grpc.StatusCode.INTERNAL, "internal error"),

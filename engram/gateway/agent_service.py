@@ -25,10 +25,10 @@ from temporalio.client import WorkflowUpdateStage as Stage
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.agent_start import NewAgent, start_agent
-from engram.auth.tenancy import AgentAccess
 from engram.gateway import attachments, sub_agents, tool_specs, validation
 from engram.gateway.errors import GatewayError, from_temporal, invalid
 from engram.gateway.schedules import Schedules
+from engram.gateway.tenancy import AgentAccess
 from engram.gateway.token_hub import TokenHub, TurnFeed
 from engram.gateway.transcript_reader import TranscriptReader
 from engram.gateway.turn_stream import Cursor, Messages, TurnMerge, follow_turn
