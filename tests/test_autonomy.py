@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from engram.gateway.agent_service import turn_ended
+from engram.gateway.agent_calls import turn_ended
 from engram.vocabulary import AgentStatus, Command, EventKind, Notice, TurnOutcome
 from engram.workflows.agent_workflow import AgentWorkflow
 from engram.workflows.types import (
