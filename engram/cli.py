@@ -16,13 +16,14 @@ from typing import Any
 from temporalio.client import Client
 
 from engram import TASK_QUEUE, llm_settings, local_model, tool_settings
-from engram.auth import gateway_security, key_commands
+from engram.auth import key_commands
 from engram.codec import commands as codec_commands
 from engram.codec import data_converter, encrypted_store
 from engram.codec.claim_check import BlobStore, with_claim_check
 from engram.codec.commands import configured_keyring, start_dev_codec_server
 from engram.codec.server import CodecServer
 from engram.dev_server import start_dev_server
+from engram.gateway import security as gateway_security
 from engram.gateway.agent_service import GatewaySettings
 from engram.gateway.server import GRACE_SECONDS, start_gateway
 from engram.local_model import LocalModelServer
@@ -226,7 +227,12 @@ async def run_gateway(args: argparse.Namespace) -> None:
 
 
 async def run_keys(args: argparse.Namespace) -> None:
-    if code := key_commands.run(args):
+    store = open_transcript_store(key_commands.store_location(args))
+    try:
+        code = key_commands.run(args, store)
+    finally:
+        store.close()
+    if code:
         raise SystemExit(code)
 
 

@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateHandle
 
 from engram.vocabulary import Query, TurnState, Update
 from engram.workflows.types import TurnResult, TurnStateInput, WaitTurnInput
+
+T = TypeVar("T")
+
+# Temporal rejects an update with this when the workflow task that carried it completed without
+# the worker seeing it (seen under load, with many updates at once). Nothing was recorded, and the
+# update's id makes a retry safe.
+UNPROCESSED = "wasn't processed by worker"
+UNPROCESSED_RETRIES = 5
 
 # A run hands its waiters over to its next run within moments of answering them "continued".
 HAND_OVER_PAUSE = 0.05
@@ -45,13 +53,42 @@ async def turn_ended(
 async def wait_turn(
     handle: WorkflowHandle[Any, Any], message_id: str, update_id: str = ""
 ) -> TurnResult:
-    result: TurnResult = await handle.execute_update(
-        Update.WAIT_FOR_TURN,
-        WaitTurnInput(message_id=message_id),
-        id=update_id or f"wait-turn-{message_id}",
-        result_type=TurnResult,
+    result: TurnResult = await retrying_unprocessed(
+        lambda: handle.execute_update(
+            Update.WAIT_FOR_TURN,
+            WaitTurnInput(message_id=message_id),
+            id=update_id or f"wait-turn-{message_id}",
+            result_type=TurnResult,
+        )
     )
     return result
+
+
+async def retrying_unprocessed(call: Callable[[], Awaitable[T]]) -> T:
+    """`call` (an update), made again while Temporal answers that no worker processed it."""
+    for attempt in range(UNPROCESSED_RETRIES):
+        try:
+            return await call()
+        except WorkflowUpdateFailedError as err:
+            if UNPROCESSED not in str(err.cause) or attempt == UNPROCESSED_RETRIES - 1:
+                raise
+            await asyncio.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+async def accepted(
+    start: Callable[[], Awaitable[WorkflowUpdateHandle[T]]],
+) -> WorkflowUpdateHandle[T]:
+    """An update started (to its acceptance), retried as `retrying_unprocessed` does."""
+
+    async def once() -> WorkflowUpdateHandle[T]:
+        update = await start()
+        # An update answered at once carries its outcome, where a rejection waits to be raised.
+        if update._known_outcome is not None:
+            await update.result()
+        return update
+
+    return await retrying_unprocessed(once)
 
 
 async def _when_room(handle: WorkflowHandle[Any, Any], message_id: str) -> TurnResult:

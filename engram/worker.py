@@ -27,7 +27,7 @@ from engram.llm_settings import LLMEndpoint
 from engram.tools import ToolRegistry
 from engram.tools.catalog import agent_tools
 from engram.tools.mcp_tools import McpServers, parse_mcp_servers
-from engram.transcripts import TranscriptStore
+from engram.transcripts import ToolCatalogStore, TranscriptStore
 from engram.vocabulary import (
     MODEL_ATTRIBUTE,
     PARENT_ATTRIBUTE,
@@ -85,7 +85,7 @@ def load_tools(modules: str, mcp_servers: list[str]) -> ToolActivities:
     return ToolActivities(registry, McpServers(parse_mcp_servers(mcp_servers)))
 
 
-async def publish_catalog(tools: ToolActivities, store: TranscriptStore) -> None:
+async def publish_catalog(tools: ToolActivities, store: ToolCatalogStore) -> None:
     """Tell the gateways (through the shared store) which tools this worker runs."""
     catalog = await tools.list_tools()
     for problem in catalog.problems:

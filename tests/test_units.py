@@ -24,12 +24,14 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
+from engram.auth.limits import LimitExceeded
 from engram.gateway import validation
 from engram.gateway.errors import GatewayError, from_temporal, invalid
 from engram.messages import RESTART_NOTICE, ends_turn, timestamp, to_piece, to_server_message
 from engram.v1 import agent_pb2
 from engram.vocabulary import TOOL_ERROR, ErrorCode, ErrorType, EventKind, Notice
 from engram.workflows import memory
+from engram.workflows.function_tool import function_tool
 from engram.workflows.types import EditInput, Event, MemoryNote, StreamPiece, ToolCall
 
 AGENT = "3f2a9c4e-8b1d-4e6f-9a7c-2d5e8f1b3c6a"
@@ -329,6 +331,11 @@ def update_failed(cause: BaseException) -> WorkflowUpdateFailedError:
             grpc.StatusCode.INTERNAL,
             f"agent {AGENT} could not be read",
         ),
+        (
+            LimitExceeded("over 5 calls per second"),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "over 5 calls per second",
+        ),
         (ValueError("a stack trace detail"), grpc.StatusCode.INTERNAL, "internal error"),
         (RuntimeError("boom"), grpc.StatusCode.INTERNAL, "internal error"),
     ],
@@ -345,6 +352,18 @@ def test_a_gateway_error_passes_through_unchanged() -> None:
     err = invalid("bad input")
     assert from_temporal(err, AGENT) is err
     assert (err.code, err.message) == (grpc.StatusCode.INVALID_ARGUMENT, "bad input")
+
+
+# --- function tools ---------------------------------------------------------------------------
+
+
+def test_function_tool_is_openais_shape_with_its_key_order() -> None:
+    # Part of the LLM activity's recorded input: the serialized bytes must never change.
+    tool = function_tool("lookup", "Find it.", {"type": "object"})
+    assert json.dumps(tool) == (
+        '{"type": "function", "function": {"name": "lookup", "description": "Find it.", '
+        '"parameters": {"type": "object"}}}'
+    )
 
 
 # --- memory notes -----------------------------------------------------------------------------

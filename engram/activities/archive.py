@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from temporalio import activity
 
-from engram.transcripts import TranscriptStore
+from engram.transcripts import EventStore
 from engram.workflows.types import Event, Turn
 
 
@@ -25,7 +25,7 @@ class TurnsArchiveInput:
 
 
 class ArchiveActivities:
-    def __init__(self, store: TranscriptStore) -> None:
+    def __init__(self, store: EventStore) -> None:
         self.store = store
 
     @activity.defn(name="archive_events")

@@ -31,7 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.agent_start import NewAgent, link_to_parent, start_agent
-from engram.following import turn_ended
+from engram.following import accepted, turn_ended
 from engram.tools import ToolCallInput, ToolCallOutput, ToolError
 from engram.tools.agents import delegated_message_id, helper_id, referenced_agent
 from engram.vocabulary import (
@@ -105,12 +105,14 @@ class Delegation:
         handle = self.client.get_workflow_handle(WORKFLOW_ID_PREFIX + agent_id)
         message_id = delegated_message_id(call.agent_id, call.call_id)
         try:
-            update = await handle.start_update(
-                Update.CHAT,
-                ChatInput(message_id, task),
-                id=f"chat-{message_id}",
-                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-                result_type=TurnResult,
+            update = await accepted(
+                lambda: handle.start_update(
+                    Update.CHAT,
+                    ChatInput(message_id, task),
+                    id=f"chat-{message_id}",
+                    wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                    result_type=TurnResult,
+                )
             )
         except WorkflowUpdateFailedError as err:
             raise ToolError(f"agent {agent_id} refused the task: {err.cause}") from None

@@ -25,7 +25,7 @@ from engram.activities.relay_publisher import RelayChannels, TurnRelay, received
 from engram.llm_settings import LLMEndpoint
 from engram.messages import to_piece, to_server_message
 from engram.observability import llm as observe
-from engram.transcripts import TranscriptStore
+from engram.transcripts import BlobStore
 from engram.v1 import agent_pb2
 from engram.vocabulary import EventKind, Notice, Query, TurnOutcome
 from engram.workflows.llm_outcome import cancelled, failed, pieces_detail, stream_pieces
@@ -61,7 +61,7 @@ class LLMActivities:
         endpoint: LLMEndpoint,
         relay: RelayChannels | None = None,
         temporal: Client | None = None,
-        store: TranscriptStore | None = None,
+        store: BlobStore | None = None,
     ) -> None:
         self.endpoint = endpoint
         # Where attachments' bytes are (the prompt carries only their hashes).

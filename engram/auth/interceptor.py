@@ -21,7 +21,6 @@ from engram.auth import metadata
 from engram.auth.keyring import AuthError, KeyRing
 from engram.auth.limits import LimitExceeded, Limits, RateLimiter, StreamSlots
 from engram.auth.principal import Principal, set_current
-from engram.gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +133,8 @@ class AuthInterceptor(Interceptor):
         self, requests: AsyncIterator[Any], principal: Principal
     ) -> AsyncIterator[Any]:
         # Every message on a stream costs what a call costs: one stream must not be a way
-        # around the rate limit.
+        # around the rate limit. The servicer reading the stream answers LimitExceeded as
+        # RESOURCE_EXHAUSTED (engram.gateway.errors).
         async for request in requests:
-            try:
-                self.rate.charge(principal.key_id)
-            except LimitExceeded as err:
-                raise GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)) from None
+            self.rate.charge(principal.key_id)
             yield request

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engram.auth import keys
+from engram.auth.key_store import KeyStore
 from engram.auth.records import TENANT_PATTERN, Role
-from engram.transcripts import TranscriptStore, open_transcript_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,19 +44,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def run(args: argparse.Namespace) -> int:
-    store = open_transcript_store(args.transcript_db or args.data_dir / "transcripts.db")
-    try:
-        if args.action == "create":
-            return _create(store, args)
-        if args.action == "list":
-            return _list(store)
-        return _revoke(store, args.key_id)
-    finally:
-        store.close()
+def store_location(args: argparse.Namespace) -> str | Path:
+    """The store the keys are in, from the flags `add_arguments` defined."""
+    location: str | Path = args.transcript_db or args.data_dir / "transcripts.db"
+    return location
 
 
-def _create(store: TranscriptStore, args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, store: KeyStore) -> int:
+    """Run the action on `store` (opened at `store_location(args)`; the caller closes it)."""
+    if args.action == "create":
+        return _create(store, args)
+    if args.action == "list":
+        return _list(store)
+    return _revoke(store, args.key_id)
+
+
+def _create(store: KeyStore, args: argparse.Namespace) -> int:
     if not TENANT_PATTERN.match(args.tenant):
         print(
             "error: a tenant is 1-64 letters, digits and ._- (starting with a letter or digit)",
@@ -78,7 +81,7 @@ def _create(store: TranscriptStore, args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(store: TranscriptStore) -> int:
+def _list(store: KeyStore) -> int:
     records = store.api_keys()
     if not records:
         print("No API keys: gateways on localhost run open; others refuse to start.")
@@ -104,7 +107,7 @@ def _list(store: TranscriptStore) -> int:
     return 0
 
 
-def _revoke(store: TranscriptStore, key_id: str) -> int:
+def _revoke(store: KeyStore, key_id: str) -> int:
     if not store.revoke_api_key(key_id, time.time()):
         known = {r.key_id for r in store.api_keys()}
         reason = "already revoked" if key_id in known else "no such key"

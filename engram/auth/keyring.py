@@ -17,10 +17,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from engram.auth import keys
+from engram.auth.key_store import KeyStore
 from engram.auth.metadata import Pairs
 from engram.auth.principal import OPEN, Principal
 from engram.auth.records import ApiKey
-from engram.transcripts import TranscriptStore
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class _Snapshot:
 
 
 class KeyRing:
-    def __init__(self, store: TranscriptStore, *, refresh: float = 2.0, required: bool = False):
+    def __init__(self, store: KeyStore, *, refresh: float = 2.0, required: bool = False):
         self.store = store
         self.refresh = refresh
         # True when the gateway must never run open (it listens beyond loopback without

@@ -22,7 +22,15 @@ import grpc
 import grpc.aio
 
 from engram.client import requests
-from engram.client.errors import Backoff, EngramError, EngramUnavailable, TurnFailed, is_transient
+from engram.client.connection import (
+    DEFAULT_ADDRESS,
+    AgentListing,
+    Reconnect,
+    ReconnectHook,
+    call_metadata,
+    credentials,
+)
+from engram.client.errors import EngramError, TurnFailed
 from engram.client.events import Error, Event, Final
 from engram.client.hooks import (
     AsyncApprover,
@@ -33,8 +41,7 @@ from engram.client.hooks import (
     outcome_of,
 )
 from engram.client.records import AgentInfo, TurnRecord
-from engram.client.sync import DEFAULT_ADDRESS, ReconnectHook
-from engram.client.turn import StreamCursor, TurnTracker, Waits
+from engram.client.turn import StreamCursor, TurnResume, Waits
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from engram.vocabulary import Waiting
 
@@ -57,15 +64,14 @@ class AsyncEngram:
         self.timeout = timeout
         self.reconnect_timeout = reconnect_timeout
         self.on_reconnect = on_reconnect
+        tls_credentials = credentials(tls, root_certificates)
         self._channel = (
-            grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(root_certificates))
-            if tls or root_certificates
+            grpc.aio.secure_channel(address, tls_credentials)
+            if tls_credentials
             else grpc.aio.insecure_channel(address)
         )
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
-        self._metadata: tuple[tuple[str, str], ...] = (
-            (("authorization", f"Bearer {api_key}"),) if api_key else ()
-        )
+        self._metadata = call_metadata(api_key)
 
     async def close(self) -> None:
         await self._channel.close(None)
@@ -120,27 +126,17 @@ class AsyncEngram:
         return AsyncAgent(self, agent_id, ClientTools(client_tools), approver)
 
     async def list_agents(self, status: str = "", limit: int | None = None) -> list[AgentInfo]:
-        found: list[agent_pb2.Agent] = []
-        token = ""
-        while limit is None or len(found) < limit:
-            page = await self._unary(
-                "ListAgents",
-                agent_pb2.ListAgentsRequest(
-                    status_filter=status, page_size=min(limit or 1000, 1000), page_token=token
-                ),
-            )
-            found.extend(page.agents)
-            token = page.next_page_token
-            if not token:
-                break
-        return [AgentInfo.of(a) for a in found[:limit]]
+        listing = AgentListing(status, limit)
+        while (request := listing.next_request()) is not None:
+            listing.add(await self._unary("ListAgents", request))
+        return listing.agents()
 
     async def list_tools(self) -> list[agent_pb2.Tool]:
         return list((await self._unary("ListTools", agent_pb2.ListToolsRequest())).tools)
 
     async def _unary(self, name: str, request: Any, *, idempotent: bool = True) -> Any:
         method = getattr(self._stub, name)
-        backoff = Backoff(self.reconnect_timeout)
+        reconnect = self._reconnect()
         while True:
             try:
                 return await method(
@@ -150,18 +146,10 @@ class AsyncEngram:
                     wait_for_ready=not idempotent,
                 )
             except grpc.RpcError as err:
-                if not (idempotent and is_transient(err)):
-                    raise EngramError.of(err) from None
-                await self._pause_before_retry(err, backoff)
+                await asyncio.sleep(reconnect.delay_after(err, retry=idempotent))
 
-    async def _pause_before_retry(self, err: grpc.RpcError, backoff: Backoff) -> None:
-        delay = backoff.next_delay()
-        failed = EngramError.of(err)
-        if delay is None:
-            raise EngramUnavailable(failed.code, failed.details) from None
-        if self.on_reconnect is not None:
-            self.on_reconnect(failed, delay)
-        await asyncio.sleep(delay)
+    def _reconnect(self) -> Reconnect:
+        return Reconnect(self.reconnect_timeout, self.on_reconnect)
 
     def _chat(self, message: agent_pb2.ClientMessage) -> Any:
         return self._stub.Chat([message], metadata=self._metadata)
@@ -212,7 +200,7 @@ class AsyncAgent:
     ) -> AsyncIterator[Event]:
         """As `Agent.replay`."""
         cursor = StreamCursor(None if include_history else from_sequence)
-        backoff = Backoff(self.engram.reconnect_timeout)
+        reconnect = self.engram._reconnect()
         while True:
             after = cursor.last_seq if cursor.last_seq is not None else 0
             call = self.engram._replay(
@@ -222,13 +210,11 @@ class AsyncAgent:
                 async for message in call:
                     event = cursor.accept(message)
                     if event is not None:
-                        backoff.reset()
+                        reconnect.progressed()
                         yield event
                 return
             except grpc.RpcError as err:
-                if not is_transient(err):
-                    raise EngramError.of(err) from None
-                await self.engram._pause_before_retry(err, backoff)
+                await asyncio.sleep(reconnect.delay_after(err))
             finally:
                 call.cancel()
 
@@ -330,30 +316,15 @@ class AsyncAgent:
 
     async def _answer(self, waits: Waits) -> None:
         try:
+            call_id = waits.call.call_id
             if waits.waiting_for == Waiting.RESULT and waits.call.name in self.client_tools:
-                outcome = await self._run_tool(waits)
-                await self.submit_tool_result(
-                    waits.call.call_id,
-                    outcome.output,
-                    is_error=outcome.is_error,
-                    error_message=outcome.error_message,
-                )
+                ran = await self._run_tool(waits)
+                await self._control(requests.outcome(self.agent_id, call_id, ran))
             elif waits.waiting_for == Waiting.APPROVAL and self.approver is not None:
                 answer = self.approver(waits.call)
                 decision = as_decision(await answer if inspect.isawaitable(answer) else answer)
                 if decision is not None:
-                    await self._control(
-                        requests.approval(
-                            self.agent_id,
-                            waits.call.call_id,
-                            approved=decision.approved,
-                            reason=decision.reason,
-                            edited_input=decision.edited_input,
-                            response=decision.response,
-                            stop_asking=decision.stop_asking,
-                            decided_by=decision.decided_by,
-                        )
-                    )
+                    await self._control(requests.decision(self.agent_id, call_id, decision))
         except EngramError as err:
             if err.code != grpc.StatusCode.FAILED_PRECONDITION:
                 raise
@@ -375,8 +346,8 @@ class AsyncTurn(AsyncIterator[Event]):
         self.agent = agent
         self.content = content
         self.message_id = message_id
-        self._tracker = TurnTracker(message_id)
-        self._call = agent.engram._chat(requests.user_input(agent.agent_id, content, message_id))
+        self._resume = TurnResume(agent.agent_id, content, message_id, agent.engram._reconnect())
+        self._call = agent.engram._chat(self._resume.message)
         self._events = self._run()
 
     async def __anext__(self) -> Event:
@@ -399,41 +370,29 @@ class AsyncTurn(AsyncIterator[Event]):
 
     @property
     def last_sequence_id(self) -> int | None:
-        return self._tracker.last_seq
+        return self._resume.tracker.last_seq
 
     async def _run(self) -> AsyncGenerator[Event, None]:
-        engram, tracker = self.agent.engram, self._tracker
-        backoff = Backoff(engram.reconnect_timeout)
-        replayed = False
+        engram, resume = self.agent.engram, self._resume
         while True:
             try:
                 async for message in self._call:
-                    event = tracker.accept(message)
+                    event = resume.accept(message)
                     if event is None:
                         continue
-                    backoff.reset()
                     yield event
-                    waits = tracker.waits(event)
+                    waits = resume.tracker.waits(event)
                     if waits is not None:
                         await self.agent._answer(waits)
-                    if tracker.ended:
+                    if resume.tracker.ended:
                         return
-                replayed = tracker.joined
-                delay = backoff.next_delay()
-                if delay is None:
-                    raise EngramUnavailable(grpc.StatusCode.UNAVAILABLE, "the turn did not end")
-                await asyncio.sleep(delay)
+                await asyncio.sleep(resume.ended_early())
             except grpc.RpcError as err:
-                if not is_transient(err):
-                    raise EngramError.of(err) from None
-                await engram._pause_before_retry(err, backoff)
-                replayed = tracker.last_seq is not None
+                await asyncio.sleep(resume.dropped(err))
             finally:
                 self._call.cancel()
             self._call = (
-                engram._replay(self.agent.agent_id, tracker.last_seq or 0)
-                if replayed
-                else engram._chat(
-                    requests.user_input(self.agent.agent_id, self.content, self.message_id)
-                )
+                engram._replay(resume.agent_id, resume.tracker.last_seq or 0)
+                if resume.replay
+                else engram._chat(resume.message)
             )

@@ -8,6 +8,7 @@ from typing import Any
 
 from google.protobuf.struct_pb2 import Struct
 
+from engram.client.hooks import Decision, ToolOutcome
 from engram.v1 import agent_pb2
 
 ToolSpec = str | agent_pb2.Tool
@@ -119,4 +120,25 @@ def edit(
     patch.update({k: v for k, v in values.items() if v is not None})
     return agent_pb2.ControlAgentRequest(
         agent_id=agent_id, edit=agent_pb2.Edit(patch=patch, description=description)
+    )
+
+
+def decision(agent_id: str, call_id: str, decided: Decision) -> agent_pb2.ControlAgentRequest:
+    """An approver's decision on a call, as the approval to send."""
+    return approval(
+        agent_id,
+        call_id,
+        approved=decided.approved,
+        reason=decided.reason,
+        edited_input=decided.edited_input,
+        response=decided.response,
+        stop_asking=decided.stop_asking,
+        decided_by=decided.decided_by,
+    )
+
+
+def outcome(agent_id: str, call_id: str, ran: ToolOutcome) -> agent_pb2.ControlAgentRequest:
+    """What a client tool's run came to, as the result to send."""
+    return tool_result(
+        agent_id, call_id, ran.output, is_error=ran.is_error, error_message=ran.error_message
     )

@@ -23,24 +23,16 @@ from typing import Any
 import grpc
 
 from engram.client import requests
-from engram.client.errors import Backoff, EngramError, EngramUnavailable, TurnFailed, is_transient
+from engram.client.connection import DEFAULT_ADDRESS as DEFAULT_ADDRESS
+from engram.client.connection import AgentListing, Reconnect, call_metadata, credentials
+from engram.client.connection import ReconnectHook as ReconnectHook
+from engram.client.errors import EngramError, TurnFailed
 from engram.client.events import Error, Event, Final
-from engram.client.hooks import (
-    Approver,
-    ClientTools,
-    ToolOutcome,
-    as_decision,
-    failure,
-    outcome_of,
-)
+from engram.client.hooks import Approver, ClientTools, ToolOutcome, as_decision, failure, outcome_of
 from engram.client.records import AgentInfo, TurnRecord
-from engram.client.turn import StreamCursor, TurnTracker, Waits
+from engram.client.turn import StreamCursor, TurnResume, Waits
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from engram.vocabulary import Waiting
-
-DEFAULT_ADDRESS = "localhost:50051"
-ReconnectHook = Callable[[EngramError, float], None]
-"""Called before each reconnect attempt with the failure and the delay before it."""
 
 
 class Engram:
@@ -61,15 +53,14 @@ class Engram:
         self.timeout = timeout
         self.reconnect_timeout = reconnect_timeout
         self.on_reconnect = on_reconnect
+        tls_credentials = credentials(tls, root_certificates)
         self._channel = (
-            grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates))
-            if tls or root_certificates
+            grpc.secure_channel(address, tls_credentials)
+            if tls_credentials
             else grpc.insecure_channel(address)
         )
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
-        self._metadata: tuple[tuple[str, str], ...] = (
-            (("authorization", f"Bearer {api_key}"),) if api_key else ()
-        )
+        self._metadata = call_metadata(api_key)
 
     def close(self) -> None:
         self._channel.close()
@@ -134,20 +125,10 @@ class Engram:
     def list_agents(self, status: str = "", limit: int | None = None) -> list[AgentInfo]:
         """Running agents (or those with `status`), newest first, as ListAgents lists them:
         stats are not filled in; `agent(id).info()` has them."""
-        found: list[agent_pb2.Agent] = []
-        token = ""
-        while limit is None or len(found) < limit:
-            page = self._unary(
-                "ListAgents",
-                agent_pb2.ListAgentsRequest(
-                    status_filter=status, page_size=min(limit or 1000, 1000), page_token=token
-                ),
-            )
-            found.extend(page.agents)
-            token = page.next_page_token
-            if not token:
-                break
-        return [AgentInfo.of(a) for a in found[:limit]]
+        listing = AgentListing(status, limit)
+        while (request := listing.next_request()) is not None:
+            listing.add(self._unary("ListAgents", request))
+        return listing.agents()
 
     def list_tools(self) -> list[agent_pb2.Tool]:
         return list(self._unary("ListTools", agent_pb2.ListToolsRequest()).tools)
@@ -156,7 +137,7 @@ class Engram:
 
     def _unary(self, name: str, request: Any, *, idempotent: bool = True) -> Any:
         method = getattr(self._stub, name)
-        backoff = Backoff(self.reconnect_timeout)
+        reconnect = self._reconnect()
         while True:
             try:
                 return method(
@@ -166,18 +147,10 @@ class Engram:
                     wait_for_ready=not idempotent,
                 )
             except grpc.RpcError as err:
-                if not (idempotent and is_transient(err)):
-                    raise EngramError.of(err) from None
-                self._pause_before_retry(err, backoff)
+                time.sleep(reconnect.delay_after(err, retry=idempotent))
 
-    def _pause_before_retry(self, err: grpc.RpcError, backoff: Backoff) -> None:
-        delay = backoff.next_delay()
-        failed = EngramError.of(err)
-        if delay is None:
-            raise EngramUnavailable(failed.code, failed.details) from None
-        if self.on_reconnect is not None:
-            self.on_reconnect(failed, delay)
-        time.sleep(delay)
+    def _reconnect(self) -> Reconnect:
+        return Reconnect(self.reconnect_timeout, self.on_reconnect)
 
     def _chat(self, message: agent_pb2.ClientMessage) -> Any:
         return self._stub.Chat(iter([message]), metadata=self._metadata)
@@ -227,7 +200,7 @@ class Agent:
         """Every event after `from_sequence` (from the start with include_history), then the turn
         in progress until it ends; picked up again where it was if the connection drops."""
         cursor = StreamCursor(None if include_history else from_sequence)
-        backoff = Backoff(self.engram.reconnect_timeout)
+        reconnect = self.engram._reconnect()
         while True:
             after = cursor.last_seq if cursor.last_seq is not None else 0
             call = self.engram._replay(
@@ -237,13 +210,11 @@ class Agent:
                 for message in call:
                     event = cursor.accept(message)
                     if event is not None:
-                        backoff.reset()
+                        reconnect.progressed()
                         yield event
                 return
             except grpc.RpcError as err:
-                if not is_transient(err):
-                    raise EngramError.of(err) from None
-                self.engram._pause_before_retry(err, backoff)
+                time.sleep(reconnect.delay_after(err))
             finally:
                 call.cancel()
 
@@ -359,29 +330,13 @@ class Agent:
     def _answer(self, waits: Waits) -> None:
         """Run the hook for a call that now waits, if there is one for it."""
         try:
+            call_id = waits.call.call_id
             if waits.waiting_for == Waiting.RESULT and waits.call.name in self.client_tools:
-                outcome = self._run_tool(waits)
-                self.submit_tool_result(
-                    waits.call.call_id,
-                    outcome.output,
-                    is_error=outcome.is_error,
-                    error_message=outcome.error_message,
-                )
+                self._control(requests.outcome(self.agent_id, call_id, self._run_tool(waits)))
             elif waits.waiting_for == Waiting.APPROVAL and self.approver is not None:
                 decision = as_decision(self.approver(waits.call))
                 if decision is not None:
-                    self._control(
-                        requests.approval(
-                            self.agent_id,
-                            waits.call.call_id,
-                            approved=decision.approved,
-                            reason=decision.reason,
-                            edited_input=decision.edited_input,
-                            response=decision.response,
-                            stop_asking=decision.stop_asking,
-                            decided_by=decision.decided_by,
-                        )
-                    )
+                    self._control(requests.decision(self.agent_id, call_id, decision))
         except EngramError as err:
             # Someone else answered first (or the turn was cancelled): the stream says what next.
             if err.code != grpc.StatusCode.FAILED_PRECONDITION:
@@ -412,8 +367,8 @@ class Turn(Iterator[Event]):
         self.agent = agent
         self.content = content
         self.message_id = message_id
-        self._tracker = TurnTracker(message_id)
-        self._call = agent.engram._chat(requests.user_input(agent.agent_id, content, message_id))
+        self._resume = TurnResume(agent.agent_id, content, message_id, agent.engram._reconnect())
+        self._call = agent.engram._chat(self._resume.message)
         self._events = self._run()
 
     def __next__(self) -> Event:
@@ -437,44 +392,29 @@ class Turn(Iterator[Event]):
     @property
     def last_sequence_id(self) -> int | None:
         """The last event's sequence id seen so far."""
-        return self._tracker.last_seq
+        return self._resume.tracker.last_seq
 
     def _run(self) -> Generator[Event, None, None]:
-        engram, tracker = self.agent.engram, self._tracker
-        backoff = Backoff(engram.reconnect_timeout)
-        replayed = False
+        engram, resume = self.agent.engram, self._resume
         while True:
             try:
                 for message in self._call:
-                    event = tracker.accept(message)
+                    event = resume.accept(message)
                     if event is None:
                         continue
-                    backoff.reset()
                     yield event
-                    waits = tracker.waits(event)
+                    waits = resume.tracker.waits(event)
                     if waits is not None:
                         self.agent._answer(waits)
-                    if tracker.ended:
+                    if resume.tracker.ended:
                         return
-                # A Replay ends when nothing of the turn is in flight there: the turn may still be
-                # queued. Resending its message id waits for it, whatever its state; a message
-                # taken into another turn follows that turn with Replay.
-                replayed = tracker.joined
-                delay = backoff.next_delay()
-                if delay is None:
-                    raise EngramUnavailable(grpc.StatusCode.UNAVAILABLE, "the turn did not end")
-                time.sleep(delay)
+                time.sleep(resume.ended_early())
             except grpc.RpcError as err:
-                if not is_transient(err):
-                    raise EngramError.of(err) from None
-                engram._pause_before_retry(err, backoff)
-                replayed = tracker.last_seq is not None
+                time.sleep(resume.dropped(err))
             finally:
                 self._call.cancel()
             self._call = (
-                engram._replay(self.agent.agent_id, tracker.last_seq or 0)
-                if replayed
-                else engram._chat(
-                    requests.user_input(self.agent.agent_id, self.content, self.message_id)
-                )
+                engram._replay(resume.agent_id, resume.tracker.last_seq or 0)
+                if resume.replay
+                else engram._chat(resume.message)
             )

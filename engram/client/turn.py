@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import grpc
+
+from engram.client import requests
+from engram.client.connection import Reconnect
 from engram.client.events import Event, Status, ToolCall, ends_turn, from_message
 from engram.v1 import agent_pb2
 from engram.vocabulary import Notice, Waiting
@@ -80,3 +84,37 @@ class TurnTracker:
         if event.status == Notice.AWAITING_RESULT:
             return Waits(self._last_call, Waiting.RESULT)
         return None
+
+
+class TurnResume:
+    """A turn's stream across reconnects, for both clients: what to pass on, how long to wait
+    after the stream ends or drops, and which stream to open next."""
+
+    def __init__(self, agent_id: str, content: str, message_id: str, reconnect: Reconnect) -> None:
+        self.agent_id = agent_id
+        # Sent to start the turn, and sent again (same message id) until an event of it is seen.
+        self.message = requests.user_input(agent_id, content, message_id)
+        self.tracker = TurnTracker(message_id)
+        # Open Replay (from `tracker.last_seq`) next rather than resend the message.
+        self.replay = False
+        self._reconnect = reconnect
+
+    def accept(self, message: agent_pb2.ServerMessage) -> Event | None:
+        event = self.tracker.accept(message)
+        if event is not None:
+            self._reconnect.progressed()
+        return event
+
+    def ended_early(self) -> float:
+        """The stream ended before the turn did: the delay before opening the next one."""
+        # A Replay ends when nothing of the turn is in flight there: the turn may still be
+        # queued. Resending its message id waits for it, whatever its state; a message taken
+        # into another turn follows that turn with Replay.
+        self.replay = self.tracker.joined
+        return self._reconnect.delay_to_look_again("the turn did not end")
+
+    def dropped(self, err: grpc.RpcError) -> float:
+        """The stream failed with `err`: the delay before opening the next one (or raises)."""
+        delay = self._reconnect.delay_after(err)
+        self.replay = self.tracker.last_seq is not None
+        return delay

@@ -1,72 +1,48 @@
 """AgentService: the public gRPC API, mapped onto agent workflows.
 
 CreateAgent starts a workflow; Chat turns each user input into a `chat` update and streams the
-turn back; controls are updates and signals; reads are queries and visibility lists.
+turn back; controls are updates and signals; reads are queries and visibility lists. The calls
+to the workflow are engram.gateway.agent_calls'; converting messages is proto_mapping's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf import empty_pb2
-from google.protobuf.duration_pb2 import Duration
-from google.protobuf.json_format import MessageToDict, ParseDict
-from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.client import WorkflowUpdateStage as Stage
+from temporalio.client import Client, WorkflowExecutionStatus
 
-from engram import WORKFLOW_ID_PREFIX
-from engram.agent_start import NewAgent, start_agent
-from engram.auth.tenancy import AgentAccess
-from engram.following import turn_ended
-from engram.gateway import attachments, sub_agents, tool_specs, validation
-from engram.gateway.agent_config import agent_settings
+from engram.agent_start import start_agent
+from engram.gateway import (
+    agent_calls,
+    attachments,
+    proto_mapping,
+    sub_agents,
+    tool_specs,
+    validation,
+)
+from engram.gateway.agent_calls import AgentCommand, AgentHandle, turn_ended
 from engram.gateway.errors import GatewayError, from_temporal, invalid
 from engram.gateway.schedules import Schedules
+from engram.gateway.tenancy import AgentAccess
 from engram.gateway.token_hub import TokenHub, TurnFeed
 from engram.gateway.transcript_reader import TranscriptReader
 from engram.gateway.turn_stream import Cursor, Messages, TurnMerge, follow_turn
-from engram.messages import timestamp, to_server_message
+from engram.messages import to_server_message
 from engram.observability import metrics
 from engram.observability.turns import ObservedTurn
 from engram.tools.agents import helper_tool
-from engram.transcripts import TranscriptStore
+from engram.transcripts import BlobStore, EventStore, ToolCatalogStore
 from engram.v1 import agent_pb2, agent_pb2_grpc
-from engram.vocabulary import (
-    PARENT_ATTRIBUTE,
-    STATUS_ATTRIBUTE,
-    AgentStatus,
-    Command,
-    Query,
-    Signal,
-    ToolName,
-    Update,
-)
-from engram.workflows.agent_workflow import AgentWorkflow
-from engram.workflows.types import (
-    AgentInfo,
-    AgentSpec,
-    AgentTool,
-    ChatInput,
-    ControlInput,
-    EditInput,
-    Event,
-    EventsAfterInput,
-    EventsPage,
-    HistoryPage,
-    RelayInput,
-    RunInput,
-    RunState,
-    TurnResult,
-)
+from engram.vocabulary import STATUS_ATTRIBUTE, AgentStatus, Command, ToolName
+from engram.workflows.types import AgentTool, ChatInput, EditInput, RunInput, TurnResult
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +60,10 @@ STATUS_COMMANDS = {
     "running": Command.RESUME,
     "cancelled": Command.CANCEL,
 }
+
+
+class AgentStore(EventStore, BlobStore, ToolCatalogStore, Protocol):
+    """What the API reads and writes in the store: transcripts, attachments, the tool catalog."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +108,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         client: Client,
         hub: TokenHub,
         settings: GatewaySettings,
-        store: TranscriptStore,
+        store: AgentStore,
         access: AgentAccess | None = None,
     ) -> None:
         self.client = client
@@ -139,13 +119,13 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self.store = store
         self.transcript = TranscriptReader(store)
         self.schedules = Schedules(client)
+        # Where workers send the tokens of turns this gateway streams.
+        self.reply_to = settings.advertise_address
 
-    def _agent(self, agent_id: str) -> WorkflowHandle[AgentWorkflow, str]:
-        return self.client.get_workflow_handle_for(AgentWorkflow.run, WORKFLOW_ID_PREFIX + agent_id)
+    def _agent(self, agent_id: str) -> AgentHandle:
+        return agent_calls.agent_handle(self.client, agent_id)
 
-    async def _owned(
-        self, agent_id: str, *, read: bool = False
-    ) -> WorkflowHandle[AgentWorkflow, str]:
+    async def _owned(self, agent_id: str, *, read: bool = False) -> AgentHandle:
         """The agent's handle, if the caller's tenant owns it (or, to `read`, is an admin);
         otherwise NOT_FOUND, exactly as for an agent that does not exist."""
         await self.access.check(agent_id, read=read)
@@ -164,41 +144,29 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         tools = await self._resolve_tools(request.tools)
         await self.access.check_quota()
         agent_id = str(uuid.uuid4())
-        spec = AgentSpec(
+        new = proto_mapping.new_agent(
+            request,
             agent_id=agent_id,
-            goal=request.goal,
             model=model,
-            system_prompt=request.system_prompt,
-            metadata=dict(request.metadata),
-            tools=[MessageToDict(tool) for tool in request.tools],
-            config=MessageToDict(request.config),
             parent_id=parent_id,
-            settings=agent_settings(request.config),
+            tools=tools,
+            tenant=self.access.tenant(),
+            max_history_events=self.settings.max_history_events,
         )
-        info = await start_agent(
-            self.client,
-            NewAgent(
-                spec=spec,
-                tools=tools,
-                tenant=self.access.tenant(),
-                auto_approve_read_only=request.config.auto_approve_read_only,
-                autonomous=request.config.autonomous,
-                max_history_events=self.settings.max_history_events,
-            ),
+        info = await start_agent(self.client, new)
+        return agent_pb2.CreateAgentResponse(
+            agent_id=agent_id, agent=proto_mapping.agent_message(info)
         )
-        return agent_pb2.CreateAgentResponse(agent_id=agent_id, agent=_agent_message(info))
 
     @_reports_errors
     async def GetAgent(
         self, request: agent_pb2.GetAgentRequest, context: Context
     ) -> agent_pb2.Agent:
         handle = await self._owned(validation.agent_id(request.agent_id), read=True)
-        info, description = await asyncio.gather(
-            handle.query(Query.DESCRIBE, result_type=AgentInfo), handle.describe()
-        )
+        info, description = await asyncio.gather(agent_calls.describe(handle), handle.describe())
         if description.status != WorkflowExecutionStatus.RUNNING:
             info.status = AgentStatus.DELETED  # a force-deleted agent never got to say so itself
-        return _agent_message(info)
+        return proto_mapping.agent_message(info)
 
     @_reports_errors
     async def ListAgents(
@@ -221,14 +189,12 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 query += f" AND {STATUS_ATTRIBUTE.name} = '{status}'"
         query += self.access.list_filter()
         executions = self.client.list_workflows(
-            query, page_size=page_size, next_page_token=_decode_token(request.page_token)
+            query, page_size=page_size, next_page_token=proto_mapping.page_token(request.page_token)
         )
         await executions.fetch_next_page()
-        agents = [await _listed_agent(e) for e in executions.current_page or []]
-        token = executions.next_page_token
+        agents = [await proto_mapping.listed_agent(e) for e in executions.current_page or []]
         return agent_pb2.ListAgentsResponse(
-            agents=agents,
-            next_page_token=base64.urlsafe_b64encode(token).decode() if token else "",
+            agents=agents, next_page_token=proto_mapping.next_page_token(executions.next_page_token)
         )
 
     @_reports_errors
@@ -242,7 +208,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             if request.force:
                 await handle.terminate(reason="DeleteAgent(force=true)")
             else:
-                await handle.signal(Signal.DELETE)
+                await agent_calls.delete(handle)
         await self.schedules.delete_all(agent_id)
         return empty_pb2.Empty()
 
@@ -251,26 +217,15 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self, request: agent_pb2.ControlAgentRequest, context: Context
     ) -> agent_pb2.ControlAgentResponse:
         agent_id = validation.agent_id(request.agent_id)
-        command = request.WhichOneof("command")
-        if command is None:
+        kind = request.WhichOneof("command")
+        if kind is None:
             raise invalid(
                 "one of pause, resume, cancel, retry, edit, approval, tool_result or run is "
                 "required"
             )
         handle = await self._owned(agent_id)
-        if command == "edit":
-            change = await self._edit(request.edit, agent_id)
-            status = await handle.execute_update(Update.EDIT, change, result_type=str)
-        elif command == "approval":
-            status = await self._decide(handle, request.approval)
-        elif command == "tool_result":
-            status = await self._tool_result(handle, request.tool_result)
-        elif command == "run":
-            run = RunInput(run_id=f"run-{uuid.uuid4()}", instructions=request.run.instructions)
-            status = await handle.execute_update(Update.START_RUN, run, result_type=str)
-        else:
-            status = await _control(handle, Command(command))
-        return agent_pb2.ControlAgentResponse(status=status)
+        command = await self._command(agent_id, kind, getattr(request, kind))
+        return agent_pb2.ControlAgentResponse(status=await agent_calls.send(handle, command))
 
     @_reports_errors
     async def SetAgentStatus(
@@ -280,13 +235,13 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         handle = await self._owned(agent_id)
         wanted = request.status.strip().lower()
         if wanted == AgentStatus.DELETED:
-            await handle.signal(Signal.DELETE)
+            await agent_calls.delete(handle)
             await self.schedules.delete_all(agent_id)
             return agent_pb2.SetAgentStatusResponse(status=AgentStatus.DELETED)
         if wanted not in STATUS_COMMANDS:
             choices = ", ".join([*STATUS_COMMANDS, AgentStatus.DELETED])
             raise invalid(f"status must be one of {choices}")
-        status = await _control(handle, STATUS_COMMANDS[wanted])
+        status = await agent_calls.send(handle, STATUS_COMMANDS[wanted])
         return agent_pb2.SetAgentStatusResponse(status=status)
 
     @_reports_errors
@@ -328,6 +283,21 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         await self.schedules.delete(await self._owned(agent_id), agent_id, name)
         return empty_pb2.Empty()
 
+    async def _command(
+        self, agent_id: str, kind: str, payload: Any, message_id: str = "", reply_to: str = ""
+    ) -> AgentCommand:
+        """The command in a ControlAgent request's or a Chat message's oneof (`kind`, its field
+        name, and `payload`, its message), checked: both carry the same kinds."""
+        if kind == "edit":
+            return await self._edit(payload, agent_id)
+        if kind == "approval":
+            return tool_specs.decision(payload)
+        if kind == "tool_result":
+            return tool_specs.client_result(payload, self.settings.max_message_bytes)
+        if kind == "run":
+            return proto_mapping.run_input(payload, message_id, reply_to)
+        return Command(kind)
+
     async def _edit(self, request: agent_pb2.Edit, agent_id: str) -> EditInput:
         """An Edit, checked, with the tools it names resolved against the workers' catalog."""
         change, tools = validation.edit(request)
@@ -350,25 +320,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self, request: agent_pb2.GetHistoryRequest, context: Context
     ) -> agent_pb2.GetHistoryResponse:
         agent_id = validation.agent_id(request.agent_id)
-        handle = await self._owned(agent_id, read=True)
-        page = await handle.query(Query.HISTORY, result_type=HistoryPage)
+        page = await agent_calls.history(await self._owned(agent_id, read=True))
         turns = await self.transcript.turns(agent_id, page)
-        return agent_pb2.GetHistoryResponse(
-            turns=[
-                agent_pb2.Turn(
-                    message_id=t.message_id,
-                    user=t.user,
-                    reply=t.reply,
-                    outcome=t.outcome,
-                    error=t.error,
-                    first_sequence_id=t.first_seq,
-                    last_sequence_id=t.last_seq,
-                    started_at=timestamp(t.started_at),
-                    ended_at=timestamp(t.ended_at) if t.ended_at else None,
-                )
-                for t in turns
-            ]
-        )
+        return agent_pb2.GetHistoryResponse(turns=[proto_mapping.turn_message(t) for t in turns])
 
     # --- streams --------------------------------------------------------------------------
 
@@ -421,106 +375,71 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         try:
             await self.access.check(agent_id)
             if kind == "user_input":
-                files = attachments.check(
-                    message.user_input.attachments,
-                    self.settings.max_attachment_bytes,
-                    self.settings.max_attachments_bytes,
+                return await self._send_message(agent_id, handle, message)
+            if kind is None:
+                raise invalid(
+                    "a ClientMessage needs user_input, pause, resume, cancel, edit, approval, "
+                    "tool_result or run"
                 )
-                content = validation.content(
-                    message.user_input.content, self.settings.max_message_bytes, bool(files)
-                )
-                message_id = validation.message_id(message.message_id or str(uuid.uuid4()))
-                observed = ObservedTurn(agent_id, message_id)
-                # Claim check: the bytes go to the store; history gets the references.
-                for ref, data in files:
-                    await asyncio.to_thread(self.store.put_blob, ref.sha256, data)
-                # Listen before submitting: the first tokens may come before the update returns.
-                feed = self.hub.open((agent_id, message_id))
-                try:
-                    with observed.submitting():
-                        update = await handle.start_update(
-                            Update.CHAT,
-                            ChatInput(
-                                message_id,
-                                content,
-                                self.settings.advertise_address,
-                                [ref for ref, _ in files],
-                            ),
-                            id=f"chat-{message_id}",
-                            wait_for_stage=Stage.ACCEPTED,
-                            result_type=TurnResult,
-                        )
-                except BaseException:
-                    self.hub.release(feed)
-                    observed.abandon()
-                    raise
-                result = asyncio.ensure_future(turn_ended(handle, message_id, update.result()))
-                return _PendingTurn(agent_id, message_id, feed, result, observed)
-            if kind in (Command.PAUSE, Command.RESUME, Command.CANCEL):
-                await _control(handle, Command(kind))
-                return None
-            if kind == "edit":
-                change = await self._edit(message.edit, agent_id)
-                await handle.execute_update(Update.EDIT, change, result_type=str)
-                return None
-            if kind == "approval":
-                await self._decide(handle, message.approval)
-                return None
-            if kind == "tool_result":
-                await self._tool_result(handle, message.tool_result)
-                return None
-            if kind == "run":
-                return await self._start_run(agent_id, handle, message)
-            raise invalid(
-                "a ClientMessage needs user_input, pause, resume, cancel, edit, approval, "
-                "tool_result or run"
+            command = await self._command(
+                agent_id, kind, getattr(message, kind), message.message_id, self.reply_to
             )
+            if isinstance(command, RunInput):
+                # A run started from a Chat stream is followed as a turn would be.
+                run = command
+
+                async def start() -> None:
+                    await agent_calls.send(handle, run)
+
+                return await self._followed(handle, ObservedTurn(agent_id, run.run_id), start)
+            await agent_calls.send(handle, command)
+            return None
         except Exception as err:
             raise from_temporal(err, agent_id) from err
 
-    async def _start_run(
-        self,
-        agent_id: str,
-        handle: WorkflowHandle[AgentWorkflow, str],
-        message: agent_pb2.ClientMessage,
+    async def _send_message(
+        self, agent_id: str, handle: AgentHandle, message: agent_pb2.ClientMessage
     ) -> _PendingTurn:
-        """Start a run from a Chat stream, which then follows it as it would a turn."""
-        run_id = validation.message_id(message.message_id or f"run-{uuid.uuid4()}")
-        feed = self.hub.open((agent_id, run_id))
-        observed = ObservedTurn(agent_id, run_id)
+        files = attachments.check(
+            message.user_input.attachments,
+            self.settings.max_attachment_bytes,
+            self.settings.max_attachments_bytes,
+        )
+        content = validation.content(
+            message.user_input.content, self.settings.max_message_bytes, bool(files)
+        )
+        message_id = validation.message_id(message.message_id or str(uuid.uuid4()))
+        observed = ObservedTurn(agent_id, message_id)
+        # Claim check: the bytes go to the store; history gets the references.
+        for ref, data in files:
+            await asyncio.to_thread(self.store.put_blob, ref.sha256, data)
+        chat = ChatInput(message_id, content, self.reply_to, [ref for ref, _ in files])
+
+        async def submit() -> Awaitable[TurnResult]:
+            return (await agent_calls.start_chat(handle, chat)).result()
+
+        return await self._followed(handle, observed, submit)
+
+    async def _followed(
+        self,
+        handle: AgentHandle,
+        observed: ObservedTurn,
+        submit: Callable[[], Awaitable[Awaitable[TurnResult] | None]],
+    ) -> _PendingTurn:
+        """Submit a turn (a message or a run) for this stream to follow; `submit` may return
+        the turn's result to come."""
+        agent_id, message_id = observed.agent_id, observed.message_id
+        # Listen before submitting: the first tokens may come before the update returns.
+        feed = self.hub.open((agent_id, message_id))
         try:
             with observed.submitting():
-                await handle.execute_update(
-                    Update.START_RUN,
-                    RunInput(
-                        run_id=run_id,
-                        instructions=message.run.instructions,
-                        reply_to=self.settings.advertise_address,
-                    ),
-                    result_type=str,
-                )
+                first = await submit()
         except BaseException:
             self.hub.release(feed)
             observed.abandon()
             raise
-        result = asyncio.ensure_future(turn_ended(handle, run_id))
-        return _PendingTurn(agent_id, run_id, feed, result, observed)
-
-    async def _decide(
-        self, handle: WorkflowHandle[AgentWorkflow, str], approval: agent_pb2.Approval
-    ) -> str:
-        decision = tool_specs.decision(approval)
-        status: str = await handle.execute_update(Update.DECIDE, decision, result_type=str)
-        return status
-
-    async def _tool_result(
-        self, handle: WorkflowHandle[AgentWorkflow, str], result: agent_pb2.ToolResult
-    ) -> str:
-        answer = tool_specs.client_result(result, self.settings.max_message_bytes)
-        status: str = await handle.execute_update(
-            Update.SUBMIT_TOOL_RESULT, answer, result_type=str
-        )
-        return status
+        result = asyncio.ensure_future(turn_ended(handle, message_id, first))
+        return _PendingTurn(agent_id, message_id, feed, result, observed)
 
     async def _follow(
         self, turn: _PendingTurn, cursor: Cursor
@@ -554,7 +473,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 raise invalid("from_sequence must not be negative")
             start = 0 if request.include_history else request.from_sequence
             handle = await self._owned(agent_id, read=True)
-            page = await _events_after(handle, start)
+            page = await agent_calls.events_since(handle, start)
             last = start
             for event in await self.transcript.events_after(agent_id, start, page):
                 yield to_server_message(agent_id, event)
@@ -572,11 +491,8 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             # an event the workflow sent elsewhere (or nowhere, for a run's step) before it knew
             # of this client is in the store, and everything after is sent here.
             with self.hub.reading((agent_id, live.message_id)) as feed:
-                if live.reply_to != self.settings.advertise_address:
-                    here = self.settings.advertise_address
-                    await handle.signal(
-                        Signal.RELAY_TURN, RelayInput(message_id=live.message_id, reply_to=here)
-                    )
+                if live.reply_to != self.reply_to:
+                    await agent_calls.relay_to(handle, live.message_id, self.reply_to)
                     merge.add(await self._stored_since(agent_id, last))
                 async for message in follow_turn(
                     merge, feed, record(), functools.partial(self._stored_since, agent_id)
@@ -586,11 +502,13 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             await _abort(context, err, request.agent_id)
 
     async def _stored_since(self, agent_id: str, seq: int) -> Messages:
-        page = await _events_after(self._agent(agent_id), seq)
-        return _messages(agent_id, await self.transcript.events_after(agent_id, seq, page))
+        page = await agent_calls.events_since(self._agent(agent_id), seq)
+        events = await self.transcript.events_after(agent_id, seq, page)
+        return proto_mapping.messages(agent_id, events)
 
     async def _turn_messages(self, agent_id: str, result: TurnResult) -> Messages:
-        return _messages(agent_id, await self.transcript.turn_events(agent_id, result))
+        events = await self.transcript.turn_events(agent_id, result)
+        return proto_mapping.messages(agent_id, events)
 
 
 @dataclass
@@ -603,107 +521,3 @@ class _PendingTurn:
     result: asyncio.Future[TurnResult]
     # Its metrics, trace span and log fields, from the moment the input arrived.
     observed: ObservedTurn
-
-
-async def _control(handle: WorkflowHandle[AgentWorkflow, str], command: Command) -> str:
-    status: str = await handle.execute_update(
-        Update.CONTROL_AGENT, ControlInput(command=command), result_type=str
-    )
-    return status
-
-
-async def _events_after(handle: WorkflowHandle[AgentWorkflow, str], seq: int) -> EventsPage:
-    page: EventsPage = await handle.query(
-        Query.EVENTS_AFTER, EventsAfterInput(seq=seq), result_type=EventsPage
-    )
-    return page
-
-
-def _messages(agent_id: str, events: list[Event]) -> Messages:
-    return [to_server_message(agent_id, e) for e in events]
-
-
-def _agent_message(info: AgentInfo) -> agent_pb2.Agent:
-    spec = info.spec
-    duration = Duration()
-    duration.FromNanoseconds(round(info.busy_seconds * 1e9))
-    return agent_pb2.Agent(
-        agent_id=spec.agent_id,
-        goal=spec.goal,
-        status=info.status,
-        created_at=timestamp(info.created_at),
-        updated_at=timestamp(info.updated_at),
-        metadata=spec.metadata,
-        stats=agent_pb2.AgentStats(
-            total_steps=info.steps,
-            tool_calls=info.tool_calls,
-            total_duration=duration,
-            tokens_used=info.tokens_used,
-        ),
-        model=spec.model,
-        system_prompt=spec.system_prompt,
-        tools=[tool_specs.to_proto(t) for t in info.tools]
-        or [ParseDict(t, agent_pb2.Tool()) for t in spec.tools],
-        config=ParseDict(spec.config, agent_pb2.AgentConfig()),
-        queued_messages=info.queued_messages,
-        last_sequence_id=info.last_seq,
-        memory=[
-            agent_pb2.MemoryNote(name=n.name, content=n.content, updated_at=timestamp(n.updated_at))
-            for n in info.notes
-        ],
-        pending_calls=[
-            agent_pb2.PendingToolCall(
-                call_id=p.call_id,
-                tool_name=p.tool,
-                input_json=p.arguments,
-                waiting_for=p.waiting_for,
-                since=timestamp(p.since),
-                deadline=timestamp(p.deadline) if p.deadline else None,
-                message_id=p.message_id,
-            )
-            for p in info.pending
-        ],
-        run=_run_info(info.run, info.status) if info.run is not None else None,
-        parent_id=spec.parent_id,
-        children=info.children,
-    )
-
-
-def _run_info(run: RunState, status: str) -> agent_pb2.RunInfo:
-    state = "waiting_for_user" if run.waiting_for_user else status
-    return agent_pb2.RunInfo(
-        run_id=run.run_id,
-        state=state,
-        steps=run.steps,
-        tokens=run.tokens,
-        started_at=timestamp(run.started_at),
-        sleeping_until=timestamp(run.sleeping_until) if run.sleeping_until else None,
-    )
-
-
-async def _listed_agent(execution: WorkflowExecution) -> agent_pb2.Agent:
-    memo = await execution.memo()
-    running = execution.status == WorkflowExecutionStatus.RUNNING
-    status = (
-        execution.typed_search_attributes.get(STATUS_ATTRIBUTE) if running else AgentStatus.DELETED
-    )
-    updated = execution.close_time or execution.start_time
-    return agent_pb2.Agent(
-        agent_id=execution.id.removeprefix(WORKFLOW_ID_PREFIX),
-        goal=memo.get("goal", ""),
-        status=status or AgentStatus.IDLE,
-        created_at=timestamp(float(memo.get("created_at", execution.start_time.timestamp()))),
-        updated_at=timestamp(updated.timestamp()),
-        metadata=memo.get("metadata", {}),
-        model=memo.get("model", ""),
-        parent_id=execution.typed_search_attributes.get(PARENT_ATTRIBUTE) or "",
-    )
-
-
-def _decode_token(token: str) -> bytes | None:
-    if not token:
-        return None
-    try:
-        return base64.urlsafe_b64decode(token.encode())
-    except (binascii.Error, ValueError):
-        raise invalid("page_token is not a token this service issued") from None

@@ -12,6 +12,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from engram.auth.limits import LimitExceeded
 from engram.vocabulary import ErrorType
 
 
@@ -30,6 +31,8 @@ def from_temporal(err: BaseException, agent_id: str) -> GatewayError:
     """The client-facing status for a Temporal failure concerning one agent."""
     if isinstance(err, GatewayError):
         return err
+    if isinstance(err, LimitExceeded):  # a Chat stream's message over its key's rate
+        return GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
     if isinstance(err, RPCError):
         if err.status == RPCStatusCode.NOT_FOUND:
             if "completed" in err.message.lower():

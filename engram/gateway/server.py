@@ -9,9 +9,9 @@ from typing import Any
 import grpc
 from temporalio.client import Client
 
-from engram.auth.gateway_security import GatewaySecurity
 from engram.gateway.agent_service import AgentService, GatewaySettings
 from engram.gateway.health import TemporalHealth
+from engram.gateway.security import GatewaySecurity
 from engram.gateway.token_hub import TokenHub, TokenRelayServicer
 from engram.relay.v1 import relay_pb2_grpc
 from engram.transcripts import TranscriptStore

@@ -14,9 +14,9 @@ import grpc
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 
 from engram import WORKFLOW_ID_PREFIX
-from engram.auth.tenancy import AgentAccess
 from engram.gateway import validation
 from engram.gateway.errors import GatewayError, from_temporal, invalid
+from engram.gateway.tenancy import AgentAccess
 from engram.tools.agents import agent_tool, helper_tool, referenced_agent
 from engram.v1 import agent_pb2
 from engram.vocabulary import ToolName

@@ -17,6 +17,7 @@ from engram.gateway.errors import invalid
 from engram.tools.registry import TOOL_NAME
 from engram.v1 import agent_pb2
 from engram.vocabulary import ApprovalPolicy, ToolKind
+from engram.workflows.function_tool import function_tool
 from engram.workflows.memory import REMEMBER
 from engram.workflows.model_json import NotAnObject, UnusableJSON, parse_object
 from engram.workflows.types import AgentTool, ClientToolResult, Decision
@@ -76,14 +77,7 @@ def _client_tool(wanted: agent_pb2.Tool, available: list[str]) -> AgentTool:
     return AgentTool(
         name=wanted.name,
         kind=ToolKind.CLIENT,
-        function={
-            "type": "function",
-            "function": {
-                "name": wanted.name,
-                "description": wanted.description,
-                "parameters": schema,
-            },
-        },
+        function=function_tool(wanted.name, wanted.description, schema),
     )
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from engram.transcripts import TranscriptStore
+from engram.transcripts import EventStore
 from engram.workflows.types import Event, EventsPage, HistoryPage, Turn, TurnResult
 
 
 class TranscriptReader:
-    def __init__(self, store: TranscriptStore) -> None:
+    def __init__(self, store: EventStore) -> None:
         self.store = store
 
     async def events_after(self, agent_id: str, seq: int, page: EventsPage) -> list[Event]:

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from engram.vocabulary import ToolKind, ToolName
+from engram.workflows.function_tool import function_tool
 from engram.workflows.types import AgentTool
 
 AGENT_TOOL_PREFIX = "agent_"
@@ -88,18 +89,11 @@ def _delegation(name: str, description: str, properties: dict[str, Any]) -> Agen
     return AgentTool(
         name=name,
         kind=ToolKind.AGENT,
-        function={
-            "type": "function",
-            "function": {
-                "name": name,
-                "description": description,
-                "parameters": {
-                    "type": "object",
-                    "properties": properties,
-                    "required": list(properties),
-                },
-            },
-        },
+        function=function_tool(
+            name,
+            description,
+            {"type": "object", "properties": properties, "required": list(properties)},
+        ),
         timeout_seconds=DELEGATION_TIMEOUT_SECONDS,
         retries=DELEGATION_RETRIES,
     )

@@ -26,6 +26,7 @@ import mcp_types
 from mcp import Client, StdioServerParameters
 
 from engram.tools.registry import TOOL_NAME, ToolDescription, ToolPolicy
+from engram.workflows.function_tool import function_tool
 
 log = logging.getLogger(__name__)
 
@@ -209,15 +210,11 @@ class McpServers:
                 requires_confirmation=self.policy.requires_confirmation
                 or bool(hints and hints.destructive_hint),
             )
-            function = {
-                "name": name,
-                "description": mcp_tool.description or mcp_tool.title or mcp_tool.name,
-                "parameters": mcp_tool.input_schema,
-            }
+            description = mcp_tool.description or mcp_tool.title or mcp_tool.name
             tools.append(
                 ToolDescription(
                     name=name,
-                    function={"type": "function", "function": function},
+                    function=function_tool(name, description, mcp_tool.input_schema),
                     policy=policy,
                     source=spec.name,
                 )

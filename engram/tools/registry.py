@@ -21,6 +21,8 @@ from typing import Any, TypeVar, cast, get_type_hints, overload
 import pydantic
 from pydantic.json_schema import GenerateJsonSchema
 
+from engram.workflows.function_tool import function_tool
+
 # OpenAI's rule for function names; Anthropic's and most local servers' are the same or looser.
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_TIMEOUT = timedelta(seconds=60)
@@ -115,14 +117,7 @@ class WorkerTool:
         parameters.pop("title", None)
         return ToolDescription(
             name=self.name,
-            function={
-                "type": "function",
-                "function": {
-                    "name": self.name,
-                    "description": self.description,
-                    "parameters": parameters,
-                },
-            },
+            function=function_tool(self.name, self.description, parameters),
             policy=self.policy,
         )
 

@@ -1,4 +1,4 @@
-"""The transcript store: one small interface, a SQLite file or a PostgreSQL database behind it.
+"""The transcript store: narrow interfaces, a SQLite file or a PostgreSQL database behind them.
 
 A claim check: the workflow keeps its recent messages and turns and two watermarks
 (`archived_through`, `archived_turns`); everything below them is here. The worker writes (through
@@ -7,6 +7,9 @@ Replay and GetHistory). Writes are idempotent, so a retried archive activity cha
 It also holds the catalog of tools the workers offer, which the gateway checks agents' tools
 against and lists (ListTools), and the API keys' records (salted hashes, never keys), which
 `engram keys` writes and every gateway reads.
+
+Each part is its own protocol (EventStore, BlobStore, ToolCatalogStore, and auth's KeyStore), so
+each consumer asks only for what it uses; the backends implement them all as `TranscriptStore`.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from engram.auth.records import ApiKey
+from engram.auth.key_store import KeyStore
 from engram.workflows.types import AgentTool, Event, Turn
 
 
-class TranscriptStore(Protocol):
+class EventStore(Protocol):
+    """An agent's archived transcript: stream events and turns (archive writes, gateway reads)."""
+
     def append(self, agent_id: str, events: list[Event]) -> None:
         """Store stream events; an event already stored (same agent and seq) is left as it is."""
 
@@ -31,11 +36,19 @@ class TranscriptStore(Protocol):
     def turns(self, agent_id: str, count: int) -> list[Turn]:
         """The agent's first `count` turns, in order."""
 
+
+class BlobStore(Protocol):
+    """Attachments' bytes, by hash (the gateway writes, the LLM activity reads)."""
+
     def put_blob(self, sha256: str, data: bytes) -> None:
         """Store an attachment's bytes under their hash (storing them again changes nothing)."""
 
     def get_blob(self, sha256: str) -> bytes | None:
         """An attachment's bytes, or None if the store has none by that hash."""
+
+
+class ToolCatalogStore(Protocol):
+    """The tools workers offer (workers publish, gateways check and list)."""
 
     def publish_tools(self, tools: list[AgentTool]) -> None:
         """Record the tools a worker offers (replacing earlier entries of the same names)."""
@@ -43,14 +56,9 @@ class TranscriptStore(Protocol):
     def tools(self) -> list[AgentTool]:
         """Every tool some worker has offered, by name."""
 
-    def add_api_key(self, key: ApiKey) -> None:
-        """Store a new key's record (key ids are random; an existing id is an error)."""
 
-    def api_keys(self) -> list[ApiKey]:
-        """Every key's record, revoked and expired ones included, oldest first."""
-
-    def revoke_api_key(self, key_id: str, at: float) -> bool:
-        """Mark a key revoked; False if there is no such key or it already was."""
+class TranscriptStore(EventStore, BlobStore, ToolCatalogStore, KeyStore, Protocol):
+    """All of it in one database: what a backend implements and a process opens and closes."""
 
     def close(self) -> None: ...
 

@@ -20,6 +20,7 @@ from temporalio import workflow
 
 from engram.vocabulary import Notice
 from engram.workflows.events import EventLog
+from engram.workflows.function_tool import function_tool
 from engram.workflows.model_json import NotAnObject, UnusableJSON, parse_model_arguments
 from engram.workflows.tokens import CHARS_PER_TOKEN
 from engram.workflows.types import AgentSpec, AgentState, RunState, ToolCall, ToolRound, Turn
@@ -38,54 +39,43 @@ EARLIER_SHOWN = 40
 EARLIER_KEPT = 200
 
 TOOLS: list[dict[str, Any]] = [
-    {
-        "type": "function",
-        "function": {
-            "name": FINISH,
-            "description": "You are done: give your final answer. This ends your run.",
-            "parameters": {
-                "type": "object",
-                "properties": {
-                    "answer": {"type": "string", "description": "the result, for the user"},
-                    "structured": {
-                        "type": "object",
-                        "description": "optional machine-readable result",
-                    },
-                },
-                "required": ["answer"],
-            },
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": WAIT,
-            "description": (
-                "Sleep until something should have happened, then carry on. Give `seconds` to "
-                "wait, or `until` (an RFC 3339 time); `reason` says what you wait for."
-            ),
-            "parameters": {
-                "type": "object",
-                "properties": {
-                    "seconds": {"type": "number", "minimum": 0},
-                    "until": {"type": "string", "description": "e.g. 2026-12-01T09:00:00Z"},
-                    "reason": {"type": "string"},
+    function_tool(
+        FINISH,
+        "You are done: give your final answer. This ends your run.",
+        {
+            "type": "object",
+            "properties": {
+                "answer": {"type": "string", "description": "the result, for the user"},
+                "structured": {
+                    "type": "object",
+                    "description": "optional machine-readable result",
                 },
             },
+            "required": ["answer"],
         },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": ASK_USER,
-            "description": "Ask the user a question and stop until they answer.",
-            "parameters": {
-                "type": "object",
-                "properties": {"question": {"type": "string"}},
-                "required": ["question"],
+    ),
+    function_tool(
+        WAIT,
+        "Sleep until something should have happened, then carry on. Give `seconds` to "
+        "wait, or `until` (an RFC 3339 time); `reason` says what you wait for.",
+        {
+            "type": "object",
+            "properties": {
+                "seconds": {"type": "number", "minimum": 0},
+                "until": {"type": "string", "description": "e.g. 2026-12-01T09:00:00Z"},
+                "reason": {"type": "string"},
             },
         },
-    },
+    ),
+    function_tool(
+        ASK_USER,
+        "Ask the user a question and stop until they answer.",
+        {
+            "type": "object",
+            "properties": {"question": {"type": "string"}},
+            "required": ["question"],
+        },
+    ),
 ]
 
 REPORT_INSTRUCTIONS = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engram.workflows.function_tool import function_tool
 from engram.workflows.model_json import NotAnObject, UnusableJSON, parse_model_arguments
 from engram.workflows.types import MemoryNote, ToolCall
 
@@ -18,30 +19,25 @@ MAX_NOTES = 32
 MAX_NAME_CHARS = 64
 MAX_NOTE_CHARS = 2000
 
-REMEMBER_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": REMEMBER,
-        "description": (
-            "Save a named memory note, replacing any note of that name; empty content deletes "
-            "it. Notes last for the whole life of this agent, however long the conversation "
-            "gets, and are shown to you at every turn. Keep in them what you must not forget: "
-            "facts about the user, preferences, decisions, plans, progress on the goal. "
-            f"At most {MAX_NOTES} notes of {MAX_NOTE_CHARS} characters."
-        ),
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "name": {
-                    "type": "string",
-                    "description": "short key, e.g. user_name or current_plan",
-                },
-                "content": {"type": "string", "description": "the note; empty to delete it"},
+REMEMBER_TOOL: dict[str, Any] = function_tool(
+    REMEMBER,
+    "Save a named memory note, replacing any note of that name; empty content deletes "
+    "it. Notes last for the whole life of this agent, however long the conversation "
+    "gets, and are shown to you at every turn. Keep in them what you must not forget: "
+    "facts about the user, preferences, decisions, plans, progress on the goal. "
+    f"At most {MAX_NOTES} notes of {MAX_NOTE_CHARS} characters.",
+    {
+        "type": "object",
+        "properties": {
+            "name": {
+                "type": "string",
+                "description": "short key, e.g. user_name or current_plan",
             },
-            "required": ["name", "content"],
+            "content": {"type": "string", "description": "the note; empty to delete it"},
         },
+        "required": ["name", "content"],
     },
-}
+)
 
 
 class NoteError(ValueError):

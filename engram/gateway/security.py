@@ -18,12 +18,12 @@ from temporalio.client import Client
 
 from engram.auth import exposure, relay_secret
 from engram.auth.interceptor import AuthInterceptor
+from engram.auth.key_store import KeyStore
 from engram.auth.keyring import KeyRing
 from engram.auth.limits import Limits
 from engram.auth.relay_secret import RelayGuard
-from engram.auth.tenancy import AgentAccess
+from engram.gateway.tenancy import AgentAccess
 from engram.gateway.tls import ServerTLS, default_relay_environment, server_tls
-from engram.transcripts import TranscriptStore
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class SecuritySettings:
 
 
 class GatewaySecurity:
-    def __init__(self, store: TranscriptStore, settings: SecuritySettings | None = None) -> None:
+    def __init__(self, store: KeyStore, settings: SecuritySettings | None = None) -> None:
         self.settings = settings or SecuritySettings()
         self.keyring = KeyRing(store)
         self.keyring.load()
@@ -117,14 +117,14 @@ class GatewaySecurity:
         return server.add_secure_port(listen, tls.credentials())
 
 
-def for_gateway(store: TranscriptStore, args: argparse.Namespace) -> GatewaySecurity:
+def for_gateway(store: KeyStore, args: argparse.Namespace) -> GatewaySecurity:
     """`engram gateway`'s security from its flags, checked against where it listens."""
     security = GatewaySecurity(store, SecuritySettings.from_args(args))
     security.prepare(args.host)
     return security
 
 
-def for_dev(store: TranscriptStore, args: argparse.Namespace) -> GatewaySecurity:
+def for_dev(store: KeyStore, args: argparse.Namespace) -> GatewaySecurity:
     """`engram dev`'s: as a gateway's, and its own worker (this process) is given a fresh relay
     secret and, with TLS, what it needs to reach its own gateway. Call before building the
     worker, which reads them."""
