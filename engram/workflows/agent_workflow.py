@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
         TurnOutcome,
         Update,
     )
-    from engram.workflows import autonomy, double_texting, edits, ui
+    from engram.workflows import autonomy, double_texting, edits, patches, ui
     from engram.workflows.announce import announce
     from engram.workflows.describe import agent_info, link_child
     from engram.workflows.events import EventLog
@@ -165,7 +165,7 @@ class AgentWorkflow:
         turn is answered "continued" first and waits again on the new run: a run that a client
         follows would otherwise never continue as new."""
         if not workflow.all_handlers_finished():
-            if not workflow.patched("hand-over-waiters"):
+            if not patches.check(patches.HAND_OVER_WAITERS):
                 return False
             self.handing_over = True
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -235,7 +235,7 @@ class AgentWorkflow:
                 await self._report(turn, run, limit)
                 return False
         # The safe point for messages that came in meanwhile: every call has its result.
-        if double_texting.waiting(self.state) and workflow.patched("double-texting"):
+        if double_texting.waiting(self.state) and patches.check(patches.DOUBLE_TEXTING):
             held = run.rounds if run is not None else self.rounds
             double_texting.take_in(self.state, self.log, turn, held, self._now())
             self._touch()
@@ -428,7 +428,7 @@ class AgentWorkflow:
             if (
                 self.interruptible
                 and double_texting.interrupts(self.state)
-                and workflow.patched("double-texting")
+                and patches.check(patches.DOUBLE_TEXTING)
             ):
                 assert self.llm_call is not None
                 self.interrupted = True
