@@ -285,6 +285,9 @@ class Signal(StrEnum):
 
     ADD_CHILD = "add_child"
     """An agent was created as this agent's sub-agent: list it among the agent's children."""
+    UPGRADE = "upgrade"
+    """Continue as new, on the workers' current code, once no turn or run is in progress
+    (`engram agents upgrade`)."""
 
 
 STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramStatus")

@@ -95,6 +95,8 @@ class AgentWorkflow:
         self.interruptible = False
         # A run is about to continue as new: handlers waiting on a turn return "continued".
         self.handing_over = False
+        # An upgrade was asked for: continue as new once idle between turns.
+        self.upgrading = False
         if state.run is not None and state.turns and not state.turns[-1].outcome:
             # Continued as new in the middle of a run: its turn is still in progress.
             self.current = state.turns[-1]
@@ -109,6 +111,7 @@ class AgentWorkflow:
                     or self._run_may_step()
                     or self._ready()
                     or self._history_is_long()
+                    or self._upgrade_due()
                 )
             )
             if ledger.deleting:
@@ -172,6 +175,11 @@ class AgentWorkflow:
             self.handing_over = False
         # A cancel or delete that came meanwhile is not part of the state: act on it here.
         return not self.cancelling and not self.ledger.deleting
+
+    def _upgrade_due(self) -> bool:
+        """An upgrade was asked for and the agent is between turns, with no run going on or
+        waiting for its user. Old histories never had the signal, so this stays False on them."""
+        return self.upgrading and self.current is None and self.state.run is None
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
@@ -566,6 +574,12 @@ class AgentWorkflow:
         """End the agent: stop the turn in progress and drop queued messages."""
         self.ledger.deleting = True
         self._cancel_turn()
+
+    @workflow.signal(name=Signal.UPGRADE)
+    def upgrade(self) -> None:
+        """Continue as new on the workers' current code at the next point the agent is idle
+        between turns (at once if it is idle now), so no run outlives a release."""
+        self.upgrading = True
 
     @workflow.signal
     def relay_to(self, message_id: str, reply_to: str) -> None:
