@@ -1,10 +1,15 @@
 """The `upgrade` signal, in process: an agent continues as new between turns, never within one,
-and remembers everything it did before (tests/workflow_harness.py)."""
+and remembers everything it did before (tests/workflow_harness.py); and `engram agents upgrade`,
+which sends it."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from engram.cli import main
+from engram.upgrade import running_agents
 from engram.vocabulary import ToolKind, TurnOutcome
 from engram.workflows.agent_workflow import AgentWorkflow
 from engram.workflows.types import AgentTool, Decision, LLMRequest, LLMResult, ToolCall
@@ -121,3 +126,64 @@ async def test_a_run_waiting_for_its_user_continues_only_after_it_ends(harness: 
     assert answer.events[-1].text == "Shipped."
     await eventually(lambda: _moved_on(agent), "the agent to continue as new after the run")
     assert (await agent.describe()).run is None
+
+
+async def engram_agents_upgrade(harness: Harness, *args: str) -> int:
+    """`engram agents upgrade ARGS` against the harness's server; its exit code."""
+    address = harness.client.service_client.config.target_host
+    argv = ["agents", "upgrade", "--temporal-address", address, "--no-tls", *args]
+    with pytest.raises(SystemExit) as exited:
+        # The command runs its own event loop.
+        await asyncio.to_thread(main, argv)
+    code = exited.value.code
+    assert isinstance(code, int)
+    return code
+
+
+async def test_engram_agents_upgrade_reports_what_each_agent_did(
+    harness: Harness, capfd: pytest.CaptureFixture[str]
+) -> None:
+    fake = harness.fake
+    idle = await harness.create_agent()
+    await idle.ask("Hello.", "m1")
+    await eventually(idle.is_quiet, "the turn's upkeep to end")
+    fake.gate = asyncio.Event()
+    busy = await harness.create_agent()
+    turn = await busy.send("A long one.", "m1")
+    await fake.wait_for_requests(2)
+    capfd.readouterr()
+
+    code = await engram_agents_upgrade(
+        harness, idle.agent_id, busy.agent_id, "no-such-agent", "--wait", "2"
+    )
+
+    lines = capfd.readouterr().out.splitlines()
+    assert code == 1  # an agent named that does not run
+    assert f"{idle.agent_id}  continued as new" in lines
+    assert f"{busy.agent_id}  signalled: continues as new once its turn or run ends" in lines
+    assert "no-such-agent  not running" in lines
+    assert lines[-1] == "3 agents: 1 continued as new, 1 will once idle, 1 not running"
+    assert await _moved_on(idle) and not await _moved_on(busy)
+    fake.gate.set()
+    await within(turn.result())
+    await eventually(lambda: _moved_on(busy), "the busy agent to continue after its turn")
+
+    # Neither names nor --all: refused.
+    assert await engram_agents_upgrade(harness) == 2
+    assert "name the agents" in capfd.readouterr().out
+
+
+async def test_engram_agents_upgrade_all_finds_running_agents_through_visibility(
+    harness: Harness, capfd: pytest.CaptureFixture[str]
+) -> None:
+    agent = await harness.create_agent()
+    await agent.ask("Hello.", "m1")
+
+    async def listed() -> bool:
+        return agent.agent_id in await running_agents(harness.client)
+
+    await eventually(listed, "visibility to list the agent")
+    capfd.readouterr()
+    assert await engram_agents_upgrade(harness, "--all", "--wait", "5") == 0
+    assert f"{agent.agent_id}  continued as new" in capfd.readouterr().out.splitlines()
+    assert await _moved_on(agent)
