@@ -16,52 +16,54 @@ from temporalio.exceptions import (
     ApplicationError,
 )
 
+# Activities run outside the sandbox; the workflow's own modules below are imported into it, so
+# a sandbox that does not pass them through (the replay and in-process tests') checks them too.
 with workflow.unsafe.imports_passed_through():
     from engram.activities.llm_stream import LLMActivities
-    from engram.vocabulary import (
-        STATUS_ATTRIBUTE,
-        AgentStatus,
-        Command,
-        ErrorType,
-        EventKind,
-        Notice,
-        Query,
-        Signal,
-        TurnOutcome,
-        Update,
-    )
-    from engram.workflows import autonomy, double_texting, edits, patches, ui
-    from engram.workflows.announce import announce
-    from engram.workflows.describe import agent_info, link_child
-    from engram.workflows.events import EventLog
-    from engram.workflows.ledger import NothingToRetry, TurnLedger
-    from engram.workflows.llm_outcome import LLM_RETRY, cancelled, failed_result
-    from engram.workflows.maintenance import Maintenance
-    from engram.workflows.prompt import (
-        build_prompt,
-        context_budget,
-    )
-    from engram.workflows.tool_use import ToolUse, TurnCancelled, TurnHooks
-    from engram.workflows.types import (
-        AgentInfo,
-        AgentState,
-        AnnounceInput,
-        ChatInput,
-        ClientToolResult,
-        Decision,
-        EditInput,
-        Event,
-        EventsPage,
-        HistoryPage,
-        InFlight,
-        LLMRequest,
-        LLMResult,
-        RunInput,
-        RunState,
-        ToolRound,
-        Turn,
-        TurnResult,
-    )
+from engram.vocabulary import (
+    STATUS_ATTRIBUTE,
+    AgentStatus,
+    Command,
+    ErrorType,
+    EventKind,
+    Notice,
+    Query,
+    Signal,
+    TurnOutcome,
+    Update,
+)
+from engram.workflows import autonomy, double_texting, edits, patches, ui
+from engram.workflows.announce import announce
+from engram.workflows.describe import agent_info, link_child
+from engram.workflows.events import EventLog
+from engram.workflows.ledger import NothingToRetry, TurnLedger
+from engram.workflows.llm_outcome import LLM_RETRY, cancelled, failed_result
+from engram.workflows.maintenance import Maintenance
+from engram.workflows.prompt import (
+    build_prompt,
+    context_budget,
+)
+from engram.workflows.tool_use import ToolUse, TurnCancelled, TurnHooks
+from engram.workflows.types import (
+    AgentInfo,
+    AgentState,
+    AnnounceInput,
+    ChatInput,
+    ClientToolResult,
+    Decision,
+    EditInput,
+    Event,
+    EventsPage,
+    HistoryPage,
+    InFlight,
+    LLMRequest,
+    LLMResult,
+    RunInput,
+    RunState,
+    ToolRound,
+    Turn,
+    TurnResult,
+)
 
 # Rounds of tool use in one turn; the last call offers no tools, so the model must answer.
 # An agent that only keeps notes needs few; one with tools works through several steps.
