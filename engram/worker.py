@@ -72,7 +72,9 @@ def workflow_runner(strict: bool = False) -> SandboxedWorkflowRunner:
     """The sandbox workflows run in. Strict, Engram's workflow code (engram.workflows) is imported
     into each workflow's sandbox, under its restrictions, so nondeterminism there fails; the rest
     of Engram and tiktoken (which loads its encodings behind a lock on first use, from inside a
-    workflow) are passed through."""
+    workflow) are passed through. The replay and in-process tests run strict; production passes
+    all of Engram through, as a strict sandbox costs each cached agent about 380 KB more and each
+    evicted agent's turn about 70 ms more (bench/sandbox_cost.py)."""
     engram_modules = STRICT_PASSTHROUGH if strict else ("engram",)
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
