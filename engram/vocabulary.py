@@ -334,6 +334,9 @@ class Signal(StrEnum):
     """`RELAY_TURN` with bare arguments: kept for old histories and callers."""
     ADD_CHILD = "add_child"
     """`ADD_SUB_AGENT` with a bare agent id: kept for old histories and callers."""
+    UPGRADE = "upgrade"
+    """Continue as new, on the workers' current code, once no turn or run is in progress
+    (`engram agents upgrade`)."""
 
 
 STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramStatus")

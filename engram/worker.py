@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -17,6 +18,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+import engram
 from engram import TASK_QUEUE
 from engram.activities.archive import ArchiveActivities
 from engram.activities.delegation import Delegation
@@ -66,15 +68,36 @@ async def ensure_search_attributes(client: Client) -> None:
         log.warning("could not register search attributes %s: %s", ", ".join(missing), err)
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    # The workflow's imports are deterministic libraries; re-importing them into every sandbox
-    # would cost start-up time for nothing. tiktoken loads its encodings (behind a lock) on first
-    # use, from inside a workflow.
+def workflow_runner(strict: bool = False) -> SandboxedWorkflowRunner:
+    """The sandbox workflows run in. Strict, Engram's workflow code (engram.workflows) is imported
+    into each workflow's sandbox, under its restrictions, so nondeterminism there fails; the rest
+    of Engram and tiktoken (which loads its encodings behind a lock on first use, from inside a
+    workflow) are passed through. The replay and in-process tests run strict; production passes
+    all of Engram through, as a strict sandbox costs each cached agent about 380 KB more and each
+    evicted agent's turn about 70 ms more (bench/sandbox_cost.py)."""
+    engram_modules = STRICT_PASSTHROUGH if strict else ("engram",)
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
-            "engram", "tiktoken", "tiktoken_ext"
+            *engram_modules, "tiktoken", "tiktoken_ext"
         )
     )
+
+
+# Every part of Engram but its workflow code (some packages have no __init__.py: list the files),
+# and the workflows' data model, engram.workflows.types and the settings it holds: dataclasses
+# without logic of their own, which the activities and clients passed through use too. Imported
+# twice, a workflow's state would mix two classes of each (an activity's result decoded as one,
+# the workflow's own as the other).
+STRICT_PASSTHROUGH = (
+    *sorted(
+        f"engram.{path.stem}"
+        for path in Path(engram.__file__).parent.iterdir()
+        if path.stem not in {"workflows", "__init__", "__pycache__"}
+        and (path.is_dir() or path.suffix == ".py")
+    ),
+    "engram.workflows.types",
+    "engram.workflows.settings",
+)
 
 
 def load_tools(modules: str, mcp_servers: list[str]) -> ToolActivities:

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -509,11 +509,91 @@ async def _withdraw(agent: Agent, message_id: str) -> None:
     await within(agent.handle.execute_update(Update.WITHDRAW_MESSAGE, withdrawal, result_type=str))
 
 
+async def upgrade() -> dict[str, object]:
+    """The upgrade signal arriving mid-turn: the agent continues as new once the turn has ended.
+    The first run's history, which has the signal and the continue-as-new."""
+    async with local_environment() as env, running_harness(env) as harness:
+        fake = harness.fake
+        fake.gate = asyncio.Event()
+        agent = await harness.create_agent()
+        turn = await agent.send("hello", "m1")
+        await fake.wait_for_requests(1)
+        await agent.handle.signal(Signal.UPGRADE)
+        fake.gate.set()
+        await within(turn.result())
+
+        async def continued() -> bool:
+            return (await agent.handle.describe()).run_id != agent.first_run_id
+
+        await eventually(continued, "the agent to continue as new")
+        first = harness.client.get_workflow_handle(agent.workflow_id, run_id=agent.first_run_id)
+        return (await first.fetch_history()).to_json_dict()
+
+
+async def tool_rounds(tools: list[AgentTool]) -> dict[str, object]:
+    """A model that always calls `remember`: the turn makes as many rounds
+    as MAX_TOOL_ROUNDS (MAX_TOOL_ROUNDS_WITH_TOOLS for an agent with tools), then one LLM call
+    without tools. A history that fails to replay if the limit changes."""
+    remember = ToolCall(call_id="r", name="remember", arguments='{"name": "n", "content": "v"}')
+    async with local_environment() as env, running_harness(env) as harness:
+        # Even when offered none: replay then fails for a limit raised as for one lowered.
+        harness.fake.reply = lambda request: LLMResult(
+            outcome=TurnOutcome.COMPLETED, pieces=[], tool_calls=[remember]
+        )
+        agent = await harness.create_agent(tools=tools)
+        await agent.ask("keep notes", "m1")
+        await eventually(agent.is_quiet, "the turn's upkeep to end")
+        return (await agent.handle.fetch_history()).to_json_dict()
+
+
+async def budgets() -> dict[str, object]:
+    """Turns of a model without a tokenizer (counted by the estimate) in a small context budget,
+    with long replies: compaction and archiving start at turns that the token estimates and
+    EVENTS_IN_STATE decide. A history that fails to replay if they change by much."""
+    async with local_environment() as env, running_harness(env) as harness:
+        harness.fake.reply = lambda request: "word " * 60 + "."
+        agent = await harness.create_agent(model="test-model", max_context_tokens=600)
+        for i in range(12):
+            await agent.ask(f"Turn {i}: " + "tell me more " * (3 + i), f"m{i}")
+            await eventually(agent.is_quiet, "the turn's upkeep to end")
+        return (await agent.handle.fetch_history()).to_json_dict()
+
+
+_IDLE_TOOL = AgentTool(
+    name="work",
+    kind=ToolKind.WORKER,
+    function={"type": "function", "function": {"name": "work", "parameters": {}}},
+)
+
+
+async def json_budget() -> dict[str, object]:
+    """The model calls `remember` with arguments nested 40 deep, past the budget but not deep
+    enough to fail to parse: the call is refused with a reason (behind the json-budget patch),
+    and the turn and the agent go on. In-process."""
+    deep = '{"name": "n", "content": ' + "[" * 40 + "]" * 40 + "}"
+    call = ToolCall(call_id="deep", name="remember", arguments=deep)
+    async with local_environment() as env, running_harness(env) as harness:
+        harness.fake.reply = lambda request: (
+            "Fine."
+            if request.tool_rounds
+            else LLMResult(outcome=TurnOutcome.COMPLETED, pieces=[], tool_calls=[call])
+        )
+        agent = await harness.create_agent()
+        await agent.ask("keep this", "m1")
+        await eventually(agent.is_quiet, "the turn's upkeep to end")
+        return (await agent.handle.fetch_history()).to_json_dict()
+
+
 # Recorded without an engine: name -> what records it.
-IN_PROCESS = {
+IN_PROCESS: dict[str, Callable[[], Coroutine[Any, Any, dict[str, object]]]] = {
     "cancel-before-tool": cancel_before_tool,
     "handlers": handlers,
     "few-waiters": few_waiters,
+    "upgrade": upgrade,
+    "tool-rounds": lambda: tool_rounds([]),
+    "tool-rounds-with-tools": lambda: tool_rounds([_IDLE_TOOL]),
+    "budgets": budgets,
+    "json-budget": json_budget,
 }
 
 

@@ -33,7 +33,7 @@ async def test_history_replays(name: str) -> None:
     # With the data converter every client and worker uses: old inputs and results decode the same.
     result = await Replayer(
         workflows=[AgentWorkflow, WakeUpWorkflow],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(strict=True),
         data_converter=PLAIN,
     ).replay_workflow(history)
     assert result.replay_failure is None

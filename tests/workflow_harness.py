@@ -404,7 +404,7 @@ class Harness:
                 fake.archive_events,
                 fake.archive_turns,
             ],
-            workflow_runner=workflow_runner(),
+            workflow_runner=workflow_runner(strict=True),
             max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_EVERY),
             default_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_EVERY),
         )

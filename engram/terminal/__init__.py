@@ -1,4 +1,5 @@
-"""Engram for people: `engram chat`, `engram agents ls|show|rm`, `engram history`, `engram replay`.
+"""Engram for people: `engram chat`, `engram agents ls|show|rm`, `engram history`, `engram replay`;
+and `engram agents upgrade`, an operator's command that talks to Temporal.
 
 Only the argument definitions live here, so that `engram worker` and friends start without loading
 the terminal's libraries; each command's module is imported when it runs.
@@ -12,6 +13,7 @@ from typing import Any
 
 from engram.client import Engram
 from engram.client.sync import DEFAULT_ADDRESS, ReconnectHook
+from engram.temporal_connection import TemporalSettings
 
 
 def add_commands(commands: Any) -> None:
@@ -44,6 +46,22 @@ def add_commands(commands: Any) -> None:
     for parser in (ls, show, rm):
         _connection_arguments(parser)
     agents.set_defaults(terminal=_run("engram.terminal.agents", "run_agents"))
+    upgrade = actions.add_parser(
+        "upgrade",
+        help="move agents onto the workers' current code: each continues as new between turns",
+    )
+    upgrade.add_argument("agent_ids", nargs="*", metavar="ID")
+    upgrade.add_argument("--all", action="store_true", help="every running agent")
+    upgrade.add_argument(
+        "--wait",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long to wait for each agent to continue as new (default 5)",
+    )
+    # An operator's command: it talks to Temporal, not to a gateway.
+    TemporalSettings.add_arguments(upgrade)
+    upgrade.set_defaults(terminal=_run("engram.upgrade", "run_upgrade"))
 
     history = commands.add_parser("history", help="an agent's transcript, turn by turn")
     history.add_argument("agent_id", metavar="ID")

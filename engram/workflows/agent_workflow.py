@@ -15,53 +15,55 @@ from temporalio.exceptions import (
     ApplicationError,
 )
 
+# Activities run outside the sandbox; the workflow's own modules below are imported into it, so
+# a sandbox that does not pass them through (the replay and in-process tests') checks them too.
 with workflow.unsafe.imports_passed_through():
     from engram.activities.llm_stream import LLMActivities
-    from engram.vocabulary import (
-        STATUS_ATTRIBUTE,
-        AgentStatus,
-        Command,
-        ErrorType,
-        Notice,
-        Query,
-        Signal,
-        TurnOutcome,
-        TurnState,
-        Update,
-    )
-    from engram.workflows import autonomy, double_texting, edits, ui
-    from engram.workflows.announce import announce
-    from engram.workflows.describe import agent_info, link_child
-    from engram.workflows.events import EventLog
-    from engram.workflows.ledger import NothingToRetry, TurnLedger
-    from engram.workflows.llm_outcome import LLM_RETRY, cancelled, failed_result
-    from engram.workflows.maintenance import Maintenance
-    from engram.workflows.prompt import build_prompt, context_budget
-    from engram.workflows.tool_use import ToolUse, TurnCancelled, TurnHooks
-    from engram.workflows.turn import NextCall, TurnInProgress
-    from engram.workflows.types import (
-        AgentInfo,
-        AgentState,
-        ChatInput,
-        ClientToolResult,
-        ControlInput,
-        Decision,
-        EditInput,
-        EventsAfterInput,
-        EventsPage,
-        HistoryPage,
-        LLMRequest,
-        LLMResult,
-        RelayInput,
-        RunInput,
-        SubAgentInput,
-        Turn,
-        TurnResult,
-        TurnStateInput,
-        WaitTurnInput,
-        WithdrawInput,
-    )
-    from engram.workflows.waiters import Waiters
+from engram.vocabulary import (
+    STATUS_ATTRIBUTE,
+    AgentStatus,
+    Command,
+    ErrorType,
+    Notice,
+    Query,
+    Signal,
+    TurnOutcome,
+    TurnState,
+    Update,
+)
+from engram.workflows import autonomy, double_texting, edits, patches, ui
+from engram.workflows.announce import announce
+from engram.workflows.describe import agent_info, link_child
+from engram.workflows.events import EventLog
+from engram.workflows.ledger import NothingToRetry, TurnLedger
+from engram.workflows.llm_outcome import LLM_RETRY, cancelled, failed_result
+from engram.workflows.maintenance import Maintenance
+from engram.workflows.prompt import build_prompt, context_budget
+from engram.workflows.tool_use import ToolUse, TurnCancelled, TurnHooks
+from engram.workflows.turn import NextCall, TurnInProgress
+from engram.workflows.types import (
+    AgentInfo,
+    AgentState,
+    ChatInput,
+    ClientToolResult,
+    ControlInput,
+    Decision,
+    EditInput,
+    EventsAfterInput,
+    EventsPage,
+    HistoryPage,
+    LLMRequest,
+    LLMResult,
+    RelayInput,
+    RunInput,
+    SubAgentInput,
+    Turn,
+    TurnResult,
+    TurnStateInput,
+    WaitTurnInput,
+    WithdrawInput,
+)
+from engram.workflows.waiters import Waiters
 
 
 @workflow.defn(name="AgentWorkflow")
@@ -77,6 +79,8 @@ class AgentWorkflow:
         # A run is about to continue as new: handlers waiting on a turn return "continued".
         self.handing_over = False
         self.waiters = Waiters()
+        # An upgrade was asked for: continue as new once idle between turns.
+        self.upgrading = False
 
     @workflow.run
     async def run(self, state: AgentState) -> str:
@@ -88,6 +92,7 @@ class AgentWorkflow:
                     or self._run_may_step()
                     or self._ready()
                     or self._history_is_long()
+                    or self._upgrade_due()
                 )
             )
             if ledger.deleting:
@@ -145,13 +150,18 @@ class AgentWorkflow:
         turn is answered "continued" first and waits again on the new run: a run that a client
         follows would otherwise never continue as new."""
         if not workflow.all_handlers_finished():
-            if not workflow.patched("hand-over-waiters"):
+            if not patches.check(patches.HAND_OVER_WAITERS):
                 return False
             self.handing_over = True
             await workflow.wait_condition(workflow.all_handlers_finished)
             self.handing_over = False
         # A cancel or delete that came meanwhile is not part of the state: act on it here.
         return not self.turn.cancelling and not self.ledger.deleting
+
+    def _upgrade_due(self) -> bool:
+        """An upgrade was asked for and the agent is between turns, with no run going on or
+        waiting for its user. Old histories never had the signal, so this stays False on them."""
+        return self.upgrading and not self.turn.active and self.state.run is None
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
@@ -187,7 +197,7 @@ class AgentWorkflow:
             self._end_turn(result)
             return False
         # The safe point for messages that came in meanwhile: every call has its result.
-        if double_texting.waiting(self.state) and workflow.patched("double-texting"):
+        if double_texting.waiting(self.state) and patches.check(patches.DOUBLE_TEXTING):
             self.turn.take_in(self.ledger, self._now())
             self._touch()
         call = self.turn.next_call()
@@ -289,7 +299,7 @@ class AgentWorkflow:
             if (
                 self.turn.interruptible
                 and double_texting.interrupts(self.state)
-                and workflow.patched("double-texting")
+                and patches.check(patches.DOUBLE_TEXTING)
             ):
                 self.turn.interrupt()
         return await self._turn_result(message.message_id)
@@ -392,6 +402,12 @@ class AgentWorkflow:
         """End the agent: stop the turn in progress and drop queued messages."""
         self.ledger.deleting = True
         self._cancel_turn()
+
+    @workflow.signal(name=Signal.UPGRADE)
+    def upgrade(self) -> None:
+        """Continue as new on the workers' current code at the next point the agent is idle
+        between turns (at once if it is idle now), so no run outlives a release."""
+        self.upgrading = True
 
     @workflow.signal(name=Signal.RELAY_TURN)
     def relay_turn(self, relay: RelayInput) -> None:

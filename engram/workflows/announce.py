@@ -12,6 +12,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from engram.activities.llm_stream import LLMActivities
+from engram.workflows import patches
 from engram.workflows.types import AnnounceInput
 
 TIMEOUT = timedelta(seconds=5)
@@ -26,7 +27,7 @@ async def announce(request: AnnounceInput) -> bool:
     point is recorded, so a client never answers a call (an approval, a tool's result) that a
     crash could still take back."""
     try:
-        if workflow.patched("announce-after-commit"):
+        if patches.check(patches.ANNOUNCE_AFTER_COMMIT):
             await workflow.execute_activity_method(
                 LLMActivities.announce, request, start_to_close_timeout=TIMEOUT, retry_policy=ONCE
             )

@@ -15,6 +15,7 @@ from temporalio.exceptions import ActivityError
 
 from engram.activities.archive import ArchiveActivities, ArchiveInput, TurnsArchiveInput
 from engram.activities.llm_stream import LLMActivities
+from engram.workflows import patches
 from engram.workflows.events import EventLog
 from engram.workflows.ledger import TurnLedger
 from engram.workflows.llm_outcome import LLM_RETRY
@@ -42,7 +43,7 @@ class Maintenance:
     def counter(self) -> TextCounter:
         """How this agent's tokens are counted."""
         # Agents whose history was made with the estimate keep it when they replay.
-        if has_tokenizer(self.state.spec.model) and workflow.patched("model-tokenizer"):
+        if has_tokenizer(self.state.spec.model) and patches.check(patches.MODEL_TOKENIZER):
             return cl100k
         return estimated
 

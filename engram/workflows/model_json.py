@@ -14,14 +14,13 @@ from typing import Any
 
 from temporalio import workflow
 
+from engram.workflows import patches
+
 # Tool arguments deeper than this are refused: nothing Engram's tools take is half as deep, and
 # protobuf (a `structured` answer travels as a google.protobuf.Struct) refuses 100 levels.
 MAX_DEPTH = 32
 # Larger arguments are refused rather than carried in the agent's state and its history.
 MAX_BYTES = 64 * 1024
-
-# Refusing by depth or size changed what a call that parsed before returns (0.7.0).
-BUDGET_PATCH = "model-json-budget"
 
 
 class UnusableJSON(ValueError):
@@ -55,7 +54,7 @@ def _parse(text: str, *, enforce: bool) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise NotAnObject(f"a JSON {type(value).__name__}, not an object")
     problem = over_budget(text, value)
-    if problem and (enforce or not workflow.in_workflow() or workflow.patched(BUDGET_PATCH)):
+    if problem and (enforce or not workflow.in_workflow() or patches.check(patches.JSON_BUDGET)):
         raise UnusableJSON(problem)
     return value
 

@@ -22,7 +22,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 
 from engram.tools import ToolCallInput, ToolCallOutput, ToolPolicy, execute_tool_call
 from engram.vocabulary import ApprovalPolicy, ErrorType, EventKind, Notice, ToolKind, Waiting
-from engram.workflows import autonomy, memory
+from engram.workflows import autonomy, memory, patches
 from engram.workflows.events import EventLog
 from engram.workflows.model_json import NotAnObject, UnusableJSON, parse_object
 from engram.workflows.types import (
@@ -38,7 +38,6 @@ from engram.workflows.types import (
 
 # What the model is shown of one tool's output; the transcript keeps all of it.
 PROMPT_OUTPUT_CHARS = 16 * 1024
-TOOL_CANCEL_ENDS_TURN = "tool-cancel-ends-turn"
 
 
 class TurnCancelled(Exception):
@@ -305,7 +304,7 @@ class ToolUse:
     ) -> Outcome:
         # The client sees the call while the tool runs, not after.
         await hooks.announce()
-        if hooks.stopping() and workflow.patched("cancel-before-tool-starts"):
+        if hooks.stopping() and patches.check(patches.CANCEL_BEFORE_TOOL_STARTS):
             # Cancelled while the call was being announced: the tool never starts.
             raise TurnCancelled
         self.running = asyncio.ensure_future(
@@ -326,7 +325,7 @@ class ToolUse:
         except ActivityError as err:
             # A tool stopped by a cancel ends the turn. Before this patch it failed the workflow:
             # histories that took that path replay as they were.
-            if is_cancelled_exception(err) and workflow.patched(TOOL_CANCEL_ENDS_TURN):
+            if is_cancelled_exception(err) and patches.check(patches.TOOL_CANCEL_ENDS_TURN):
                 raise TurnCancelled from None
             raise
         finally:

@@ -13,11 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from temporalio import workflow
+from engram.workflows import patches
 
 MAX_WAITING = 4
-# Before 0.7.0 every caller waited, and the eleventh was refused by Temporal.
-PATCH = "few-waiters"
 
 
 class Waiters:
@@ -26,7 +24,7 @@ class Waiters:
 
     def turn_away(self) -> bool:
         """(In an update handler) whether this caller must be answered `later`."""
-        return self._count >= MAX_WAITING and workflow.patched(PATCH)
+        return self._count >= MAX_WAITING and patches.check(patches.FEW_WAITERS)
 
     @contextmanager
     def waiting(self) -> Iterator[None]:

@@ -1,0 +1,167 @@
+"""Every patch the agent's workflow code takes, what it changed, and where it is in its life.
+
+A running agent replays its history on the worker's current code, so a change to the commands
+the workflow issues goes in behind a patch, in three stages (as Temporal's `patching` sample shows
+them):
+
+1. ADDED: `workflow.patched(id)` picks the path. A run that started before the change replays the
+   old path (its history has no marker); every other run takes the new one and records a marker.
+2. DEPRECATED: once no running agent is in a run that started before the release that ADDED it,
+   the old path is deleted and the call becomes `workflow.deprecate_patch(id)`: runs with the marker
+   and runs without it both replay the new path only.
+3. REMOVED: once no running agent is in a run that started before the release that DEPRECATED it,
+   the call goes too. The entry stays here, as a record, so the id is never used again.
+
+An agent only leaves a run by continuing as new, which an idle one otherwise does only when its
+history grows long: `engram agents upgrade` makes every agent continue as new between turns, on the
+workers' current code. So "every agent continued as new on release R or later" is what a stage
+waits for. Change a stage here (and delete the old path at the call site in the same commit);
+`check(patch)` does the rest. tests/test_patches.py checks this list against the code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from temporalio import workflow
+
+
+class Stage(StrEnum):
+    ADDED = "added"
+    DEPRECATED = "deprecated"
+    REMOVED = "removed"
+
+
+# The first release whose agents take the `upgrade` signal: before it an idle agent could stay in
+# one run for ever, so no patch could be retired.
+UPGRADE_SINCE = "0.7.0"
+
+
+@dataclass(frozen=True)
+class Patch:
+    id: str
+    changed: str
+    added_in: str
+    stage: Stage = Stage.ADDED
+    deprecated_in: str = ""
+    removed_in: str = ""
+
+    def next_step(self) -> str:
+        """What the next stage waits for."""
+        if self.stage == Stage.ADDED:
+            since = max(self.added_in, UPGRADE_SINCE, key=_release)
+            return (
+                f"deprecate once every agent has continued as new on {since} or later "
+                "(after `engram agents upgrade`)"
+            )
+        if self.stage == Stage.DEPRECATED:
+            return (
+                f"remove once every agent has continued as new on {self.deprecated_in} or later "
+                "(after `engram agents upgrade`)"
+            )
+        return f"removed in {self.removed_in}: never reuse the id"
+
+
+def check(patch: Patch) -> bool:
+    """Whether to take the new path: `workflow.patched` while the patch is ADDED;
+    `workflow.deprecate_patch` and always True once it is DEPRECATED."""
+    if patch.stage == Stage.ADDED:
+        return workflow.patched(patch.id)
+    if patch.stage == Stage.DEPRECATED:
+        workflow.deprecate_patch(patch.id)
+        return True
+    raise ValueError(f"patch {patch.id!r} was removed: its call site must go")
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+MODEL_TOKENIZER = Patch(
+    "model-tokenizer",
+    "OpenAI models' tokens are counted with tiktoken's cl100k_base instead of the 4-characters "
+    "estimate: compaction (the summarize and archive_turns activities) starts at another turn.",
+    added_in="0.4.0",
+)
+ANNOUNCE_AFTER_COMMIT = Patch(
+    "announce-after-commit",
+    "A turn's events are announced by a regular activity, once the workflow task that reached "
+    "them is recorded, instead of a local activity.",
+    added_in="0.5.0",
+)
+DOUBLE_TEXTING = Patch(
+    "double-texting",
+    "Messages sent while the agent works follow its double-texting policy: taken into the turn "
+    "at its next step (steer) or cutting off its LLM call (interrupt), instead of queued.",
+    added_in="0.6.0",
+)
+HAND_OVER_WAITERS = Patch(
+    "hand-over-waiters",
+    "A run followed by a client continues as new between two steps: its waiters are answered "
+    "'continued' first, instead of keeping the run from continuing as new.",
+    added_in="0.6.0",
+)
+TOOL_CANCEL_ENDS_TURN = Patch(
+    "tool-cancel-ends-turn",
+    "A cancel while a worker tool runs ends the turn, instead of failing the workflow.",
+    added_in="0.6.0",
+)
+CANCEL_BEFORE_TOOL_STARTS = Patch(
+    "cancel-before-tool-starts",
+    "A cancel that comes while a tool call is being announced stops the call before its tool "
+    "starts, instead of running the tool to its end.",
+    added_in="0.6.0",
+)
+
+JSON_BUDGET = Patch(
+    "model-json-budget",
+    "The model's arguments to remember, finish, wait and ask_user are refused past 32 levels of "
+    "nesting or 64 KiB (workflows/model_json.py), instead of taken whatever their size.",
+    added_in="0.7.0",
+)
+FEW_WAITERS = Patch(
+    "few-waiters",
+    "At most four callers wait on turns (chat, wait_for_turn); another is answered 'later' at "
+    "once and polls the turn_state query, instead of holding one of Temporal's updates in "
+    "flight for as long as the turn lasts.",
+    added_in="0.7.0",
+)
+
+PATCHES = (
+    MODEL_TOKENIZER,
+    ANNOUNCE_AFTER_COMMIT,
+    DOUBLE_TEXTING,
+    HAND_OVER_WAITERS,
+    TOOL_CANCEL_ENDS_TURN,
+    CANCEL_BEFORE_TOOL_STARTS,
+    JSON_BUDGET,
+    FEW_WAITERS,
+)
+
+# Constants whose values decide which commands the workflow issues (whether an activity is
+# scheduled, how many LLM calls a turn makes, when compaction starts), with their values. A
+# running agent replays on the new value: changing one needs a patch (the old value kept on the
+# old path) and a recorded history, then the new value here. tests/test_patches.py compares.
+COMMAND_SHAPING: dict[str, object] = {
+    # Archiving: the archive_events activity runs once more events than this are held.
+    "engram.workflows.maintenance.EVENTS_IN_STATE": 500,
+    # Token estimates and budgets: when compaction (summarize, archive_turns) runs.
+    "engram.workflows.tokens.CHARS_PER_TOKEN": 4,
+    "engram.workflows.tokens.OPENAI_MODELS.pattern": (
+        r"^(ft:)?(gpt-|chatgpt-|o\d|text-embedding-|davinci|babbage)"
+    ),
+    "engram.workflows.prompt.TOKENS_PER_MESSAGE": 4,
+    "engram.workflows.prompt.IMAGE_TOKENS": 800,
+    "engram.workflows.prompt.DEFAULT_CONTEXT_TOKENS": 8192,
+    # LLM calls per chat turn: the last one offers no tools.
+    "engram.workflows.turn.MAX_TOOL_ROUNDS": 3,
+    "engram.workflows.turn.MAX_TOOL_ROUNDS_WITH_TOOLS": 10,
+    # A run's steps before it reports instead of stepping.
+    "engram.workflows.autonomy.DEFAULT_MAX_STEPS": 50,
+    # Model JSON past these budgets is refused (behind JSON_BUDGET).
+    "engram.workflows.model_json.MAX_DEPTH": 32,
+    "engram.workflows.model_json.MAX_BYTES": 64 * 1024,
+    # Callers waiting on turns before another is answered 'later' (behind FEW_WAITERS).
+    "engram.workflows.waiters.MAX_WAITING": 4,
+}
