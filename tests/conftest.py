@@ -3,8 +3,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -20,6 +18,7 @@ from engram.v1 import agent_pb2, agent_pb2_grpc
 from tests.engine import Engine, free_port, port_is_free
 from tests.fake_llm import FakeLLM, default_reply
 from tests.postgres import PostgresServer
+from tests.published_sdk import published_sdk_python
 from tests.workflow_harness import Harness, local_environment, running_harness
 
 # The engine under test holds this key; no workflow history or log line may ever contain it.
@@ -79,24 +78,10 @@ def stub(engine: Engine) -> agent_pb2_grpc.AgentServiceStub:
 
 
 @pytest.fixture(scope="session")
-def sdk_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A separate virtualenv holding the published client, engram-sdk 0.1.1, and nothing of ours."""
-    venv = tmp_path_factory.mktemp("sdk-venv")
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            "engram-sdk==0.1.1",
-        ],
-        check=True,
-    )
-    return python
+def sdk_python() -> Path:
+    """A separate virtualenv holding the published client, engram-sdk 0.1.1, and nothing of ours:
+    made once and reused by later runs (tests/published_sdk.py)."""
+    return published_sdk_python()
 
 
 def create_agent(stub: agent_pb2_grpc.AgentServiceStub, **fields: object) -> str:
