@@ -24,6 +24,7 @@ from tests.engine import Engine, free_port, port_is_free
 from tests.fake_llm import FakeLLM, default_reply
 from tests.postgres import PostgresServer
 from tests.published_sdk import published_sdk_python
+from tests.workflow_harness import TEST_TOOLS as TEST_TOOLS
 from tests.workflow_harness import Harness, local_environment, running_harness
 
 # The engine under test holds this key; no workflow history or log line may ever contain it.
@@ -48,10 +49,6 @@ def llm(fake_llm: FakeLLM) -> Iterator[FakeLLM]:
     fake_llm.refuse_tools = False
     fake_llm.failures.clear()
     fake_llm.cut_after = None
-
-
-# Worker tools every test engine runs: the tests' own, with side effects recorded in a file.
-TEST_TOOLS = "tests.tool_module,tests.effect_tools"
 
 
 @pytest.fixture(scope="session")
