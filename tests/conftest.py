@@ -1,16 +1,19 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import grpc
 import pytest
@@ -20,6 +23,8 @@ from engram.v1 import agent_pb2, agent_pb2_grpc
 from tests.engine import Engine, free_port, port_is_free
 from tests.fake_llm import FakeLLM, default_reply
 from tests.postgres import PostgresServer
+from tests.published_sdk import published_sdk_python
+from tests.workflow_harness import TEST_TOOLS as TEST_TOOLS
 from tests.workflow_harness import Harness, local_environment, running_harness
 
 # The engine under test holds this key; no workflow history or log line may ever contain it.
@@ -44,10 +49,6 @@ def llm(fake_llm: FakeLLM) -> Iterator[FakeLLM]:
     fake_llm.refuse_tools = False
     fake_llm.failures.clear()
     fake_llm.cut_after = None
-
-
-# Worker tools every test engine runs: the tests' own, with side effects recorded in a file.
-TEST_TOOLS = "tests.tool_module,tests.effect_tools"
 
 
 @pytest.fixture(scope="session")
@@ -79,24 +80,10 @@ def stub(engine: Engine) -> agent_pb2_grpc.AgentServiceStub:
 
 
 @pytest.fixture(scope="session")
-def sdk_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A separate virtualenv holding the published client, engram-sdk 0.1.1, and nothing of ours."""
-    venv = tmp_path_factory.mktemp("sdk-venv")
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            "engram-sdk==0.1.1",
-        ],
-        check=True,
-    )
-    return python
+def sdk_python() -> Path:
+    """A separate virtualenv holding the published client, engram-sdk 0.1.1, and nothing of ours:
+    made once and reused by later runs (tests/published_sdk.py)."""
+    return published_sdk_python()
 
 
 def create_agent(stub: agent_pb2_grpc.AgentServiceStub, **fields: object) -> str:
@@ -228,3 +215,111 @@ async def harness(workflow_env: WorkflowEnvironment) -> AsyncIterator[Harness]:
     """The real workflow on its own task queue, with scripted activities."""
     async with running_harness(workflow_env) as fixture:
         yield fixture
+
+
+# --- test lanes -------------------------------------------------------------------------------
+# Every test is in exactly one lane (README, "Test lanes"); `./scripts/test --fast` runs the first
+# two. A test gets its lane from the fixtures it uses, so a new one needs no mark; a file or test
+# marks its lane only where fixtures cannot tell (chaos suites, processes started inline).
+LANES = ("unit", "workflow", "e2e", "chaos")
+# Fixtures of end-to-end tests: the ones that start a process (an engine, Temporal, PostgreSQL, a
+# gateway or worker, an MCP server, tmux, pip), and the fake HTTP LLM, which only an engine calls
+# (the in-process layer scripts its LLM instead). A test using one, even through another fixture,
+# is e2e.
+E2E_FIXTURES = frozenset(
+    {
+        "engine",
+        "fake_llm",
+        "postgres",
+        "sdk_python",
+        # test modules' own
+        "cluster",
+        "compose_schema",
+        "local_engine",
+        "mcp_http",
+        "model_server",
+        "observed_engine",
+        "secured",
+        "short_runs",
+        "temporal",
+        "tenants",
+        "terminal",
+        "traced_engine",
+    }
+)
+# The in-process layer: the real workflow on a real Temporal dev server, scripted activities.
+WORKFLOW_FIXTURES = frozenset({"workflow_env", "harness"})
+
+
+def lane_of(item: pytest.Item) -> str:
+    marked = {m.name for m in item.iter_markers() if m.name in LANES}
+    if len(marked) > 1:
+        raise pytest.UsageError(f"{item.nodeid} is marked for lanes {sorted(marked)}: pick one")
+    if marked:
+        return marked.pop()
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if fixtures & E2E_FIXTURES:
+        return "e2e"
+    return "workflow" if fixtures & WORKFLOW_FIXTURES else "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        lane = lane_of(item)
+        if item.get_closest_marker(lane) is None:
+            item.add_marker(lane)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    with processes_refused(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    with processes_refused(item):
+        return (yield)
+
+
+@contextlib.contextmanager
+def processes_refused(item: pytest.Item) -> Iterator[None]:
+    """Keep the fast lanes honest: a unit or workflow test that starts a process (a workflow
+    test's only one is the session's Temporal dev server) fails, naming what it started."""
+    lane = lane_of(item)
+    if lane not in ("unit", "workflow"):
+        yield
+        return
+    # The standard library runs `uname -p` the first time anything asks for the platform (the
+    # OpenAI client does): do that now, so no test is blamed for it.
+    platform.processor()
+    started: list[str] = []
+
+    def refuse(what: str) -> Callable[..., NoReturn]:
+        def refused(*args: object, **kwargs: object) -> NoReturn:
+            started.append(what)
+            raise ProcessRefused(f"{item.nodeid} is in the {lane} lane but started {what}")
+
+        return refused
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", refuse("a subprocess"))
+        for name in ("fork", "system", "posix_spawn", "posix_spawnp"):
+            patch.setattr(os, name, refuse(f"a process (os.{name})"))
+        if lane == "unit":
+            for name in ("start_local", "start_time_skipping"):
+                patch.setattr(WorkflowEnvironment, name, refuse("a Temporal server"))
+        try:
+            yield
+        finally:
+            if started:
+                pytest.fail(
+                    f"{item.nodeid} is in the {lane} lane but started {started[0]}: use a fixture "
+                    "that starts it (listed in E2E_FIXTURES, tests/conftest.py), or mark the "
+                    "test e2e",
+                    pytrace=False,
+                )
+
+
+class ProcessRefused(Exception):
+    """A test of a fast lane tried to start a process."""

@@ -135,6 +135,7 @@ def test_a_run_from_a_chat_stream_and_the_autonomous_filter(
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.chaos
 def test_a_wait_survives_a_kill_of_the_whole_engine(tmp_path: Path, llm: FakeLLM) -> None:
     llm.reply = Script(
         ToolUse([("wait", '{"seconds": 12, "reason": "the nightly job"}')]),

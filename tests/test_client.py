@@ -276,6 +276,7 @@ def test_the_api_key_goes_with_every_call() -> None:
     assert "authorization" not in recorder.metadata[1]
 
 
+@pytest.mark.chaos
 def test_gateway_killed_mid_reply(tmp_path: Path, llm: FakeLLM) -> None:
     """The caller keeps iterating across a gateway SIGKILL and restart and sees the turn whole:
     every event once, in order, equal to the stored transcript."""

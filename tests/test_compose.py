@@ -144,6 +144,7 @@ def test_runs_safe_by_default(compose: dict[str, Any]) -> None:
         assert name in script
 
 
+@pytest.mark.e2e
 def test_make_secrets_writes_what_compose_needs(tmp_path: Path) -> None:
     (tmp_path / "deploy").mkdir()
     shutil.copy(ROOT / "deploy" / "make_secrets.py", tmp_path / "deploy")

@@ -17,6 +17,8 @@ from tests.cluster import Cluster
 from tests.conftest import Reader, create_agent, finals, text_of, unique, user_message
 from tests.fake_llm import FakeLLM
 
+pytestmark = pytest.mark.chaos
+
 REPLY = "".join(f"w{i} " for i in range(60))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from temporalio.client import Client
 
 from engram.v1 import agent_pb2
@@ -13,6 +14,7 @@ from tests.engine import Engine
 from tests.fake_llm import FakeLLM
 
 
+@pytest.mark.chaos
 def test_agent_remembers_after_sigkill_of_the_whole_engine(tmp_path: Path, llm: FakeLLM) -> None:
     engine = Engine(tmp_path / "data", llm.url).start()
     try:
@@ -35,6 +37,7 @@ def test_agent_remembers_after_sigkill_of_the_whole_engine(tmp_path: Path, llm: 
         engine.stop()
 
 
+@pytest.mark.chaos
 def test_ctrl_c_stops_everything(tmp_path: Path, llm: FakeLLM) -> None:
     engine = Engine(tmp_path / "data", llm.url).start()
     assert engine.stop() == 0

@@ -231,6 +231,7 @@ async def probe_exit_code(address: str) -> int:
     return await process.wait()
 
 
+@pytest.mark.chaos
 async def test_health_follows_temporal(temporal: Temporal, tmp_path: Path) -> None:
     client = await temporal.client()
     store = open_transcript_store(tmp_path / "transcripts.db")

@@ -28,6 +28,8 @@ from tests.conftest import (
 )
 from tests.fake_llm import FakeLLM
 
+pytestmark = pytest.mark.chaos
+
 REPLY = "".join(f"w{i} " for i in range(60))
 
 

@@ -65,6 +65,7 @@ def children_running(parent: int, needle: str) -> list[int]:
     return [pid for pid, cmdline in children(parent) if needle in cmdline]
 
 
+@pytest.mark.chaos
 def test_local_model_server_is_restarted_when_it_dies(local_engine: Engine) -> None:
     assert local_engine.process is not None
     [server] = children_running(local_engine.process.pid, "llama_cpp.server")
@@ -101,6 +102,7 @@ def model_server(tmp_path: Path) -> Iterator[str]:
         process.wait()
 
 
+@pytest.mark.chaos
 def test_a_local_reply_cut_off_by_a_worker_crash_is_generated_again(
     tmp_path: Path, model_server: str
 ) -> None:

@@ -174,6 +174,7 @@ async def run_input_sizes(engine: Engine, agent_id: str) -> list[int]:
     return sizes
 
 
+@pytest.mark.chaos
 def test_engine_killed_during_compaction(tmp_path: Path, llm: FakeLLM) -> None:
     summarizing = threading.Event()
 
@@ -215,6 +216,7 @@ def test_engine_killed_during_compaction(tmp_path: Path, llm: FakeLLM) -> None:
         engine.stop()
 
 
+@pytest.mark.chaos
 def test_engine_killed_at_continue_as_new(tmp_path: Path, llm: FakeLLM) -> None:
     """SIGKILL the whole engine right after turns that take a run past its bound (about every
     fifth turn here), several times: the run continues-as-new in that turn's last workflow task,

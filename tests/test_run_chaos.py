@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 
 from bench.soak import Parts
 from engram.v1 import agent_pb2, agent_pb2_grpc
@@ -21,6 +22,8 @@ from tests.cluster import Cluster
 from tests.conftest import TEST_TOOLS
 from tests.effect_tools import attempts, effects
 from tests.fake_llm import FakeLLM, ToolUse, text_of_content
+
+pytestmark = pytest.mark.chaos
 
 STEPS = 50
 TIME_LIMIT = 300.0

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from google.protobuf.duration_pb2 import Duration
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
@@ -373,6 +374,7 @@ def test_a_run_started_by_someone_else(stub: Stub, engine: Engine, llm: FakeLLM)
 INTERVAL = 3.0
 
 
+@pytest.mark.chaos
 def test_wake_ups_across_a_kill_of_the_whole_engine(tmp_path: Path, llm: FakeLLM) -> None:
     llm.reply = finish_at_once
     engine = Engine(tmp_path / "data", llm.url, ENGRAM_TOOLS=TEST_TOOLS).start()

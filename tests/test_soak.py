@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.soak import soak
+
+pytestmark = pytest.mark.chaos
 
 
 def test_small_chaos_soak(tmp_path: Path) -> None:

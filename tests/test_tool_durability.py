@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from tests.cluster import Cluster
@@ -19,6 +20,8 @@ from tests.effect_tools import attempts, effects
 from tests.engine import Engine
 from tests.fake_llm import FakeLLM, note_taker
 from tests.test_tool_use import of_kind, waiting_call
+
+pytestmark = pytest.mark.chaos
 
 SLOW_CALL = 'call slow_effect {"label": "migrated", "seconds": 2}'
 # When to kill, in seconds after the message is sent: a turn takes about 3.6 s (0.6 s LLM, 2 s of

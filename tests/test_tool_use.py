@@ -2,7 +2,9 @@
 
 The model is the fake LLM's `note_taker`: "call <tool> <json>" makes it call that tool, and after
 a tool's result it answers "Done: <result>.". Worker tools come from tests/tool_module.py and
-tests/effect_tools.py, loaded by the engine as `--tools` modules.
+tests/effect_tools.py, loaded by the engine as `--tools` modules. The approval rules themselves
+(deny, edit, respond, policies, stop asking, timeouts, cancel) are tested in process, in
+tests/test_tool_approvals.py; here, approvals on the wire.
 """
 
 from __future__ import annotations
@@ -154,102 +156,6 @@ def test_a_call_waits_for_approval_then_runs_once(
     assert effects(agent_id, effects_log) == ["deployed api"]
 
 
-def test_deny_edit_and_respond(
-    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM, effects_log: Path
-) -> None:
-    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="deploy")])
-
-    reader = chat_in_background(stub, agent_id, 'call deploy {"service": "api"}')
-    call = waiting_call(reader)
-    approve(stub, agent_id, call_id=call.call_id, approved=False, reason="not on a Friday")
-    assert reader.done.wait(20)
-    assert finals(reader.messages) == ["Done: error: denied by the user: not on a Friday."]
-    assert of_kind(reader.messages, "tool_result")[0].tool_result.is_error
-    assert "denied" in notices(reader.messages)
-
-    reader = chat_in_background(stub, agent_id, 'call deploy {"service": "api"}')
-    call = waiting_call(reader)
-    edited = json.dumps({"service": "web"})
-    with pytest.raises(grpc.RpcError) as refused:
-        approve(stub, agent_id, call_id=call.call_id, approved=True, edited_input_json="{oops")
-    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    approve(stub, agent_id, call_id=call.call_id, approved=True, edited_input_json=edited)
-    assert reader.done.wait(20)
-    assert finals(reader.messages) == ["Done: deployed web: done."]
-    # The transcript shows both: what the model asked for and what ran.
-    assert json.loads(of_kind(reader.messages, "tool_call")[0].tool_call.input_json) == {
-        "service": "api"
-    }
-    assert any(edited in m.status.message for m in of_kind(reader.messages, "status"))
-
-    reader = chat_in_background(stub, agent_id, 'call deploy {"service": "db"}')
-    call = waiting_call(reader)
-    approve(stub, agent_id, call_id=call.call_id, response="Already deployed this morning.")
-    assert reader.done.wait(20)
-    assert finals(reader.messages) == ["Done: Already deployed this morning.."]
-    assert effects(agent_id, effects_log) == ["deployed web"]
-
-
-def test_policies_and_stop_asking(
-    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM, effects_log: Path
-) -> None:
-    never = create_agent(stub, tools=[agent_pb2.Tool(name="deploy", approval="never")])
-    assert finals(chat(stub, never, 'call deploy {"service": "x"}')) == [
-        "Done: error: tool 'deploy' is not allowed for this agent."
-    ]
-    always = create_agent(stub, tools=[agent_pb2.Tool(name="deploy", approval="always")])
-    assert finals(chat(stub, always, 'call deploy {"service": "y"}')) == ["Done: deployed y: done."]
-    assert effects(never, effects_log) == [] and effects(always, effects_log) == ["deployed y"]
-
-    # A read-only tool marked as needing confirmation runs at once when the agent allows it.
-    trusting = create_agent(
-        stub,
-        tools=[agent_pb2.Tool(name="add", requires_confirmation=True)],
-        config=agent_pb2.AgentConfig(auto_approve_read_only=True),
-    )
-    assert finals(chat(stub, trusting, 'call add {"a": 1, "b": 1}')) == ["Done: 2."]
-
-    asking = create_agent(stub, tools=[agent_pb2.Tool(name="deploy")])
-    reader = chat_in_background(stub, asking, 'call deploy {"service": "one"}')
-    call = waiting_call(reader)
-    approve(stub, asking, call_id=call.call_id, approved=True, stop_asking=True)
-    assert reader.done.wait(20)
-    assert finals(chat(stub, asking, 'call deploy {"service": "two"}')) == [
-        "Done: deployed two: done."
-    ]
-    assert effects(asking, effects_log) == ["deployed one", "deployed two"]
-
-
-def test_an_approval_that_times_out_is_denied(
-    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM, effects_log: Path
-) -> None:
-    agent_id = create_agent(
-        stub, tools=[agent_pb2.Tool(name="deploy", approval_timeout=Duration(seconds=1))]
-    )
-    started = time.monotonic()
-    messages = chat(stub, agent_id, 'call deploy {"service": "api"}')
-    assert time.monotonic() - started >= 1
-    assert finals(messages) == ["Done: error: denied: timed out waiting for approval."]
-    assert effects(agent_id, effects_log) == []
-
-
-def test_cancel_while_waiting_for_approval(
-    stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM, effects_log: Path
-) -> None:
-    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="deploy")])
-    reader = chat_in_background(stub, agent_id, 'call deploy {"service": "api"}')
-    call = waiting_call(reader)
-    stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=agent_id, cancel=agent_pb2.Cancel()))
-    assert reader.done.wait(20)
-    assert reader.messages[-1].error.code == "CANCELLED"
-    with pytest.raises(grpc.RpcError) as refused:
-        approve(stub, agent_id, call_id=call.call_id, approved=True)
-    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert not get(stub, agent_id).pending_calls
-    assert finals(chat(stub, agent_id, "still there?")) == ["Sure."]
-    assert effects(agent_id, effects_log) == []
-
-
 def test_cancel_while_a_worker_tool_runs(
     stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM
 ) -> None:
@@ -327,6 +233,10 @@ def test_bad_tool_input_is_refused(stub: agent_pb2_grpc.AgentServiceStub) -> Non
         agent_pb2.ControlAgentRequest(
             agent_id=agent_id,
             approval=agent_pb2.Approval(call_id="c", approved=True, edited_input_json="[1]"),
+        ),
+        agent_pb2.ControlAgentRequest(
+            agent_id=agent_id,
+            approval=agent_pb2.Approval(call_id="c", approved=True, edited_input_json="{oops"),
         ),
         agent_pb2.ControlAgentRequest(agent_id=agent_id, tool_result=agent_pb2.ToolResult()),
         agent_pb2.ControlAgentRequest(

@@ -6,7 +6,9 @@ talk gRPC; this harness tests the workflow's own logic in seconds instead. It ru
 - one Temporal dev server per test session, the same `temporal` binary `engram dev` runs (never a
   downloaded one), with the `EngramStatus` search attribute and eager start, as `engram dev` has;
 - per test, an in-process worker on its own task queue running the real `AgentWorkflow` in the real
-  sandbox settings, with scripted activities registered under the real activity names.
+  sandbox settings, with scripted activities registered under the real activity names, and the
+  engine tests' worker tools (tests/tool_module.py, tests/effect_tools.py), real, as `--tools` runs
+  them.
 
 Each test scripts the LLM (`FakeActivities`): the reply to each request, a gate that holds turns
 in progress, failures, and it reads back every request the workflow made and everything archived.
@@ -44,6 +46,7 @@ from temporalio.worker import Worker
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.activities.archive import ArchiveInput, TurnsArchiveInput
+from engram.activities.tool_calls import ToolActivities
 from engram.dev_server import temporal_binary
 from engram.following import turn_ended
 from engram.gateway.agent_config import agent_settings
@@ -59,7 +62,7 @@ from engram.vocabulary import (
     TurnOutcome,
     Update,
 )
-from engram.worker import workflow_runner
+from engram.worker import load_tools, workflow_runner
 from engram.workflows.agent_workflow import AgentWorkflow
 from engram.workflows.llm_outcome import cancelled, failed, pieces_detail
 from engram.workflows.types import (
@@ -70,6 +73,7 @@ from engram.workflows.types import (
     AnnounceInput,
     ChatInput,
     ControlInput,
+    Decision,
     EditInput,
     Event,
     EventsAfterInput,
@@ -90,6 +94,9 @@ from engram.workflows.types import (
 HEARTBEAT_EVERY = 0.05
 # Long enough for a loaded two-core machine, short enough that a hang fails fast.
 WAIT_SECONDS = 20.0
+# The worker tools every test engine runs (`--tools`), their side effects recorded in the file
+# ENGRAM_TEST_EFFECTS names (tests/effect_tools.py); the harness runs them in process.
+TEST_TOOLS = "tests.tool_module,tests.effect_tools"
 
 T = TypeVar("T")
 
@@ -310,6 +317,13 @@ class Agent:
         status: str = await within(self.handle.execute_update(Update.EDIT, edit, result_type=str))
         return status
 
+    async def decide(self, decision: Decision) -> str:
+        """A person's answer to a call awaiting approval, as ControlAgent's `approval` sends it."""
+        status: str = await within(
+            self.handle.execute_update(Update.DECIDE, decision, result_type=str)
+        )
+        return status
+
     async def describe(self) -> AgentInfo:
         info: AgentInfo = await within(self.handle.query(Query.DESCRIBE, result_type=AgentInfo))
         return info
@@ -389,6 +403,7 @@ class Harness:
         self.fake = fake
         self.task_queue = task_queue
         self.agents: list[Agent] = []
+        self.tools: ToolActivities = load_tools(TEST_TOOLS, [])
 
     def worker(self) -> Worker:
         fake = self.fake
@@ -403,6 +418,8 @@ class Harness:
                 fake.work,
                 fake.archive_events,
                 fake.archive_turns,
+                # Every other `tool:<name>` activity: the worker tools, real.
+                self.tools.call_tool,
             ],
             workflow_runner=workflow_runner(strict=True),
             max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_EVERY),
@@ -420,6 +437,7 @@ class Harness:
         config: dict[str, object] | None = None,
         autonomous: bool = False,
         tools: list[AgentTool] | None = None,
+        auto_approve_read_only: bool = False,
     ) -> Agent:
         """Start an agent the way CreateAgent does."""
         agent_id = str(uuid.uuid4())
@@ -443,6 +461,7 @@ class Harness:
                     updated_at=now,
                     max_history_events=max_history_events,
                     tools=list(tools or []),
+                    auto_approve_read_only=auto_approve_read_only,
                     queue=[PendingMessage("run-1", "", starts_run=True)] if autonomous else [],
                 ),
                 id=WORKFLOW_ID_PREFIX + agent_id,
