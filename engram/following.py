@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from engram.vocabulary import Query, TurnState, Update
 from engram.workflows.types import TurnResult, TurnStateInput, WaitTurnInput
@@ -30,6 +32,7 @@ UNPROCESSED_RETRIES = 5
 # A run hands its waiters over to its next run within moments of answering them "continued".
 HAND_OVER_PAUSE = 0.05
 POLL_FIRST, POLL_MOST = 0.05, 1.0
+QUERY_TIMEOUT, QUERY_TRIES = timedelta(seconds=5), 6
 
 
 async def turn_ended(
@@ -91,14 +94,33 @@ async def accepted(
     return await retrying_unprocessed(once)
 
 
+async def patient_query(
+    handle: WorkflowHandle[Any, Any], query: str, argument: object, result_type: type[T]
+) -> T:
+    """A query, asked again while it times out. Under a burst of updates Temporal can leave a
+    query unanswered until its deadline (seen with server 1.32): a short deadline and another try
+    answer in moments instead of the default 30 seconds."""
+    for attempt in range(QUERY_TRIES):
+        try:
+            answer: T = await handle.query(
+                query, argument, result_type=result_type, rpc_timeout=QUERY_TIMEOUT
+            )
+            return answer
+        except RPCError as err:
+            timed_out = err.status in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED)
+            if not timed_out or attempt == QUERY_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 async def _when_room(handle: WorkflowHandle[Any, Any], message_id: str) -> TurnResult:
     """Poll until the turn runs (then join its followers' shared wait) or has ended (then an
     update of its own answers at once)."""
     delay = POLL_FIRST
     joined = False
     while True:
-        state = await handle.query(
-            Query.TURN_STATE, TurnStateInput(message_id=message_id), result_type=str
+        state = await patient_query(
+            handle, Query.TURN_STATE, TurnStateInput(message_id=message_id), str
         )
         if state in (TurnState.ENDED, TurnState.UNKNOWN):
             return await wait_turn(handle, message_id, f"wait-turn-{message_id}-{uuid.uuid4()}")

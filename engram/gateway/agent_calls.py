@@ -10,7 +10,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateHandle
 from temporalio.client import WorkflowUpdateStage as Stage
 
 from engram import WORKFLOW_ID_PREFIX
-from engram.following import accepted, retrying_unprocessed
+from engram.following import accepted, patient_query, retrying_unprocessed
 from engram.following import turn_ended as turn_ended
 from engram.vocabulary import Command, Query, Signal, Update
 from engram.workflows.agent_workflow import AgentWorkflow
@@ -90,7 +90,4 @@ async def history(handle: AgentHandle) -> HistoryPage:
 
 
 async def events_since(handle: AgentHandle, seq: int) -> EventsPage:
-    page: EventsPage = await handle.query(
-        Query.EVENTS_AFTER, EventsAfterInput(seq=seq), result_type=EventsPage
-    )
-    return page
+    return await patient_query(handle, Query.EVENTS_AFTER, EventsAfterInput(seq=seq), EventsPage)

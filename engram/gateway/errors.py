@@ -40,7 +40,12 @@ def from_temporal(err: BaseException, agent_id: str) -> GatewayError:
                     grpc.StatusCode.FAILED_PRECONDITION, f"agent {agent_id} has been deleted"
                 )
             return GatewayError(grpc.StatusCode.NOT_FOUND, f"agent {agent_id} not found")
-        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+        if err.status in (
+            RPCStatusCode.UNAVAILABLE,
+            RPCStatusCode.DEADLINE_EXCEEDED,
+            # How the SDK reports its own call deadline passing ("Timeout expired").
+            RPCStatusCode.CANCELLED,
+        ):
             return GatewayError(grpc.StatusCode.UNAVAILABLE, "Temporal is unavailable; try again")
         if err.status == RPCStatusCode.RESOURCE_EXHAUSTED:
             # Temporal's per-workflow limits (updates in flight, or the server's rate limits):
