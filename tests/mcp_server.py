@@ -20,6 +20,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 CALL_ID_META = "engram/call_id"
+IDEMPOTENCY_KEY_META = "engram/idempotency_key"
 LOG_ENV = "ENGRAM_TEST_MCP_LOG"
 
 server = MCPServer("engram-test-tools")
@@ -38,7 +39,8 @@ def record(note: str, ctx: Context[Any]) -> str:
     key = str(meta.get(CALL_ID_META, ""))
     path = os.environ[LOG_ENV]
     with open(path, "a", encoding="utf-8") as log:
-        log.write(json.dumps({"call_id": key, "note": note}) + "\n")
+        unique = str(meta.get(IDEMPOTENCY_KEY_META, ""))
+        log.write(json.dumps({"call_id": key, "idempotency_key": unique, "note": note}) + "\n")
     with open(path, encoding="utf-8") as log:
         seen = sum(1 for line in log if json.loads(line)["call_id"] == key)
     return f"recorded {note!r} for {key} ({seen} time{'s' if seen > 1 else ''})"

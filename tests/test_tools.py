@@ -92,6 +92,7 @@ def test_arguments_are_validated_and_context_is_passed() -> None:
     order = ToolRegistry([tool_module.order]).get("place_order")
     assert order is not None
     context = ToolContext(call_id="c1", agent_id="a1")
+    assert context.idempotency_key == "a1:c1"
     kwargs = order.bind({"items": [{"sku": "X", "quantity": "2"}]}, context)
     assert kwargs["items"][0] == tool_module.Item(sku="X", quantity=2)
     assert kwargs["ctx"] is context and kwargs["speed"] == "normal"
@@ -537,14 +538,15 @@ async def test_mcp_tool_over_stdio(temporal: Client, catalog: ToolCatalog, mcp_l
     assert await _activity_types(temporal, call_id) == ["tool:local__add"]
     recorded, call_id = await _call(temporal, catalog, "local__record", {"note": "stdio"})
     assert recorded.output == f"recorded 'stdio' for {call_id} (1 time)"
-    assert {"call_id": call_id, "note": "stdio"} in _log(mcp_log)
+    unique = f"{AGENT}:{call_id}"
+    assert {"call_id": call_id, "idempotency_key": unique, "note": "stdio"} in _log(mcp_log)
 
 
 async def test_mcp_tool_over_http(temporal: Client, catalog: ToolCatalog, mcp_log: Path) -> None:
     recorded, call_id = await _call(temporal, catalog, "web__record", {"note": "http"})
     assert recorded == ToolCallOutput(output=f"recorded 'http' for {call_id} (1 time)")
     assert [e for e in _log(mcp_log) if e["call_id"] == call_id] == [
-        {"call_id": call_id, "note": "http"}
+        {"call_id": call_id, "idempotency_key": f"{AGENT}:{call_id}", "note": "http"}
     ]
     failed, call_id = await _call(temporal, catalog, "web__fail", {"reason": "no quota"})
     assert failed.is_error and "no quota" in failed.output
@@ -599,3 +601,15 @@ async def test_cancelling_the_call_cancels_the_tool(temporal: Client, catalog: T
 
 def _log(path: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_relay_channels_check_the_certificate_against_the_service_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engram.activities.relay_publisher import RelayChannels
+
+    monkeypatch.setenv("ENGRAM_RELAY_TLS", "1")
+    monkeypatch.setenv("ENGRAM_RELAY_TLS_SERVER_NAME", "gateway")
+    assert RelayChannels(secret="s")._options == [("grpc.ssl_target_name_override", "gateway")]
+    monkeypatch.delenv("ENGRAM_RELAY_TLS_SERVER_NAME")
+    assert RelayChannels(secret="s")._options == []

@@ -5,7 +5,8 @@ the worker starts; `NAME=env KEY=value command args` hands it environment variab
 only a minimal environment: the worker's own holds secrets). Its tools are offered to the model as
 `NAME__tool`. Every call opens its own session (for stdio, its own process): nothing about a
 call depends on an earlier one in the same process, so a retried call on another worker behaves
-the same. Each call sends its idempotency key in the request's `_meta` as `engram/call_id`.
+the same. Each call sends its idempotency key in the request's `_meta` as
+`engram/idempotency_key` (`<agent id>:<call id>`), with `engram/agent_id` and `engram/call_id`.
 
 Nothing here waits without a bound: connecting has `connect_timeout`, the call the tool's timeout
 (enforced by the activity).
@@ -25,7 +26,7 @@ from typing import Any, cast
 import mcp_types
 from mcp import Client, StdioServerParameters
 
-from engram.tools.registry import TOOL_NAME, ToolDescription, ToolPolicy
+from engram.tools.registry import TOOL_NAME, ToolDescription, ToolPolicy, idempotency_key
 from engram.workflows.function_tool import function_tool
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 SEPARATOR = "__"
 CALL_ID_META = "engram/call_id"
 AGENT_ID_META = "engram/agent_id"
+# `<agent id>:<call id>`, unique over every agent's calls (a call id is unique within its agent).
+IDEMPOTENCY_KEY_META = "engram/idempotency_key"
 SERVER_NAME = re.compile(r"^[A-Za-z0-9-]+(?:_[A-Za-z0-9-]+)*$")
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
@@ -179,7 +182,12 @@ class McpServers:
                         f"MCP server {spec.name!r} has no tool {name!r}; it offers {offered}"
                     )
                 meta = cast(
-                    mcp_types.RequestParamsMeta, {CALL_ID_META: call_id, AGENT_ID_META: agent_id}
+                    mcp_types.RequestParamsMeta,
+                    {
+                        CALL_ID_META: call_id,
+                        AGENT_ID_META: agent_id,
+                        IDEMPOTENCY_KEY_META: idempotency_key(agent_id, call_id),
+                    },
                 )
                 result = await client.call_tool(found.name, arguments, meta=meta)
         except (McpToolUnknown, McpUnavailable, asyncio.CancelledError, TimeoutError):

@@ -64,6 +64,10 @@ class ToolError(Exception):
     """
 
 
+def idempotency_key(agent_id: str, call_id: str) -> str:
+    return f"{agent_id}:{call_id}"
+
+
 @dataclass(kw_only=True)
 class ToolContext:
     """What a tool may know about the call it serves. Declare a parameter of this type to get it."""
@@ -76,6 +80,12 @@ class ToolContext:
     previous_details: Any = None
     _details: list[Any] = field(default_factory=list, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def idempotency_key(self) -> str:
+        """`<agent id>:<call id>`: unique among every call of every agent (a call id alone is
+        unique only within its agent), and the same on every attempt of this call."""
+        return idempotency_key(self.agent_id, self.call_id)
 
     def heartbeat(self, details: Any = None) -> None:
         """Report progress; `details` are kept so a retried attempt can resume from them.
