@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Coroutine
@@ -112,7 +113,8 @@ def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--advertise-address",
         default=env("ENGRAM_ADVERTISE_ADDRESS", ""),
-        help="host:port at which workers reach this gateway (default: localhost:PORT)",
+        help="host:port at which workers reach this gateway (default: localhost:PORT); "
+        "{hostname} is replaced by this machine's name",
     )
     group.add_argument(
         "--max-message-bytes",
@@ -156,9 +158,15 @@ def _transcript_argument(
     )
 
 
+def advertised(address: str, port: int) -> str:
+    """Where workers reach this gateway. `{hostname}` stands for this machine's name, so that
+    every replica of one gateway service advertises its own address, not the service's."""
+    return (address or f"localhost:{port}").replace("{hostname}", socket.gethostname())
+
+
 def _gateway_settings(args: argparse.Namespace) -> GatewaySettings:
     return GatewaySettings(
-        advertise_address=args.advertise_address or f"localhost:{args.port}",
+        advertise_address=advertised(args.advertise_address, args.port),
         max_message_bytes=args.max_message_bytes,
         max_attachment_bytes=args.max_attachment_bytes,
         max_attachments_bytes=args.max_attachments_bytes,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import zipfile
@@ -18,6 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
+from engram.cli import advertised as advertised_address
 from engram.codec.keyring import keyring_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,8 +94,26 @@ def test_services_and_health_checks(compose: dict[str, Any]) -> None:
     for engine in ("gateway", "worker"):
         assert services[engine]["build"] == "."
         assert "temporal:7233" in services[engine]["command"]
-    assert services["gateway"]["environment"]["ENGRAM_ADVERTISE_ADDRESS"] == "gateway:50051"
     assert "50051:50051" in services["gateway"]["ports"]
+
+
+def test_each_gateway_advertises_its_own_address(compose: dict[str, Any]) -> None:
+    """Replicas of the gateway service each get their turns' tokens: they advertise their own host
+    names, and workers check the relay's certificate against the service's name."""
+    services = compose["services"]
+    advertised = services["gateway"]["environment"]["ENGRAM_ADVERTISE_ADDRESS"]
+    assert advertised == "{hostname}:50051"
+    assert advertised_address(advertised, 50051) == f"{socket.gethostname()}:50051"
+    assert services["worker"]["environment"]["ENGRAM_RELAY_TLS_SERVER_NAME"] == "gateway"
+    assert 'x509.DNSName("gateway")' in (ROOT / "deploy" / "make_secrets.py").read_text()
+
+
+def test_temporal_dispatches_activities_eagerly(compose: dict[str, Any]) -> None:
+    temporal = compose["services"]["temporal"]
+    path = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    [mount] = [v for v in temporal["volumes"] if v.split(":")[1] == f"/etc/temporal/{path}"]
+    settings = yaml.safe_load((ROOT / mount.split(":")[0]).read_text())
+    assert settings["system.enableActivityEagerExecution"] == [{"value": True}]
 
 
 def test_dockerfile_runs_the_engine() -> None:

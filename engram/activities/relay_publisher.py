@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from engram.auth import relay_secret
-from engram.gateway.tls import relay_credentials
+from engram.gateway.tls import relay_credentials, relay_server_name
 from engram.relay.v1 import relay_pb2, relay_pb2_grpc
 from engram.v1 import agent_pb2
 
@@ -38,6 +38,8 @@ class RelayChannels:
             relay_secret.configured() if secret is None else secret
         )
         self._credentials = credentials if credentials is not None else relay_credentials()
+        name = relay_server_name()
+        self._options = [("grpc.ssl_target_name_override", name)] if name else []
 
     def stub(self, address: str) -> relay_pb2_grpc.TokenRelayStub:
         channel = self._channels.get(address)
@@ -45,7 +47,7 @@ class RelayChannels:
             if self._credentials is None:
                 channel = grpc.aio.insecure_channel(address)
             else:
-                channel = grpc.aio.secure_channel(address, self._credentials)
+                channel = grpc.aio.secure_channel(address, self._credentials, self._options)
             self._channels[address] = channel
         return relay_pb2_grpc.TokenRelayStub(channel)
 

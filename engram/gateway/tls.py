@@ -21,6 +21,7 @@ RELAY_CA = "ENGRAM_RELAY_TLS_CA"
 RELAY_CERT = "ENGRAM_RELAY_TLS_CERT"
 RELAY_KEY = "ENGRAM_RELAY_TLS_KEY"
 RELAY_TLS = "ENGRAM_RELAY_TLS"
+RELAY_SERVER_NAME = "ENGRAM_RELAY_TLS_SERVER_NAME"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,14 @@ def server_tls(cert: str, key: str, client_ca: str) -> ServerTLS | None:
     if not (cert and key):
         raise SystemExit("TLS needs both --gateway-tls-cert and --gateway-tls-key")
     return ServerTLS(Path(cert), Path(key), Path(client_ca) if client_ca else None)
+
+
+def relay_server_name(env: Mapping[str, str] | None = None) -> str:
+    """The name workers check the relay's certificate against, when it is not the host they
+    dial: replicas of one gateway service advertise their own host names, and share a
+    certificate made out to the service's name."""
+    env = os.environ if env is None else env
+    return env.get(RELAY_SERVER_NAME, "").strip()
 
 
 def relay_credentials(env: Mapping[str, str] | None = None) -> grpc.ChannelCredentials | None:
