@@ -41,7 +41,8 @@ async def turn_ended(
     first: Awaitable[TurnResult] | None = None,
 ) -> TurnResult:
     """The turn's whole record once it has ended (`first`: a wait already asked for, such as
-    the `chat` update that sent the message)."""
+    the `chat` update that sent the message). TurnGone if a caller told to come back `later`
+    comes back after the turn has left the agent's state."""
     result = await (first or wait_turn(handle, message_id))
     while result.continued or result.later:
         if result.later:
@@ -113,17 +114,27 @@ async def patient_query(
     raise AssertionError("unreachable")
 
 
+class TurnGone(LookupError):
+    """The turn ended and has left the agent's state since (archived, or before a continue as
+    new): its events are in the transcript store."""
+
+
 async def _when_room(handle: WorkflowHandle[Any, Any], message_id: str) -> TurnResult:
-    """Poll until the turn runs (then join its followers' shared wait) or has ended (then an
-    update of its own answers at once)."""
+    """Poll until the turn runs (then join its followers' shared wait, which the running turn
+    always admits) or has ended (then an update of its own answers at once)."""
     delay = POLL_FIRST
     joined = False
     while True:
         state = await patient_query(
             handle, Query.TURN_STATE, TurnStateInput(message_id=message_id), str
         )
-        if state in (TurnState.ENDED, TurnState.UNKNOWN):
-            return await wait_turn(handle, message_id, f"wait-turn-{message_id}-{uuid.uuid4()}")
+        if state == TurnState.UNKNOWN:
+            raise TurnGone(message_id)
+        if state == TurnState.ENDED:
+            try:
+                return await wait_turn(handle, message_id, f"wait-turn-{message_id}-{uuid.uuid4()}")
+            except WorkflowUpdateFailedError:
+                continue  # archived meanwhile: the next poll says so
         if state == TurnState.RUNNING and not joined:
             # Once only: Temporal keeps a shared update's answer, `later` included, for the run.
             joined = True

@@ -31,7 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.agent_start import NewAgent, link_to_parent, start_agent
-from engram.following import accepted, turn_ended
+from engram.following import TurnGone, accepted, turn_ended
 from engram.tools import ToolCallInput, ToolCallOutput, ToolError
 from engram.tools.agents import delegated_message_id, helper_id, referenced_agent
 from engram.vocabulary import (
@@ -139,6 +139,9 @@ class Delegation:
                 continue  # a long poll ran out of time: the turn goes on, so wait again
             except WorkflowUpdateFailedError as err:
                 raise ToolError(f"agent {agent_id} did not answer: {err.cause}") from None
+            except TurnGone:
+                # Its events were archived before this attempt came back for them.
+                return await _turn(handle, TurnResult(message_id=message_id, events=[]))
 
     async def _withdraw(self, handle: WorkflowHandle[Any, Any], message_id: str) -> None:
         try:

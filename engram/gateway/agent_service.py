@@ -20,6 +20,7 @@ from google.protobuf import empty_pb2
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from engram.agent_start import start_agent
+from engram.following import TurnGone
 from engram.gateway import (
     agent_calls,
     attachments,
@@ -163,10 +164,26 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self, request: agent_pb2.GetAgentRequest, context: Context
     ) -> agent_pb2.Agent:
         handle = await self._owned(validation.agent_id(request.agent_id), read=True)
-        info, description = await asyncio.gather(agent_calls.describe(handle), handle.describe())
-        if description.status != WorkflowExecutionStatus.RUNNING:
-            info.status = AgentStatus.DELETED  # a force-deleted agent never got to say so itself
-        return proto_mapping.agent_message(info)
+        description = await handle.describe()
+        problem = await agent_calls.task_problem(self.client, description)
+        if not problem:
+            try:
+                info = await agent_calls.describe(handle)
+            except Exception:
+                # It could not answer: what Temporal knows of it may say why.
+                description = await handle.describe()
+                if description.status != WorkflowExecutionStatus.RUNNING:
+                    return await proto_mapping.listed_agent(description)  # its history unreadable
+                problem = await agent_calls.task_problem(self.client, description)
+                if not problem:
+                    raise
+            else:
+                if description.status != WorkflowExecutionStatus.RUNNING:
+                    info.status = AgentStatus.DELETED  # force-deleted: it never got to say so
+                return proto_mapping.agent_message(info)
+        agent = await proto_mapping.listed_agent(description)
+        agent.status, agent.attention = AgentStatus.NEEDS_ATTENTION, problem
+        return agent
 
     @_reports_errors
     async def ListAgents(
@@ -444,11 +461,17 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def _follow(
         self, turn: _PendingTurn, cursor: Cursor
     ) -> AsyncIterator[agent_pb2.ServerMessage]:
+        after = cursor.last.get(turn.agent_id)
+
         async def record() -> Messages:
-            return await self._turn_messages(turn.agent_id, await turn.result)
+            try:
+                result = await turn.result
+            except TurnGone:
+                return await self._gone_turn(turn.agent_id, turn.message_id, after or 0)
+            return await self._turn_messages(turn.agent_id, result)
 
         # A Chat stream carries its own turns; following everything the agent does is Replay's.
-        merge = TurnMerge(turn.message_id, after=cursor.last.get(turn.agent_id))
+        merge = TurnMerge(turn.message_id, after=after)
         try:
             with turn.observed.following() as sent:
                 async for message in follow_turn(
@@ -483,7 +506,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                 return
 
             async def record() -> Messages:
-                result = await turn_ended(handle, live.message_id)
+                try:
+                    result = await turn_ended(handle, live.message_id)
+                except TurnGone:
+                    return await self._gone_turn(agent_id, live.message_id, last)
                 return await self._turn_messages(agent_id, result)
 
             merge = TurnMerge(live.message_id, after=last, everything=True)
@@ -505,6 +531,10 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         page = await agent_calls.events_since(self._agent(agent_id), seq)
         events = await self.transcript.events_after(agent_id, seq, page)
         return proto_mapping.messages(agent_id, events)
+
+    async def _gone_turn(self, agent_id: str, message_id: str, after: int) -> Messages:
+        """An ended turn that has left the agent's state, from what is stored after `after`."""
+        return [m for m in await self._stored_since(agent_id, after) if m.message_id == message_id]
 
     async def _turn_messages(self, agent_id: str, result: TurnResult) -> Messages:
         events = await self.transcript.turn_events(agent_id, result)

@@ -480,7 +480,8 @@ class AgentWorkflow:
     # --- helpers --------------------------------------------------------------------------
 
     async def _turn_result(self, message_id: str) -> TurnResult:
-        if not self.ledger.has_ended(message_id) and self.waiters.turn_away():
+        queued = self.ledger.is_queued(message_id)
+        if not self.ledger.has_ended(message_id) and self.waiters.turn_away(queued):
             return TurnResult(message_id=message_id, events=[], later=True)
         with self.waiters.waiting():
             await workflow.wait_condition(
