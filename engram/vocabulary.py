@@ -104,6 +104,9 @@ class AgentStatus(StrEnum):
     says which)."""
     DELETED = "deleted"
     """Ended by DeleteAgent; its transcript stays readable."""
+    NEEDS_ATTENTION = "needs_attention"
+    """Its workflow task fails, again on every retry (`Agent.attention` says why): it cannot
+    answer until an operator repairs it. GetAgent shows it, read from Temporal, not the agent."""
 
 
 class TurnOutcome(StrEnum):

@@ -6,7 +6,17 @@ names and inputs) are met in this one module.
 
 from __future__ import annotations
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateHandle
+from datetime import timedelta
+
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowHandle,
+    WorkflowUpdateHandle,
+)
 from temporalio.client import WorkflowUpdateStage as Stage
 
 from engram import WORKFLOW_ID_PREFIX
@@ -30,6 +40,10 @@ from engram.workflows.types import (
 )
 
 AgentHandle = WorkflowHandle[AgentWorkflow, str]
+# An agent that cannot answer in this time is looked at from Temporal instead (task_problem).
+DESCRIBE_TIMEOUT = timedelta(seconds=5)
+# How far back from the end of a wedged agent's history its failed task is looked for.
+PROBLEM_SEARCH_EVENTS = 200
 AgentCommand = Command | EditInput | Decision | ClientToolResult | RunInput
 """What ControlAgent and a Chat stream may send an agent besides a user message."""
 
@@ -80,7 +94,9 @@ async def relay_to(handle: AgentHandle, message_id: str, address: str) -> None:
 
 
 async def describe(handle: AgentHandle) -> AgentInfo:
-    info: AgentInfo = await handle.query(Query.DESCRIBE, result_type=AgentInfo)
+    info: AgentInfo = await handle.query(
+        Query.DESCRIBE, result_type=AgentInfo, rpc_timeout=DESCRIBE_TIMEOUT
+    )
     return info
 
 
@@ -91,3 +107,28 @@ async def history(handle: AgentHandle) -> HistoryPage:
 
 async def events_since(handle: AgentHandle, seq: int) -> EventsPage:
     return await patient_query(handle, Query.EVENTS_AFTER, EventsAfterInput(seq=seq), EventsPage)
+
+
+async def task_problem(client: Client, description: WorkflowExecutionDescription) -> str:
+    """Why the agent's workflow task keeps failing, as Temporal recorded it; "" when it does not.
+
+    A failing task is retried for ever, and the agent answers no update or query meanwhile, so
+    this is read from Temporal: the pending task's attempt, then the newest failed task in the
+    history, read from its end."""
+    raw = description.raw_description
+    if not raw.HasField("pending_workflow_task") or raw.pending_workflow_task.attempt < 2:
+        return ""
+    request = GetWorkflowExecutionHistoryReverseRequest(
+        namespace=client.namespace,
+        execution=WorkflowExecution(workflow_id=description.id, run_id=description.run_id),
+        maximum_page_size=PROBLEM_SEARCH_EVENTS,
+    )
+    page = await client.workflow_service.get_workflow_execution_history_reverse(request)
+    for event in page.history.events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+            failed = event.workflow_task_failed_event_attributes
+            cause = WorkflowTaskFailedCause.Name(failed.cause)
+            cause = cause.removeprefix("WORKFLOW_TASK_FAILED_CAUSE_").lower().replace("_", " ")
+            attempts = raw.pending_workflow_task.attempt
+            return f"its workflow task failed {attempts} times: {cause}: {failed.failure.message}"
+    return f"its workflow task failed {raw.pending_workflow_task.attempt} times"

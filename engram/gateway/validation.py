@@ -20,7 +20,8 @@ MESSAGE_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 MAX_METADATA_ENTRIES = 64
 # Not a status: the agents working autonomously (working or sleeping).
 AUTONOMOUS = "autonomous"
-STATUSES = (*AgentStatus, AUTONOMOUS)
+# needs_attention is read from Temporal by GetAgent, not kept where ListAgents could filter on it.
+STATUSES = (*(s for s in AgentStatus if s != AgentStatus.NEEDS_ATTENTION), AUTONOMOUS)
 # A schedule's name is part of its Temporal id and of its runs' message ids.
 SCHEDULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_CRON_EXPRESSIONS = 16
