@@ -114,6 +114,10 @@ async def patient_query(
     raise AssertionError("unreachable")
 
 
+async def _turn_state(handle: WorkflowHandle[Any, Any], message_id: str) -> str:
+    return await patient_query(handle, Query.TURN_STATE, TurnStateInput(message_id=message_id), str)
+
+
 class TurnGone(LookupError):
     """The turn ended and has left the agent's state since (archived, or before a continue as
     new): its events are in the transcript store."""
@@ -125,16 +129,17 @@ async def _when_room(handle: WorkflowHandle[Any, Any], message_id: str) -> TurnR
     delay = POLL_FIRST
     joined = False
     while True:
-        state = await patient_query(
-            handle, Query.TURN_STATE, TurnStateInput(message_id=message_id), str
-        )
+        state = await _turn_state(handle, message_id)
         if state == TurnState.UNKNOWN:
             raise TurnGone(message_id)
         if state == TurnState.ENDED:
             try:
                 return await wait_turn(handle, message_id, f"wait-turn-{message_id}-{uuid.uuid4()}")
             except WorkflowUpdateFailedError:
-                continue  # archived meanwhile: the next poll says so
+                # Archived meanwhile, or it will never be answered (withdrawn, deleted).
+                if await _turn_state(handle, message_id) != TurnState.UNKNOWN:
+                    raise
+                raise TurnGone(message_id) from None
         if state == TurnState.RUNNING and not joined:
             # Once only: Temporal keeps a shared update's answer, `later` included, for the run.
             joined = True
