@@ -108,10 +108,17 @@ async def patient_query(
             )
             return answer
         except RPCError as err:
-            timed_out = err.status in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED)
-            if not timed_out or attempt == QUERY_TRIES - 1:
+            if not timed_out(err) or attempt == QUERY_TRIES - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def timed_out(err: BaseException) -> bool:
+    """A Temporal call's deadline passed (the SDK reports its own as CANCELLED)."""
+    return isinstance(err, RPCError) and err.status in (
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+    )
 
 
 async def _turn_state(handle: WorkflowHandle[Any, Any], message_id: str) -> str:

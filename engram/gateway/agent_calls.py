@@ -6,8 +6,6 @@ names and inputs) are met in this one module.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
@@ -20,7 +18,7 @@ from temporalio.client import (
 from temporalio.client import WorkflowUpdateStage as Stage
 
 from engram import WORKFLOW_ID_PREFIX
-from engram.following import accepted, patient_query, retrying_unprocessed
+from engram.following import QUERY_TIMEOUT, accepted, patient_query, retrying_unprocessed
 from engram.following import turn_ended as turn_ended
 from engram.vocabulary import Command, Query, Signal, Update
 from engram.workflows.agent_workflow import AgentWorkflow
@@ -40,8 +38,6 @@ from engram.workflows.types import (
 )
 
 AgentHandle = WorkflowHandle[AgentWorkflow, str]
-# An agent that cannot answer in this time is looked at from Temporal instead (task_problem).
-DESCRIBE_TIMEOUT = timedelta(seconds=5)
 # How far back from the end of a wedged agent's history its failed task is looked for.
 PROBLEM_SEARCH_EVENTS = 200
 AgentCommand = Command | EditInput | Decision | ClientToolResult | RunInput
@@ -95,7 +91,7 @@ async def relay_to(handle: AgentHandle, message_id: str, address: str) -> None:
 
 async def describe(handle: AgentHandle) -> AgentInfo:
     info: AgentInfo = await handle.query(
-        Query.DESCRIBE, result_type=AgentInfo, rpc_timeout=DESCRIBE_TIMEOUT
+        Query.DESCRIBE, result_type=AgentInfo, rpc_timeout=QUERY_TIMEOUT
     )
     return info
 

@@ -20,7 +20,7 @@ from google.protobuf import empty_pb2
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from engram.agent_start import start_agent
-from engram.following import TurnGone
+from engram.following import QUERY_TRIES, TurnGone, timed_out
 from engram.gateway import (
     agent_calls,
     attachments,
@@ -165,25 +165,27 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.Agent:
         handle = await self._owned(validation.agent_id(request.agent_id), read=True)
         description = await handle.describe()
-        problem = await agent_calls.task_problem(self.client, description)
-        if not problem:
+        for attempt in range(QUERY_TRIES):
+            problem = await agent_calls.task_problem(self.client, description)
+            if problem:
+                # It cannot answer: what Temporal knows of it, and why.
+                agent = await proto_mapping.listed_agent(description)
+                agent.status, agent.attention = AgentStatus.NEEDS_ATTENTION, problem
+                return agent
             try:
                 info = await agent_calls.describe(handle)
-            except Exception:
-                # It could not answer: what Temporal knows of it may say why.
-                description = await handle.describe()
+            except Exception as err:
                 if description.status != WorkflowExecutionStatus.RUNNING:
-                    return await proto_mapping.listed_agent(description)  # its history unreadable
-                problem = await agent_calls.task_problem(self.client, description)
-                if not problem:
+                    return await proto_mapping.listed_agent(description)  # history unreadable
+                if not timed_out(err) or attempt == QUERY_TRIES - 1:
                     raise
-            else:
-                if description.status != WorkflowExecutionStatus.RUNNING:
-                    info.status = AgentStatus.DELETED  # force-deleted: it never got to say so
-                return proto_mapping.agent_message(info)
-        agent = await proto_mapping.listed_agent(description)
-        agent.status, agent.attention = AgentStatus.NEEDS_ATTENTION, problem
-        return agent
+                # A worker may be replaying it after a restart, or its task may be failing.
+                description = await handle.describe()
+                continue
+            if description.status != WorkflowExecutionStatus.RUNNING:
+                info.status = AgentStatus.DELETED  # force-deleted: it never got to say so
+            return proto_mapping.agent_message(info)
+        raise AssertionError("unreachable")
 
     @_reports_errors
     async def ListAgents(
