@@ -16,6 +16,9 @@ from engram.vocabulary import (
     TENANT_ATTRIBUTE,
 )
 
+# Consecutive failed workflow tasks before Temporal reports the agent's problem.
+PROBLEMS_AFTER = 2
+
 
 def temporal_binary() -> str:
     beside_python = Path(sys.executable).with_name("temporal")
@@ -51,6 +54,10 @@ def start_dev_server(
         # each turn's LLM activity in the same round trip that creates them.
         "--dynamic-config-value", "system.enableEagerWorkflowStart=true",
         "--dynamic-config-value", "system.enableActivityEagerExecution=true",
+        # An agent whose workflow task fails twice running is flagged in the visibility store
+        # (TemporalReportedProblems), so ListAgents can show it as needing attention.
+        "--dynamic-config-value",
+        f"system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute={PROBLEMS_AFTER}",
         # A write-ahead log commits with one fsync instead of a rollback journal's several: each
         # write the turn waits for (the message accepted, the LLM call scheduled, the turn
         # recorded) takes about half as long, and every commit is still on disk before it is

@@ -356,5 +356,10 @@ PARENT_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramParent")
 """The id of the agent a sub-agent was created for (unset for other agents), so operators find an
 agent's helpers in the Web UI (`EngramParent = '<id>'`). Set once, when the sub-agent starts."""
 
+REPORTED_PROBLEMS = SearchAttributeKey.for_keyword_list("TemporalReportedProblems")
+"""Temporal's own: set on a run whose workflow task failed or timed out several times running
+(`system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute`), cleared when one succeeds.
+ListAgents shows such an agent as needs_attention."""
+
 SCHEDULED_START_ATTRIBUTE = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 """Temporal's own: the time a schedule's firing was due, set on the workflow it starts."""

@@ -14,6 +14,7 @@ from temporalio.client import Client
 from engram import TASK_QUEUE, WORKFLOW_ID_PREFIX
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from engram.vocabulary import AgentStatus
+from tests.conftest import eventually
 from tests.engine import Engine
 
 
@@ -44,8 +45,19 @@ def test_a_wedged_agent_is_shown_as_needing_attention_and_can_be_deleted(
     assert agent.goal == "Wedged." and agent.agent_id == agent_id
     assert "Failed decoding arguments" in agent.attention, agent.attention
     assert "workflow task failed" in agent.attention
-    listed = stub.ListAgents(agent_pb2.ListAgentsRequest(page_size=1000)).agents
-    assert agent_id in [a.agent_id for a in listed]
+
+    # ListAgents reads Temporal's visibility store, where Temporal flags the failing task.
+    def listed() -> agent_pb2.Agent | None:
+        agents = stub.ListAgents(agent_pb2.ListAgentsRequest(page_size=1000)).agents
+        return next((a for a in agents if a.agent_id == agent_id), None)
+
+    eventually(
+        lambda: (found := listed()) is not None and found.status == AgentStatus.NEEDS_ATTENTION,
+        timeout=30,
+        what="ListAgents to show the agent needing attention",
+    )
+    shown = listed()
+    assert shown is not None and "WorkflowTaskFailed" in shown.attention, shown
     stub.DeleteAgent(agent_pb2.DeleteAgentRequest(agent_id=agent_id, force=True))
     assert stub.GetAgent(request).status == AgentStatus.DELETED
 

@@ -23,7 +23,7 @@ from engram.gateway.errors import invalid
 from engram.gateway.turn_stream import Messages
 from engram.messages import timestamp, to_server_message
 from engram.v1 import agent_pb2
-from engram.vocabulary import PARENT_ATTRIBUTE, STATUS_ATTRIBUTE, AgentStatus
+from engram.vocabulary import PARENT_ATTRIBUTE, REPORTED_PROBLEMS, STATUS_ATTRIBUTE, AgentStatus
 from engram.workflows.types import AgentInfo, AgentSpec, AgentTool, Event, RunInput, RunState, Turn
 
 # --- requests -----------------------------------------------------------------------------------
@@ -170,6 +170,10 @@ async def listed_agent(execution: WorkflowExecution) -> agent_pb2.Agent:
     status = (
         execution.typed_search_attributes.get(STATUS_ATTRIBUTE) if running else AgentStatus.DELETED
     )
+    # Temporal flags a run whose workflow task keeps failing ("category=WorkflowTaskFailed", ...).
+    problems = execution.typed_search_attributes.get(REPORTED_PROBLEMS) if running else None
+    if problems:
+        status = AgentStatus.NEEDS_ATTENTION
     updated = execution.close_time or execution.start_time
     return agent_pb2.Agent(
         agent_id=execution.id.removeprefix(WORKFLOW_ID_PREFIX),
@@ -180,4 +184,5 @@ async def listed_agent(execution: WorkflowExecution) -> agent_pb2.Agent:
         metadata=memo.get("metadata", {}),
         model=memo.get("model", ""),
         parent_id=execution.typed_search_attributes.get(PARENT_ATTRIBUTE) or "",
+        attention=f"Temporal reports {', '.join(problems)}" if problems else "",
     )
