@@ -315,8 +315,11 @@ def test_a_busy_agent_skips_or_keeps_one_wake_up(stub: Stub, llm: FakeLLM) -> No
     first, second, third = kept[:3]
     # One was kept while the first run worked (its time came during it), and started after it.
     assert started(first) < slot_of(second) < ended(first) <= started(second)
-    # The others that fell due during that run were dropped: the third is of a later time.
-    assert slot_of(third) > started(second)
+    # The others that fell due during that run were dropped: the third is of a time at least two
+    # periods after the kept one, and not inside the first run (a firing due the very instant it
+    # ended may be either side of that edge, hence the second of slack).
+    assert slot_of(third) >= slot_of(second) + 2 * 2
+    assert slot_of(third) > ended(first) - 1
     for runs in (skipped, kept):
         assert len({t.message_id for t in runs}) == len(runs)
         assert all(t.user == "Look." for t in runs)
