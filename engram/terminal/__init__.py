@@ -1,5 +1,5 @@
 """Engram for people: `engram chat`, `engram agents ls|show|rm`, `engram history`, `engram replay`;
-and `engram agents upgrade`, an operator's command that talks to Temporal.
+and `engram agents upgrade` and `repair`, operators' commands that talk to Temporal.
 
 Only the argument definitions live here, so that `engram worker` and friends start without loading
 the terminal's libraries; each command's module is imported when it runs.
@@ -62,6 +62,25 @@ def add_commands(commands: Any) -> None:
     # An operator's command: it talks to Temporal, not to a gateway.
     TemporalSettings.add_arguments(upgrade)
     upgrade.set_defaults(terminal=_run("engram.upgrade", "run_upgrade"))
+    repair = actions.add_parser(
+        "repair",
+        help="unwedge agents whose workflow task keeps failing: reset each to its last good point",
+    )
+    repair.add_argument("agent_ids", nargs="+", metavar="ID")
+    repair.add_argument(
+        "--wait",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="how long to wait for each reset agent's first workflow task (default 20)",
+    )
+    repair.add_argument(
+        "--no-reapply",
+        action="store_true",
+        help="drop the signals and updates the agent received after the point it is reset to",
+    )
+    TemporalSettings.add_arguments(repair)
+    repair.set_defaults(terminal=_run("engram.repair", "run_repair"))
 
     history = commands.add_parser("history", help="an agent's transcript, turn by turn")
     history.add_argument("agent_id", metavar="ID")
