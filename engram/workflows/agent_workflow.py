@@ -7,6 +7,7 @@ recorded here, so history grows by a handful of events per turn, not per token.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
@@ -284,7 +285,21 @@ class AgentWorkflow:
         try:
             return await llm_call
         except ActivityError as err:
-            return failed_result(err)
+            return await self._failed_llm_call(err)
+
+    async def _failed_llm_call(self, err: ActivityError) -> LLMResult:
+        result = failed_result(err)
+        if result.checkpoint is not None and patches.check(patches.REPLY_CHECKPOINTS):
+            # The last attempt's heartbeat named where its reply so far is, not the reply.
+            with contextlib.suppress(ActivityError):
+                result.pieces = await workflow.execute_activity_method(
+                    LLMActivities.load_reply,
+                    result.checkpoint,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=LLM_RETRY,
+                )
+        result.checkpoint = None
+        return result
 
     # --- handlers: each with its validator ------------------------------------------------
     # A handler's name and input never change (history records both): a new input is a new

@@ -127,6 +127,12 @@ FEW_WAITERS = Patch(
     "flight for as long as the turn lasts.",
     added_in="0.7.0",
 )
+REPLY_CHECKPOINTS = Patch(
+    "reply-checkpoints",
+    "An LLM call's heartbeat names where its reply so far is in the blob store instead of "
+    "carrying it; a call that fails for good has its reply read back by the load_reply activity.",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -137,6 +143,7 @@ PATCHES = (
     CANCEL_BEFORE_TOOL_STARTS,
     JSON_BUDGET,
     FEW_WAITERS,
+    REPLY_CHECKPOINTS,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is

@@ -479,6 +479,15 @@ class StreamPiece:
 
 
 @dataclass
+class ReplyCheckpoint:
+    """Where an LLM call's heartbeat says its reply so far is: the newest chunk in the blob store
+    (activities/reply_checkpoint.py) and how many pieces it covers."""
+
+    checkpoint: str
+    pieces: int
+
+
+@dataclass
 class LLMResult:
     outcome: str
     pieces: list[StreamPiece]
@@ -487,6 +496,8 @@ class LLMResult:
     tokens: int = 0
     tool_calls: list[ToolCall] = field(default_factory=list)
     tools_refused: bool = False
+    # A call that failed for good after heartbeating a checkpoint: its pieces are read from there.
+    checkpoint: ReplyCheckpoint | None = None
 
     @property
     def reply(self) -> str:
