@@ -51,15 +51,12 @@ class ReplyCheckpoints:
         if self.chain >= CHAIN_LENGTH:
             start = 0
         # A copy taken now: the stream goes on adding to `pieces` while the chunk is written.
-        chunk = {
-            "prev": self.tail if start else "",
-            "start": start,
-            "pieces": pieces_detail(pieces[start:]),
-        }
+        added = pieces_detail(pieces[start:])
+        chunk = {"prev": self.tail if start else "", "start": start, "pieces": added}
         data = json.dumps(chunk, separators=(",", ":")).encode()
         sha256 = hashlib.sha256(data).hexdigest()
         await asyncio.to_thread(self.store.put_blob, sha256, data)
-        self.tail, self.saved = sha256, start + len(chunk["pieces"])
+        self.tail, self.saved = sha256, start + len(added)
         self.last_length = len(pieces[self.saved - 1].text) if self.saved else 0
         self.chain = self.chain + 1 if start else 1
         return self.detail()
