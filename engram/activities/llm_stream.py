@@ -19,7 +19,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from engram import WORKFLOW_ID_PREFIX
-from engram.activities import attachments, reply_checkpoint
+from engram.activities import attachments, prompt_texts, reply_checkpoint
 from engram.activities.llm_errors import classify
 from engram.activities.relay_publisher import RelayChannels, TurnRelay, received
 from engram.llm_settings import LLMEndpoint
@@ -27,7 +27,7 @@ from engram.messages import to_piece, to_server_message
 from engram.observability import llm as observe
 from engram.transcripts import BlobStore
 from engram.v1 import agent_pb2
-from engram.vocabulary import EventKind, Notice, Query, TurnOutcome
+from engram.vocabulary import ErrorCode, EventKind, Notice, Query, TurnOutcome
 from engram.workflows.llm_outcome import cancelled, failed, pieces_detail
 from engram.workflows.tokens import CHARS_PER_TOKEN
 from engram.workflows.types import (
@@ -82,6 +82,34 @@ class LLMActivities:
     @activity.defn(name="stream_chat")
     async def stream_chat(self, request: LLMRequest) -> LLMResult:
         info = activity.info()
+        to_store: dict[str, bytes] = {}
+        if prompt_texts.needs_store(request):
+            try:
+                request, to_store = await asyncio.to_thread(
+                    prompt_texts.resolved, self.store, request
+                )
+            except prompt_texts.TextMissing as err:
+                # The workflow sends the texts inline instead (workflows/prompt_refs.py).
+                return failed([], ErrorCode.TEXT_MISSING, str(err))
+        storing = asyncio.ensure_future(self._store_texts(to_store))
+        try:
+            result = await self._stream_chat(request, info)
+        finally:
+            stored = await storing
+        result.stored = stored
+        return result
+
+    async def _store_texts(self, texts: dict[str, bytes]) -> list[str]:
+        """Put the prompt's new long texts in the store, while the model answers."""
+        if not texts or self.store is None:
+            return []
+        try:
+            return await asyncio.to_thread(prompt_texts.store_all, self.store, texts)
+        except Exception as err:  # they are sent inline again next time
+            activity.logger.warning("cannot store the prompt's texts: %s", err)
+            return []
+
+    async def _stream_chat(self, request: LLMRequest, info: activity.Info) -> LLMResult:
         pieces = await reply_checkpoint.resumed(self.store, info.heartbeat_details)
         if info.attempt > 1:
             pieces = await self._streamed_so_far(request, pieces)

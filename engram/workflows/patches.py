@@ -133,6 +133,12 @@ REPLY_CHECKPOINTS = Patch(
     "carrying it; a call that fails for good has its reply read back by the load_reply activity.",
     added_in="0.7.0",
 )
+PROMPT_BY_REFERENCE = Patch(
+    "prompt-by-reference",
+    "An LLM request names the prompt's long texts already in the blob store by hash "
+    "(workflows/prompt_refs.py); a request the store cannot answer is sent again inline.",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -144,6 +150,7 @@ PATCHES = (
     JSON_BUDGET,
     FEW_WAITERS,
     REPLY_CHECKPOINTS,
+    PROMPT_BY_REFERENCE,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is
