@@ -177,6 +177,9 @@ class ErrorCode(StrEnum):
     """HTTP 403."""
     LLM_NOT_FOUND = "LLM_NOT_FOUND"
     """HTTP 404: an unknown model, or a wrong base URL."""
+    TEXT_MISSING = "TEXT_MISSING"
+    """A long text the prompt names by hash is not in the blob store; the workflow sends it
+    inline instead, so no turn ends with it."""
 
     @staticmethod
     def http(status: int) -> str:

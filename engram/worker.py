@@ -137,6 +137,7 @@ def build_worker(
         activities=[
             llm.stream_chat,
             llm.summarize,
+            llm.load_reply,
             llm.announce,
             archive.archive_events,
             archive.archive_turns,

@@ -19,7 +19,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from engram import WORKFLOW_ID_PREFIX
-from engram.activities import attachments
+from engram.activities import attachments, prompt_texts, reply_checkpoint
 from engram.activities.llm_errors import classify
 from engram.activities.relay_publisher import RelayChannels, TurnRelay, received
 from engram.llm_settings import LLMEndpoint
@@ -27,8 +27,8 @@ from engram.messages import to_piece, to_server_message
 from engram.observability import llm as observe
 from engram.transcripts import BlobStore
 from engram.v1 import agent_pb2
-from engram.vocabulary import EventKind, Notice, Query, TurnOutcome
-from engram.workflows.llm_outcome import cancelled, failed, pieces_detail, stream_pieces
+from engram.vocabulary import ErrorCode, EventKind, Notice, Query, TurnOutcome
+from engram.workflows.llm_outcome import cancelled, failed, pieces_detail
 from engram.workflows.tokens import CHARS_PER_TOKEN
 from engram.workflows.types import (
     AnnounceInput,
@@ -37,6 +37,7 @@ from engram.workflows.types import (
     EventsPage,
     LLMRequest,
     LLMResult,
+    ReplyCheckpoint,
     StreamPiece,
     SummaryRequest,
     ToolCall,
@@ -81,7 +82,35 @@ class LLMActivities:
     @activity.defn(name="stream_chat")
     async def stream_chat(self, request: LLMRequest) -> LLMResult:
         info = activity.info()
-        pieces = stream_pieces(info.heartbeat_details)
+        to_store: dict[str, bytes] = {}
+        if prompt_texts.needs_store(request):
+            try:
+                request, to_store = await asyncio.to_thread(
+                    prompt_texts.resolved, self.store, request
+                )
+            except prompt_texts.TextMissing as err:
+                # The workflow sends the texts inline instead (workflows/prompt_refs.py).
+                return failed([], ErrorCode.TEXT_MISSING, str(err))
+        storing = asyncio.ensure_future(self._store_texts(to_store))
+        try:
+            result = await self._stream_chat(request, info)
+        finally:
+            stored = await storing
+        result.stored = stored
+        return result
+
+    async def _store_texts(self, texts: dict[str, bytes]) -> list[str]:
+        """Put the prompt's new long texts in the store, while the model answers."""
+        if not texts or self.store is None:
+            return []
+        try:
+            return await asyncio.to_thread(prompt_texts.store_all, self.store, texts)
+        except Exception as err:  # they are sent inline again next time
+            activity.logger.warning("cannot store the prompt's texts: %s", err)
+            return []
+
+    async def _stream_chat(self, request: LLMRequest, info: activity.Info) -> LLMResult:
+        pieces = await reply_checkpoint.resumed(self.store, info.heartbeat_details)
         if info.attempt > 1:
             pieces = await self._streamed_so_far(request, pieces)
         relay = TurnRelay(self.relay, request.reply_to)
@@ -156,6 +185,11 @@ class LLMActivities:
             heartbeats.cancel()
             await relay.close()
 
+    @activity.defn(name="load_reply")
+    async def load_reply(self, checkpoint: ReplyCheckpoint) -> list[StreamPiece]:
+        """What a call that failed for good had streamed, for the turn's record."""
+        return await reply_checkpoint.resumed(self.store, [vars(checkpoint)])
+
     @activity.defn(name="announce")
     async def announce(self, request: AnnounceInput) -> None:
         """Relay events the workflow recorded (a tool call that waits for the client, say)."""
@@ -198,10 +232,11 @@ class LLMActivities:
     async def _keep_alive(
         self, request: LLMRequest, pieces: list[StreamPiece], relay: TurnRelay
     ) -> None:
+        checkpoints = reply_checkpoint.ReplyCheckpoints(self.store) if self.store else None
         while True:
             # Heartbeats carry cancellation back to the activity: a model that is slow to start
             # must not make a cancel wait for its first token.
-            activity.heartbeat(pieces_detail(pieces))
+            activity.heartbeat(await _progress(checkpoints, pieces))
             if relay.broken and self.temporal is not None:
                 # The gateway died; a client that reconnected elsewhere named its new gateway.
                 address = await self._current_reply_to(request)
@@ -352,6 +387,18 @@ class LLMActivities:
                     yielded = now
                     await asyncio.sleep(0)
         return tokens, [calls[i] for i in sorted(calls)]
+
+
+async def _progress(
+    checkpoints: reply_checkpoint.ReplyCheckpoints | None, pieces: list[StreamPiece]
+) -> object:
+    """A heartbeat's detail: a checkpoint in the store, or the pieces themselves without one."""
+    if checkpoints is not None:
+        try:
+            return await checkpoints.save(pieces)
+        except Exception as err:  # a store that failed once must not stop the reply
+            activity.logger.warning("cannot store the reply so far: %s", err)
+    return pieces_detail(pieces)
 
 
 def _coalesce(

@@ -3,10 +3,13 @@ reference to it by content hash.
 
 Temporal refuses a payload over 2 MB and warns from 256 KB, and a refused payload fails the task
 that made it on every retry: a long-context agent's continue-as-new state, a prompt with a large
-attachment or a long reply would wedge the agent. Temporal's own external storage (experimental
-in temporalio 1.35) moves any payload over INLINE_BYTES out of the history, after the codec, so a
-stored payload is encrypted whenever encryption is on; this driver keeps it in Engram's blob store,
-which every worker and gateway already shares (the SQLite file of `engram dev`, or PostgreSQL).
+attachment or a long reply would wedge the agent. And every byte in history is paid for again on
+every replay and kept for the run's life: a 20,000-character message used to add 160 KB to it.
+Temporal's own external storage (experimental in temporalio 1.35) moves any payload over
+HISTORY_INLINE_BYTES out of the history, after the codec, so a stored payload is encrypted
+whenever encryption is on; this driver keeps it in Engram's blob store, which every worker and
+gateway already shares (the SQLite file of `engram dev`, or PostgreSQL). Answers to queries are
+never in history and are asked for again and again, so they stay inline up to INLINE_BYTES.
 Chosen over a claim check of Engram's own because it covers every payload the SDK writes
 (workflow input, continue-as-new state, activity input and result, heartbeats, updates, queries)
 without each call site having to know.
@@ -27,10 +30,17 @@ from temporalio.converter import (
     StorageDriver,
     StorageDriverClaim,
     StorageDriverRetrieveContext,
+    StorageDriverSelectContext,
     StorageDriverStoreContext,
 )
 
-# Payloads larger than this leave the history: well under Temporal's 256 KB warning.
+from engram.codec.payload_converter import QUERY_ANSWER
+
+# Payloads larger than this leave the history: a chat turn's history then costs about the same
+# whatever the size of its message, prompt, reply or tool output.
+HISTORY_INLINE_BYTES = 4 * 1024
+# Query answers are never in history, and a follower asks for them again and again: they stay
+# inline up to this, well under Temporal's 256 KB warning.
 INLINE_BYTES = 128 * 1024
 
 
@@ -78,7 +88,19 @@ class BlobStoreDriver(StorageDriver):
         return payloads
 
 
+def stays_inline(payload: Payload) -> bool:
+    """Whether a payload over HISTORY_INLINE_BYTES stays inline all the same."""
+    return QUERY_ANSWER in payload.metadata and payload.ByteSize() <= INLINE_BYTES
+
+
 def with_claim_check(converter: DataConverter, blobs: BlobStore) -> DataConverter:
     """`converter`, moving payloads over INLINE_BYTES into `blobs`."""
-    storage = ExternalStorage(drivers=[BlobStoreDriver(blobs)], payload_size_threshold=INLINE_BYTES)
+    driver = BlobStoreDriver(blobs)
+
+    def select(context: StorageDriverSelectContext, payload: Payload) -> StorageDriver | None:
+        return None if stays_inline(payload) else driver
+
+    storage = ExternalStorage(
+        drivers=[driver], driver_selector=select, payload_size_threshold=HISTORY_INLINE_BYTES
+    )
     return dataclasses.replace(converter, external_storage=storage)

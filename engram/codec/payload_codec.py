@@ -26,7 +26,7 @@ from temporalio.converter import (
 
 from engram.codec.cipher import seal, unseal
 from engram.codec.keyring import EncryptionKeyError, Keyring
-from engram.codec.payload_converter import EngramPayloadConverter
+from engram.codec.payload_converter import QUERY_ANSWER, EngramPayloadConverter
 
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
@@ -59,6 +59,8 @@ class PayloadCipher:
         metadata = {"encoding": ENCODING, KEY_ID_METADATA: key_id}
         if compression != NO_COMPRESSION:  # absent means none: small payloads stay small
             metadata[COMPRESSION_METADATA] = compression
+        if QUERY_ANSWER in payload.metadata:  # where it is stored, not what it says
+            metadata[QUERY_ANSWER] = payload.metadata[QUERY_ANSWER]
         return Payload(metadata=metadata, data=sealed)
 
     def decode(self, payload: Payload) -> Payload:

@@ -19,6 +19,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
+from temporalio.api.common.v1 import Payload
 from temporalio.converter import (
     AdvancedJSONEncoder,
     CompositePayloadConverter,
@@ -27,6 +28,8 @@ from temporalio.converter import (
     JSONTypeConverter,
     value_to_type,
 )
+
+from engram.workflows.types import AgentInfo, EventsPage, HistoryPage
 
 _Fields = tuple[tuple[str, Any, bool], ...]  # (name, type hint, init) per field
 
@@ -115,9 +118,15 @@ class DataclassEncoder(AdvancedJSONEncoder):
         return super().default(o)
 
 
+# Metadata of a payload that is an answer to a query: never in history, and asked for again and
+# again, so the claim check keeps it inline up to its larger limit (codec/claim_check.py).
+QUERY_ANSWER = "engram-query-answer"
+QUERY_ANSWERS: tuple[type, ...] = (AgentInfo, EventsPage, HistoryPage)
+
+
 class EngramPayloadConverter(CompositePayloadConverter):
     """Temporal's default payload converters, with dataclasses encoded by `DataclassEncoder` and
-    decoded by `CachedDataclasses`."""
+    decoded by `CachedDataclasses`, and query answers marked."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -130,3 +139,10 @@ class EngramPayloadConverter(CompositePayloadConverter):
                 for converter in DefaultPayloadConverter.default_encoding_payload_converters
             )
         )
+
+    def to_payloads(self, values: Sequence[Any]) -> list[Payload]:
+        payloads = super().to_payloads(values)
+        for value, payload in zip(values, payloads, strict=True):
+            if isinstance(value, QUERY_ANSWERS):
+                payload.metadata[QUERY_ANSWER] = b"1"
+        return payloads

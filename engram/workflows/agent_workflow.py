@@ -7,6 +7,7 @@ recorded here, so history grows by a handful of events per turn, not per token.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
@@ -23,6 +24,7 @@ from engram.vocabulary import (
     STATUS_ATTRIBUTE,
     AgentStatus,
     Command,
+    ErrorCode,
     ErrorType,
     Notice,
     Query,
@@ -39,6 +41,7 @@ from engram.workflows.ledger import NothingToRetry, TurnLedger
 from engram.workflows.llm_outcome import LLM_RETRY, cancelled, failed_result
 from engram.workflows.maintenance import Maintenance
 from engram.workflows.prompt import build_prompt, context_budget
+from engram.workflows.prompt_refs import PromptTexts
 from engram.workflows.tool_use import ToolUse, TurnCancelled, TurnHooks
 from engram.workflows.turn import NextCall, TurnInProgress
 from engram.workflows.types import (
@@ -76,6 +79,7 @@ class AgentWorkflow:
         self.upkeep = Maintenance(state, self.ledger, self.log)
         self.tool_use = ToolUse(state, self.log)
         self.turn = TurnInProgress(state, self.log)
+        self.texts = PromptTexts(state)
         # A run is about to continue as new: handlers waiting on a turn return "continued".
         self.handing_over = False
         self.waiters = Waiters()
@@ -270,6 +274,18 @@ class AgentWorkflow:
         self._set_status(ui.status(self.state, turn_in_progress=self.turn.active))
 
     async def _call_llm(self, request: LLMRequest, *, interruptible: bool = False) -> LLMResult:
+        if not patches.check(patches.PROMPT_BY_REFERENCE):
+            return await self._llm_activity(request, interruptible)
+        sent = self.texts.referenced(request)
+        result = await self._llm_activity(sent, interruptible)
+        if result.error_code == ErrorCode.TEXT_MISSING:
+            self.texts.forget()
+            sent = self.texts.referenced(request)
+            result = await self._llm_activity(sent, interruptible)
+        self.texts.remember(sent, result)
+        return result
+
+    async def _llm_activity(self, request: LLMRequest, interruptible: bool) -> LLMResult:
         llm_call = workflow.start_activity_method(
             LLMActivities.stream_chat,
             request,
@@ -284,7 +300,21 @@ class AgentWorkflow:
         try:
             return await llm_call
         except ActivityError as err:
-            return failed_result(err)
+            return await self._failed_llm_call(err)
+
+    async def _failed_llm_call(self, err: ActivityError) -> LLMResult:
+        result = failed_result(err)
+        if result.checkpoint is not None and patches.check(patches.REPLY_CHECKPOINTS):
+            # The last attempt's heartbeat named where its reply so far is, not the reply.
+            with contextlib.suppress(ActivityError):
+                result.pieces = await workflow.execute_activity_method(
+                    LLMActivities.load_reply,
+                    result.checkpoint,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=LLM_RETRY,
+                )
+        result.checkpoint = None
+        return result
 
     # --- handlers: each with its validator ------------------------------------------------
     # A handler's name and input never change (history records both): a new input is a new

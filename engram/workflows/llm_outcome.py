@@ -22,7 +22,7 @@ from temporalio.exceptions import (
 )
 
 from engram.vocabulary import ErrorCode, TurnOutcome
-from engram.workflows.types import LLMResult, StreamPiece
+from engram.workflows.types import LLMResult, ReplyCheckpoint, StreamPiece
 
 LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
@@ -78,6 +78,14 @@ def stream_pieces(details: Sequence[object]) -> list[StreamPiece]:
     return [p if isinstance(p, StreamPiece) else StreamPiece(**p) for p in details[0]]
 
 
+def checkpoint_of(details: Sequence[object]) -> ReplyCheckpoint | None:
+    """The checkpoint a heartbeat carried (`{"checkpoint": ..., "pieces": ...}`), if it did."""
+    if not details or not isinstance(details[0], dict) or "checkpoint" not in details[0]:
+        return None
+    detail = details[0]
+    return ReplyCheckpoint(str(detail["checkpoint"]), int(detail.get("pieces", 0)))
+
+
 def failed(pieces: list[StreamPiece], code: str, message: str) -> LLMResult:
     """A turn the LLM call failed, keeping what it streamed so the turn's record is whole."""
     return LLMResult(
@@ -110,4 +118,6 @@ def failed_result(err: ActivityError) -> LLMResult:
     # The activity names the failure in the error's type; anything else is unnamed.
     code = cause.type if isinstance(cause, ApplicationError) and cause.type else ErrorCode.LLM_ERROR
     message = cause.message if isinstance(cause, FailureError) else err.message
-    return failed(pieces, code, message)
+    result = failed(pieces, code, message)
+    result.checkpoint = checkpoint_of(details)
+    return result

@@ -127,6 +127,18 @@ FEW_WAITERS = Patch(
     "flight for as long as the turn lasts.",
     added_in="0.7.0",
 )
+REPLY_CHECKPOINTS = Patch(
+    "reply-checkpoints",
+    "An LLM call's heartbeat names where its reply so far is in the blob store instead of "
+    "carrying it; a call that fails for good has its reply read back by the load_reply activity.",
+    added_in="0.7.0",
+)
+PROMPT_BY_REFERENCE = Patch(
+    "prompt-by-reference",
+    "An LLM request names the prompt's long texts already in the blob store by hash "
+    "(workflows/prompt_refs.py); a request the store cannot answer is sent again inline.",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -137,6 +149,8 @@ PATCHES = (
     CANCEL_BEFORE_TOOL_STARTS,
     JSON_BUDGET,
     FEW_WAITERS,
+    REPLY_CHECKPOINTS,
+    PROMPT_BY_REFERENCE,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is

@@ -253,6 +253,8 @@ class AgentState:
     client_results: dict[str, ClientToolResult] = field(default_factory=dict)
     # Agents created as this one's sub-agents, newest last (the newest CHILDREN_KEPT).
     children: list[str] = field(default_factory=list)
+    # Hashes of long texts of the prompt already in the blob store (workflows/prompt_refs.py).
+    stored_texts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -395,6 +397,8 @@ class ChatMessage:
     role: str
     content: str
     attachments: list[Attachment] = field(default_factory=list)
+    # In an LLM request: the content is in the blob store under this hash, and `content` is "".
+    content_sha256: str = ""
 
 
 @dataclass
@@ -432,6 +436,8 @@ class ToolRound:
     # Messages from the user taken in after this round's results (double texting). A round with
     # no calls only carries such messages.
     then: list[str] = field(default_factory=list)
+    # In an LLM request: a result that is in the blob store has its hash here and "" in results.
+    result_sha256: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -454,6 +460,8 @@ class LLMRequest:
     thinking: bool = False
     # The agent's context budget: attached text past half of it is cut, with a note (0: never).
     context_tokens: int = 0
+    # Store long texts sent inline, and say so in the result (workflows/prompt_refs.py).
+    store_texts: bool = False
 
 
 @dataclass(kw_only=True)
@@ -479,6 +487,15 @@ class StreamPiece:
 
 
 @dataclass
+class ReplyCheckpoint:
+    """Where an LLM call's heartbeat says its reply so far is: the newest chunk in the blob store
+    (activities/reply_checkpoint.py) and how many pieces it covers."""
+
+    checkpoint: str
+    pieces: int
+
+
+@dataclass
 class LLMResult:
     outcome: str
     pieces: list[StreamPiece]
@@ -487,6 +504,10 @@ class LLMResult:
     tokens: int = 0
     tool_calls: list[ToolCall] = field(default_factory=list)
     tools_refused: bool = False
+    # A call that failed for good after heartbeating a checkpoint: its pieces are read from there.
+    checkpoint: ReplyCheckpoint | None = None
+    # Hashes of the long texts of the request that the activity put in the blob store.
+    stored: list[str] = field(default_factory=list)
 
     @property
     def reply(self) -> str:
