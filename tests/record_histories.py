@@ -22,11 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.converter import ExternalStorage
 
 from engram import WORKFLOW_ID_PREFIX
+from engram.codec.claim_check import with_claim_check
+from engram.codec.payload_codec import PLAIN
+from engram.transcripts import open_transcript_store
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from engram.vocabulary import Command, Signal, ToolKind, TurnOutcome, Update
 from engram.workflows.types import (
@@ -342,6 +348,7 @@ SCENARIOS: dict[str, Callable[[Engine, FakeLLM], dict[str, str]]] = {
     "agents": agents_scenario,
     "double-texting": lambda engine, llm: {"-double-texting": double_texting_scenario(engine, llm)},
     "hand-over": lambda engine, llm: {"-hand-over": hand_over_scenario(engine, llm)},
+    "long-texts": lambda engine, llm: {"-long-texts": long_texts_scenario(engine, llm)},
     # WakeUpWorkflow histories (their workflow ids), not agents'.
     "wake-up": lambda engine, llm: {f"-{o}": w for o, w in wake_up_scenario(engine, llm).items()},
 }
@@ -409,7 +416,43 @@ async def fetch(engine: Engine, workflow_id: str, first_run: bool = False) -> di
         runs = [r async for r in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
         run_id = min(runs, key=lambda r: r.start_time).run_id
     history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-    return history.to_json_dict()
+    recorded = history.to_json_dict()
+    # Payloads the claim check moved to the engine's blob store go back inline: a recorded
+    # history must replay without that store.
+    store = open_transcript_store(engine.data_dir / "transcripts.db")
+    try:
+        storage = with_claim_check(PLAIN, store).external_storage
+        assert storage is not None
+        await _inline(recorded, storage)
+    finally:
+        store.close()
+    return recorded
+
+
+async def _inline(node: object, storage: ExternalStorage) -> None:
+    if isinstance(node, dict):
+        if isinstance(node.get("data"), str) and "metadata" in node:
+            payload = json_format.ParseDict(node, Payload())
+            stored = await storage._retrieve_payload(payload)
+            if stored is not payload:
+                node.clear()
+                node.update(json_format.MessageToDict(stored))
+            return
+        for value in node.values():
+            await _inline(value, storage)
+    elif isinstance(node, list):
+        for value in node:
+            await _inline(value, storage)
+
+
+def long_texts_scenario(engine: Engine, llm: FakeLLM) -> str:
+    """Messages and replies past the claim check's threshold and prompt_refs.REF_CHARS: later
+    prompts name the earlier texts by hash."""
+    stub = agent_pb2_grpc.AgentServiceStub(grpc.insecure_channel(f"127.0.0.1:{engine.port}"))
+    agent_id = create_agent(stub, config=agent_pb2.AgentConfig(max_context_tokens=100_000))
+    for i in range(3):
+        chat(stub, agent_id, f"Text {i}: " + "lorem ipsum " * 500)
+    return agent_id
 
 
 async def cancel_before_tool() -> dict[str, object]:
