@@ -128,7 +128,8 @@ def build_worker(
     archive = ArchiveActivities(store)
     tools = tools or ToolActivities(ToolRegistry())
     # Other agents as tools: their calls talk to the agents' workflows through this client.
-    tools.delegation = Delegation(client)
+    delegation = Delegation(client)
+    tools.delegation = delegation
     wake_up = WakeUpActivities(client)
     return Worker(
         client,
@@ -143,6 +144,10 @@ def build_worker(
             # Every `tool:<name>` activity, so each call shows in the Web UI as the tool it ran.
             tools.call_tool,
             tools.list_tools,
+            # A call to another agent waits in workflow code, between these short activities.
+            delegation.submit,
+            delegation.check,
+            delegation.withdraw,
             wake_up.firing,
             wake_up.start_run,
             wake_up.watch_run,
