@@ -41,6 +41,13 @@ from engram.workflows.wake_up import WakeUpWorkflow
 
 log = logging.getLogger(__name__)
 
+# Activities one worker runs at once: LLM calls, tools, and the short calls that send, check and
+# withdraw tasks to other agents. Waiting on another agent (a delegation) holds none of these: it
+# waits in workflow code. A tool call holds one for as long as it runs, so a worker whose tools
+# are slow and many needs more (or more workers). Written out rather than left to the SDK's
+# default (the same number), so it is a decision, not a surprise.
+MAX_CONCURRENT_ACTIVITIES = 100
+
 
 async def ensure_search_attributes(client: Client) -> None:
     """Register the search attributes ListAgents and operators filter on (EngramStatus,
@@ -153,6 +160,7 @@ def build_worker(
             wake_up.watch_run,
         ],
         workflow_runner=workflow_runner(),
+        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         # Cancel requests reach a streaming activity through heartbeats: keep them frequent.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         default_heartbeat_throttle_interval=timedelta(seconds=1),
