@@ -1,9 +1,11 @@
 """Agents waiting on other agents hold no worker slot: many waiting delegations leave a new chat
 turn as quick to its first token as on an idle engine, and every one of them is answered once the
-agents asked get to it."""
+agents asked get to it. The check a waiting call makes now and then, in case no signal comes,
+tells a turn that ended, one that goes on and an agent that is gone apart."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 import threading
@@ -11,8 +13,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from temporalio.client import Client
+
+from engram import WORKFLOW_ID_PREFIX
+from engram.activities.delegation import Delegation
 from engram.v1 import agent_pb2, agent_pb2_grpc
-from tests.conftest import Reader, chat_in_background, create_agent, user_message
+from engram.workflows.types import AgentAnswer, Asked
+from tests.conftest import Reader, chat, chat_in_background, create_agent, user_message
+from tests.engine import Engine
 from tests.fake_llm import FakeLLM, ToolUse
 
 Stub = agent_pb2_grpc.AgentServiceStub
@@ -95,3 +103,37 @@ def test_waiting_delegations_leave_a_new_turn_its_time_to_first_token(
         assert r.done.wait(60), f"parent {n} not answered"
         finals = [m.final_answer.content for m in r.messages if m.HasField("final_answer")]
         assert finals == [f"Done: Counted box {n}.."], (n, finals, r.error)
+
+
+def test_the_slow_check_answers_for_an_agent_that_never_signals(
+    engine: Engine, stub: Stub, llm: FakeLLM
+) -> None:
+    """What a waiting call learns when its periodic check runs instead of a signal: the turn's
+    answer once it has ended, nothing while it goes on, and an error once the agent is gone."""
+    ended = create_agent(stub)
+    chat(stub, ended, "Anyone there?", message_id="m-ended")
+    pending = create_agent(stub)
+    stub.ControlAgent(agent_pb2.ControlAgentRequest(agent_id=pending, pause=agent_pb2.Pause()))
+    Reader(stub.Chat(iter([user_message(pending, "Later.", "m-queued")]), timeout=60))
+    deadline = time.monotonic() + 20
+    while not stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=pending)).queued_messages:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    async def checks() -> list[AgentAnswer]:
+        client = await Client.connect(f"127.0.0.1:{engine.temporal_port}")
+        delegation = Delegation(client)
+        done = await delegation.check(Asked(agent_id=ended, message_id="m-ended", call_id="c1"))
+        queued = Asked(agent_id=pending, message_id="m-queued", call_id="c2")
+        going = await delegation.check(queued)
+        await client.get_workflow_handle(WORKFLOW_ID_PREFIX + pending).terminate("gone")
+        return [done, going, await delegation.check(queued)]
+
+    done, going, gone = asyncio.run(checks())
+    assert (done.outcome, done.reply, done.call_id) == (
+        "completed",
+        "You said: Anyone there?",
+        "c1",
+    )
+    assert going.outcome == ""
+    assert (gone.outcome, gone.error) == ("failed", "it ended (terminated) first")
