@@ -318,6 +318,10 @@ class Update(StrEnum):
     """What a client's tool returned (`ClientToolResult`)."""
     START_RUN = "start_run"
     """Start an autonomous run (`RunInput`)."""
+    DELEGATE = "delegate"
+    """A task from another agent (`DelegateInput`): queued as `chat` queues a message, answered at
+    once (`AgentAnswer`, empty until the turn has ended); the sender is signalled
+    `agent_answered` when the turn ends, so it waits without holding an update or a worker."""
     WAIT_TURN = "wait_turn"
     """`WAIT_FOR_TURN` with a bare message id: kept for old histories and callers."""
     CONTROL = "control"
@@ -343,6 +347,8 @@ class Signal(StrEnum):
     UPGRADE = "upgrade"
     """Continue as new, on the workers' current code, once no turn or run is in progress
     (`engram agents upgrade`)."""
+    AGENT_ANSWERED = "agent_answered"
+    """The turn answering a task this agent delegated has ended (`AgentAnswer`)."""
 
 
 STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramStatus")

@@ -41,6 +41,13 @@ from engram.workflows.wake_up import WakeUpWorkflow
 
 log = logging.getLogger(__name__)
 
+# Activities one worker runs at once: LLM calls, tools, and the short calls that send, check and
+# withdraw tasks to other agents. Waiting on another agent (a delegation) holds none of these: it
+# waits in workflow code. A tool call holds one for as long as it runs, so a worker whose tools
+# are slow and many needs more (or more workers). Written out rather than left to the SDK's
+# default (the same number), so it is a decision, not a surprise.
+MAX_CONCURRENT_ACTIVITIES = 100
+
 
 async def ensure_search_attributes(client: Client) -> None:
     """Register the search attributes ListAgents and operators filter on (EngramStatus,
@@ -128,7 +135,8 @@ def build_worker(
     archive = ArchiveActivities(store)
     tools = tools or ToolActivities(ToolRegistry())
     # Other agents as tools: their calls talk to the agents' workflows through this client.
-    tools.delegation = Delegation(client)
+    delegation = Delegation(client)
+    tools.delegation = delegation
     wake_up = WakeUpActivities(client)
     return Worker(
         client,
@@ -144,11 +152,16 @@ def build_worker(
             # Every `tool:<name>` activity, so each call shows in the Web UI as the tool it ran.
             tools.call_tool,
             tools.list_tools,
+            # A call to another agent waits in workflow code, between these short activities.
+            delegation.submit,
+            delegation.check,
+            delegation.withdraw,
             wake_up.firing,
             wake_up.start_run,
             wake_up.watch_run,
         ],
         workflow_runner=workflow_runner(),
+        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         # Cancel requests reach a streaming activity through heartbeats: keep them frequent.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         default_heartbeat_throttle_interval=timedelta(seconds=1),

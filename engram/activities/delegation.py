@@ -1,6 +1,13 @@
 """Delegation: a tool call answered by another Engram agent.
 
-The call's task goes to the other agent as a user message, through its workflow's `chat` update,
+Since the wait-in-workflow patch a call takes three short activities, and waits in workflow code
+(engram/workflows/agent_waits.py) holding no worker slot: `delegate_task` sends the task through
+the other agent's `delegate` update, which answers at once and signals the caller when the turn
+ends; `check_delegation` looks at the turn now and then, in case that signal never comes (the
+other agent terminated); `withdraw_delegation` withdraws the task when the call is cancelled.
+
+Before it (and still for histories that scheduled it) the whole call was one tool activity: the
+call's task goes to the other agent as a user message, through its workflow's `chat` update,
 under a message id made from the calling agent's id and the call's: a retried attempt finds the
 turn the first attempt started instead of starting a second one. The attempt waits for that turn
 (heartbeating, as every tool activity does), and its reply is the call's result. If the call is
@@ -15,12 +22,16 @@ finds the helper the first one started.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import uuid
 from collections.abc import Awaitable
 from typing import Any
 
+from temporalio import activity
 from temporalio.client import (
     Client,
+    WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
@@ -31,7 +42,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.agent_start import NewAgent, link_to_parent, start_agent
-from engram.following import TurnGone, accepted, turn_ended
+from engram.following import (
+    TurnGone,
+    accepted,
+    patient_query,
+    retrying_unprocessed,
+    turn_ended,
+    wait_turn,
+)
 from engram.tools import ToolCallInput, ToolCallOutput, ToolError
 from engram.tools.agents import delegated_message_id, helper_id, referenced_agent
 from engram.vocabulary import (
@@ -40,14 +58,27 @@ from engram.vocabulary import (
     EventKind,
     Query,
     TurnOutcome,
+    TurnState,
     Update,
 )
+from engram.workflows.agent_waits import (
+    CHECK_ACTIVITY,
+    SUBMIT_ACTIVITY,
+    WITHDRAW_ACTIVITY,
+    answer_of,
+)
 from engram.workflows.types import (
+    AgentAnswer,
     AgentSpec,
+    Asked,
     ChatInput,
+    DelegateInput,
     HistoryPage,
+    Sender,
+    Submitted,
     Turn,
     TurnResult,
+    TurnStateInput,
     WithdrawInput,
 )
 
@@ -61,6 +92,81 @@ WITHDRAW_TIMEOUT = 10.0
 class Delegation:
     def __init__(self, client: Client) -> None:
         self.client = client
+
+    @activity.defn(name=SUBMIT_ACTIVITY)
+    async def submit(self, call: ToolCallInput) -> Submitted:
+        """Send the call's task to the other agent (creating the helper first, for
+        `create_helper`); the same on every attempt, and quick: nothing here waits for the turn."""
+        agent_id = referenced_agent(call.name) or ""
+        try:
+            arguments = _arguments(call)
+            task = _text(arguments, "task")
+            if not agent_id:
+                agent_id = await self._create_helper(call, _text(arguments, "goal"))
+            handle = self.client.get_workflow_handle(WORKFLOW_ID_PREFIX + agent_id)
+            message_id = delegated_message_id(call.agent_id, call.call_id)
+            task_input = DelegateInput(
+                message_id=message_id,
+                content=task,
+                sender=Sender(agent_id=call.agent_id, call_id=call.call_id),
+            )
+            answer: AgentAnswer = await retrying_unprocessed(
+                lambda: handle.execute_update(
+                    Update.DELEGATE,
+                    task_input,
+                    id=f"delegate-{message_id}",
+                    result_type=AgentAnswer,
+                )
+            )
+        except ToolError as err:
+            return Submitted(refused=str(err), agent_id=agent_id)
+        except WorkflowUpdateFailedError as err:
+            return Submitted(refused=f"agent {agent_id} refused the task: {err.cause}")
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return Submitted(refused=f"agent {agent_id} does not exist or was deleted")
+        return Submitted(agent_id=agent_id, answer=answer if answer.outcome else None)
+
+    @activity.defn(name=CHECK_ACTIVITY)
+    async def check(self, asked: Asked) -> AgentAnswer:
+        """The turn's answer if it has ended, or if it never will (the agent deleted or
+        terminated); no outcome while it goes on."""
+        handle = self.client.get_workflow_handle(WORKFLOW_ID_PREFIX + asked.agent_id)
+        gone = AgentAnswer(call_id=asked.call_id, message_id=asked.message_id)
+        gone.outcome = TurnOutcome.FAILED
+        try:
+            described = await handle.describe()
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            gone.error = "it no longer exists"
+            return gone
+        if described.status != WorkflowExecutionStatus.RUNNING:
+            status = described.status.name.lower() if described.status else "ended"
+            gone.error = f"it ended ({status}) first"
+            return gone
+        state = await patient_query(
+            handle, Query.TURN_STATE, TurnStateInput(message_id=asked.message_id), str
+        )
+        if state == TurnState.UNKNOWN:
+            gone.error = "its turn is no longer kept"
+            return gone
+        if state != TurnState.ENDED:
+            return AgentAnswer(call_id=asked.call_id, message_id=asked.message_id)
+        update_id = f"wait-turn-{asked.message_id}-{uuid.uuid4()}"
+        try:
+            turn = await _turn(handle, await wait_turn(handle, asked.message_id, update_id))
+        except WorkflowUpdateFailedError as err:
+            gone.error = str(err.cause)
+            return gone
+        return answer_of(turn, asked.call_id, asked.message_id)
+
+    @activity.defn(name=WITHDRAW_ACTIVITY)
+    async def withdraw(self, asked: Asked) -> None:
+        """The call was cancelled: the other agent no longer needs to answer."""
+        handle = self.client.get_workflow_handle(WORKFLOW_ID_PREFIX + asked.agent_id)
+        await self._withdraw(handle, asked.message_id)
 
     async def run(self, call: ToolCallInput, arguments: dict[str, Any]) -> ToolCallOutput:
         """One attempt of the call: the other agent's reply, or why there is none."""
@@ -168,6 +274,16 @@ async def _turn(handle: WorkflowHandle[Any, Any], result: TurnResult) -> Turn:
     return turn or Turn(
         result.message_id, "", outcome=TurnOutcome.FAILED, error="its turn is no longer kept"
     )
+
+
+def _arguments(call: ToolCallInput) -> dict[str, Any]:
+    try:
+        arguments = json.loads(call.arguments or "{}")
+    except (json.JSONDecodeError, RecursionError):
+        raise ToolError(f"arguments for {call.name} are not one valid JSON object") from None
+    if not isinstance(arguments, dict):
+        raise ToolError(f"arguments for {call.name} must be a JSON object")
+    return arguments
 
 
 def _ignore_outcome(task: asyncio.Future[Any]) -> None:

@@ -34,6 +34,7 @@ from engram.vocabulary import (
     Update,
 )
 from engram.workflows import autonomy, double_texting, edits, patches, ui
+from engram.workflows.agent_waits import Senders
 from engram.workflows.announce import announce
 from engram.workflows.describe import agent_info, link_child
 from engram.workflows.events import EventLog
@@ -45,12 +46,14 @@ from engram.workflows.prompt_refs import PromptTexts
 from engram.workflows.tool_use import ToolUse, TurnCancelled, TurnHooks
 from engram.workflows.turn import NextCall, TurnInProgress
 from engram.workflows.types import (
+    AgentAnswer,
     AgentInfo,
     AgentState,
     ChatInput,
     ClientToolResult,
     ControlInput,
     Decision,
+    DelegateInput,
     EditInput,
     EventsAfterInput,
     EventsPage,
@@ -85,11 +88,14 @@ class AgentWorkflow:
         self.waiters = Waiters()
         # An upgrade was asked for: continue as new once idle between turns.
         self.upgrading = False
+        # Agents waiting on this one's turns, told when they end.
+        self.senders = Senders(state, self.ledger)
 
     @workflow.run
     async def run(self, state: AgentState) -> str:
         ledger = self.ledger
         while True:
+            await self.senders.tell()
             await workflow.wait_condition(
                 lambda: (
                     ledger.deleting
@@ -116,6 +122,7 @@ class AgentWorkflow:
                 continue
             if self._ready():
                 await self._run_turn()
+                await self.senders.tell()
                 # About to continue-as-new? Then no await first: a client sending its next message
                 # right away would keep the run busy, and history growing, indefinitely.
                 if self.state.queue or not self._history_is_long():
@@ -141,6 +148,7 @@ class AgentWorkflow:
                 workflow.continue_as_new(self.state)
 
         ledger.drop_queue()
+        await self.senders.tell()
         self._set_status(AgentStatus.DELETED)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return AgentStatus.DELETED
@@ -322,16 +330,7 @@ class AgentWorkflow:
 
     @workflow.update(name=Update.CHAT)
     async def chat(self, message: ChatInput) -> TurnResult:
-        if self.ledger.enqueue(
-            message.message_id, message.content, message.reply_to, message.attachments
-        ):
-            self._touch()
-            if (
-                self.turn.interruptible
-                and double_texting.interrupts(self.state)
-                and patches.check(patches.DOUBLE_TEXTING)
-            ):
-                self.turn.interrupt()
+        self._take_message(message)
         return await self._turn_result(message.message_id)
 
     @chat.validator
@@ -344,6 +343,21 @@ class AgentWorkflow:
             raise ValueError("content is empty")
         if not resend:
             double_texting.refuse_if_busy(self.state, busy=self.turn.active)
+
+    @workflow.update(name=Update.DELEGATE)
+    def delegate(self, task: DelegateInput) -> AgentAnswer:
+        """A task from another agent: answered at once, the sender signalled when it ends."""
+        self._take_message(ChatInput(task.message_id, task.content))
+        return self.senders.take(task)
+
+    @delegate.validator
+    def _validate_delegate(self, task: DelegateInput) -> None:
+        self._validate_chat(ChatInput(task.message_id, task.content))
+
+    @workflow.signal(name=Signal.AGENT_ANSWERED)
+    def agent_answered(self, answer: AgentAnswer) -> None:
+        """The turn answering a task this agent delegated has ended."""
+        self.tool_use.agents.answered(answer)
 
     @workflow.update(name=Update.WAIT_FOR_TURN)
     async def wait_for_turn(self, wait: WaitTurnInput) -> TurnResult:
@@ -508,6 +522,18 @@ class AgentWorkflow:
         return self.events_after(EventsAfterInput(seq=seq))
 
     # --- helpers --------------------------------------------------------------------------
+
+    def _take_message(self, message: ChatInput) -> None:
+        if self.ledger.enqueue(
+            message.message_id, message.content, message.reply_to, message.attachments
+        ):
+            self._touch()
+            if (
+                self.turn.interruptible
+                and double_texting.interrupts(self.state)
+                and patches.check(patches.DOUBLE_TEXTING)
+            ):
+                self.turn.interrupt()
 
     async def _turn_result(self, message_id: str) -> TurnResult:
         queued = self.ledger.is_queued(message_id)

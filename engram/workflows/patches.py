@@ -139,6 +139,14 @@ PROMPT_BY_REFERENCE = Patch(
     "(workflows/prompt_refs.py); a request the store cannot answer is sent again inline.",
     added_in="0.7.0",
 )
+WAIT_IN_WORKFLOW = Patch(
+    "wait-in-workflow",
+    "A call to another agent submits the task with the short `delegate_task` activity and waits "
+    "in workflow code for the other agent's `agent_answered` signal (checking on it with "
+    "`check_delegation` every few minutes), instead of inside a tool activity that held a "
+    "worker's slot for as long as the other agent took.",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -151,6 +159,7 @@ PATCHES = (
     FEW_WAITERS,
     REPLY_CHECKPOINTS,
     PROMPT_BY_REFERENCE,
+    WAIT_IN_WORKFLOW,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is
@@ -178,4 +187,6 @@ COMMAND_SHAPING: dict[str, object] = {
     "engram.workflows.model_json.MAX_BYTES": 64 * 1024,
     # Callers waiting on turns before another is answered 'later' (behind FEW_WAITERS).
     "engram.workflows.waiters.MAX_WAITING": 4,
+    # How often a call waiting on another agent checks on it, signal or not (WAIT_IN_WORKFLOW).
+    "engram.workflows.agent_waits.CHECK_EVERY_SECONDS": 300,
 }

@@ -23,6 +23,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 from engram.tools import ToolCallInput, ToolCallOutput, ToolPolicy, execute_tool_call
 from engram.vocabulary import ApprovalPolicy, ErrorType, EventKind, Notice, ToolKind, Waiting
 from engram.workflows import autonomy, memory, patches
+from engram.workflows.agent_waits import Calls
 from engram.workflows.events import EventLog
 from engram.workflows.model_json import NotAnObject, UnusableJSON, parse_object
 from engram.workflows.types import (
@@ -70,6 +71,8 @@ class ToolUse:
         self.running: asyncio.Task[ToolCallOutput] | None = None
         # A run's `finish` or `ask_user` in this step: the run stops after the step's calls.
         self.finished: autonomy.Finished | None = None
+        # Calls to other agents waiting for their answers.
+        self.agents = Calls()
 
     def offered(self, autonomous: bool = False) -> list[dict[str, Any]]:
         """The function tools the model is offered: `remember`, a run's own, the agent's."""
@@ -307,15 +310,20 @@ class ToolUse:
         if hooks.stopping() and patches.check(patches.CANCEL_BEFORE_TOOL_STARTS):
             # Cancelled while the call was being announced: the tool never starts.
             raise TurnCancelled
+        call_input = ToolCallInput(
+            agent_id=self.state.spec.agent_id,
+            call_id=call.call_id,
+            name=tool.name,
+            arguments=arguments,
+        )
+        if tool.kind == ToolKind.AGENT and patches.check(patches.WAIT_IN_WORKFLOW):
+            answer = await self.agents.wait(call_input, tool.timeout_seconds, hooks.stopping)
+            if answer is None:
+                raise TurnCancelled
+            return Outcome(answer.output, answer.is_error)
         self.running = asyncio.ensure_future(
             execute_tool_call(
-                ToolCallInput(
-                    agent_id=self.state.spec.agent_id,
-                    call_id=call.call_id,
-                    name=tool.name,
-                    arguments=arguments,
-                ),
-                ToolPolicy(timeout_seconds=tool.timeout_seconds, retries=tool.retries),
+                call_input, ToolPolicy(timeout_seconds=tool.timeout_seconds, retries=tool.retries)
             )
         )
         try:

@@ -210,6 +210,56 @@ class PendingMessage:
     starts_run: bool = False
 
 
+@dataclass(kw_only=True)
+class Sender:
+    """The agent waiting for a delegated task's answer, and its key for it (its tool call)."""
+
+    agent_id: str
+    call_id: str
+
+
+@dataclass(kw_only=True)
+class DelegateInput:
+    """A task from another agent (the `delegate` update): a user message, and who waits for it."""
+
+    message_id: str
+    content: str
+    sender: Sender
+
+
+@dataclass(kw_only=True)
+class AgentAnswer:
+    """How the turn that answers a delegated task ended (the `agent_answered` signal, and the
+    `delegate` update's answer, with no outcome while the turn is still to end)."""
+
+    call_id: str
+    message_id: str
+    # A TurnOutcome; empty: not ended yet.
+    outcome: str = ""
+    reply: str = ""
+    error: str = ""
+
+
+@dataclass(kw_only=True)
+class Submitted:
+    """What became of a task sent to another agent (the `delegate_task` activity)."""
+
+    # Why the task was not taken (bad arguments, no such agent, refused): the call's error.
+    refused: str = ""
+    # The agent it went to, and its answer if the turn has ended already (a resend).
+    agent_id: str = ""
+    answer: AgentAnswer | None = None
+
+
+@dataclass(kw_only=True)
+class Asked:
+    """A task sent to another agent (`check_delegation`, `withdraw_delegation`)."""
+
+    agent_id: str
+    message_id: str
+    call_id: str
+
+
 @dataclass
 class AgentState:
     """The whole of an agent; carried across continue-as-new."""
@@ -255,6 +305,8 @@ class AgentState:
     children: list[str] = field(default_factory=list)
     # Hashes of long texts of the prompt already in the blob store (workflows/prompt_refs.py).
     stored_texts: list[str] = field(default_factory=list)
+    # Tasks from other agents not answered yet: message id -> who to signal when its turn ends.
+    senders: dict[str, Sender] = field(default_factory=dict)
 
 
 @dataclass
