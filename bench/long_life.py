@@ -21,6 +21,7 @@ from temporalio.client import Client
 
 from bench.run import RESULTS, Bench, model, summary, with_engine
 from engram import WORKFLOW_ID_PREFIX
+from engram.codec.claim_check import payload_bytes
 from engram.vocabulary import TurnOutcome
 from engram.workflows.prompt import build_prompt
 from engram.workflows.types import AgentSpec, Turn
@@ -113,7 +114,7 @@ class LongLife:
             handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
             history = await handle.fetch_history()
             first = history.events[0].workflow_execution_started_event_attributes
-            inputs.append(sum(len(p.data) for p in first.input.payloads))
+            inputs.append(sum(payload_bytes(p) for p in first.input.payloads))
             events.append(len(history.events))
             history_bytes.append(sum(e.ByteSize() for e in history.events))
             largest_payload = max(largest_payload, max(e.ByteSize() for e in history.events))

@@ -34,6 +34,7 @@ import openai
 from temporalio.client import Client
 
 from engram import WORKFLOW_ID_PREFIX
+from engram.codec.claim_check import payload_bytes
 from engram.processes import die_with_parent
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from tests.engine import Engine, children, free_port
@@ -286,7 +287,7 @@ class Bench:
             handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
             async for event in handle.fetch_history_events():
                 payloads = event.workflow_execution_started_event_attributes.input.payloads
-                state_bytes = max(state_bytes, sum(len(p.data) for p in payloads))
+                state_bytes = max(state_bytes, sum(payload_bytes(p) for p in payloads))
                 break
         return {
             "turns": turns,

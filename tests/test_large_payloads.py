@@ -16,7 +16,7 @@ import pytest
 from temporalio.client import Client
 
 from engram import WORKFLOW_ID_PREFIX
-from engram.codec.claim_check import INLINE_BYTES
+from engram.codec.claim_check import HISTORY_INLINE_BYTES
 from engram.transcripts import open_transcript_store
 from engram.v1 import agent_pb2
 from engram.workflows.prompt import DEFAULT_CONTEXT_TOKENS
@@ -61,7 +61,7 @@ async def test_a_1m_context_agent_fed_2_5_mb_keeps_answering(
             handle.id, run_id=execution.run_id
         ).fetch_history()
         largest = max(_payload_sizes(history.to_json_dict()), default=0)
-        assert 0 < largest <= INLINE_BYTES, (execution.run_id, largest)
+        assert 0 < largest <= HISTORY_INLINE_BYTES, (execution.run_id, largest)
     assert runs >= 3
 
 

@@ -13,6 +13,7 @@ import pytest
 from temporalio.client import Client
 
 from engram import WORKFLOW_ID_PREFIX
+from engram.codec.claim_check import payload_bytes
 from engram.v1 import agent_pb2
 from engram.workflows.prompt import estimate_tokens
 from engram.workflows.types import ChatMessage
@@ -169,7 +170,7 @@ async def run_input_sizes(engine: Engine, agent_id: str) -> list[int]:
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
         async for event in handle.fetch_history_events():
             started = event.workflow_execution_started_event_attributes
-            sizes.append(sum(len(p.data) for p in started.input.payloads))
+            sizes.append(sum(payload_bytes(p) for p in started.input.payloads))
             break
     return sizes
 

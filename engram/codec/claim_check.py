@@ -88,6 +88,11 @@ class BlobStoreDriver(StorageDriver):
         return payloads
 
 
+def payload_bytes(payload: Payload) -> int:
+    """A payload's size, counting what the claim check moved to the blob store."""
+    return sum(e.size_bytes for e in payload.external_payloads) or len(payload.data)
+
+
 def stays_inline(payload: Payload) -> bool:
     """Whether a payload over HISTORY_INLINE_BYTES stays inline all the same."""
     return QUERY_ANSWER in payload.metadata and payload.ByteSize() <= INLINE_BYTES
