@@ -35,8 +35,9 @@ from engram.probe import probe_gateway, probe_worker
 from engram.processes import free_port, wait_for_port
 from engram.temporal_connection import TemporalSettings
 from engram.terminal import add_commands as add_terminal_commands
+from engram.tools.tool_set import DifferentTools
 from engram.transcripts import TranscriptStore, open_transcript_store
-from engram.worker import build_worker, ensure_search_attributes, publish_catalog
+from engram.worker import build_worker, ensure_search_attributes, join_workers
 
 log = logging.getLogger("engram")
 
@@ -99,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(runners[args.command](args))
     except KeyboardInterrupt:
         pass
+    except DifferentTools as err:
+        raise SystemExit(f"engram {args.command}: {err}") from None
     finally:
         telemetry.close()
 
@@ -211,7 +214,7 @@ async def run_worker(args: argparse.Namespace) -> None:
         "worker on %s/%s, LLM endpoint %s", temporal.address, temporal.namespace, endpoint.base_url
     )
     tools = tool_settings.tools_from_args(args)
-    await publish_catalog(tools, store)
+    await join_workers(client, tools, store)
     async with build_worker(client, endpoint, store, tools):
         await _until_stopped()
     log.info("worker stopped")
@@ -303,7 +306,7 @@ async def run_dev(args: argparse.Namespace) -> None:
         settings = _gateway_settings(args)
         security = gateway_security.for_dev(store, args)
         tools = tool_settings.tools_from_args(args)
-        await publish_catalog(tools, store)
+        await join_workers(client, tools, store)
         async with build_worker(client, endpoint, store, tools):
             server = await start_gateway(
                 client, f"{args.host}:{args.port}", settings, store, security

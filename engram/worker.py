@@ -26,9 +26,10 @@ from engram.activities.llm_stream import LLMActivities
 from engram.activities.tool_calls import ToolActivities
 from engram.activities.wake_up import WakeUpActivities
 from engram.llm_settings import LLMEndpoint
-from engram.tools import ToolRegistry
+from engram.tools import ToolCatalog, ToolRegistry
 from engram.tools.catalog import agent_tools
 from engram.tools.mcp_tools import McpServers, parse_mcp_servers
+from engram.tools.tool_set import ALIVE_WINDOW, check_same_tools
 from engram.transcripts import ToolCatalogStore, TranscriptStore
 from engram.vocabulary import (
     MODEL_ATTRIBUTE,
@@ -115,9 +116,31 @@ def load_tools(modules: str, mcp_servers: list[str]) -> ToolActivities:
     return ToolActivities(registry, McpServers(parse_mcp_servers(mcp_servers)))
 
 
+async def join_workers(
+    client: Client,
+    tools: ToolActivities,
+    store: ToolCatalogStore,
+    alive_window: timedelta = ALIVE_WINDOW,
+) -> None:
+    """Check that the workers running now run the same tools as this one, then publish them.
+
+    Raises DifferentTools (engram.tools.tool_set), saying what differs and what to do, while
+    workers with other tools are running: any worker may take any tool call.
+    """
+    catalog = await tools.list_tools()
+    published = await asyncio.to_thread(store.tools)
+    await check_same_tools(
+        client, TASK_QUEUE, tools.tool_set, agent_tools(catalog), published, alive_window
+    )
+    await _publish(catalog, store)
+
+
 async def publish_catalog(tools: ToolActivities, store: ToolCatalogStore) -> None:
     """Tell the gateways (through the shared store) which tools this worker runs."""
-    catalog = await tools.list_tools()
+    await _publish(await tools.list_tools(), store)
+
+
+async def _publish(catalog: ToolCatalog, store: ToolCatalogStore) -> None:
     for problem in catalog.problems:
         log.warning("tools not available: %s", problem)
     await asyncio.to_thread(store.publish_tools, agent_tools(catalog))
@@ -141,6 +164,8 @@ def build_worker(
     return Worker(
         client,
         task_queue=TASK_QUEUE,
+        # Carries the worker's tool set, for a starting worker to compare (join_workers).
+        identity=tools.identity,
         workflows=[AgentWorkflow, WakeUpWorkflow],
         activities=[
             llm.stream_chat,

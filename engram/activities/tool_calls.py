@@ -6,7 +6,9 @@ are only known at run time). What the model did wrong (bad JSON, arguments that 
 schema, an unknown tool) and what a tool reports as final (ToolError, an MCP error result) come
 back at once as an error result the model can act on. Anything else a tool raises is retried
 by Temporal per the tool's policy, with the same `call_id`; on the last attempt it, too, becomes
-an error result, so a failing tool never fails the agent's turn.
+an error result, so a failing tool never fails the agent's turn. A call for a tool this worker does
+not run (workers started with different tools: see engram.tools.tool_set) fails at once, not
+retried, naming the tool and the worker; the workflow gives the model that as an error result.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from engram.tools.agents import (
     referenced_agent,
 )
 from engram.tools.mcp_tools import McpServers, McpToolUnknown, McpUnavailable
+from engram.tools.tool_set import fingerprint, worker_identity
 from engram.vocabulary import ToolKind
 
 HEARTBEAT_EVERY = 1.0
@@ -73,6 +76,16 @@ class ToolActivities:
         # Calls answered by other agents (`agent_<id>`, `create_helper`); they need the worker's
         # Temporal client, so the worker sets this (engram.worker.build_worker).
         self.delegation = delegation
+
+    @property
+    def tool_set(self) -> str:
+        """The fingerprint of the tools this worker runs (engram.tools.tool_set)."""
+        return fingerprint(self.registry.describe(), self.mcp.servers.values())
+
+    @property
+    def identity(self) -> str:
+        """The worker's Temporal identity: `pid@host tools:<tool set>`."""
+        return worker_identity(self.tool_set)
 
     @activity.defn(dynamic=True)
     async def call_tool(self, args: Sequence[RawValue]) -> ToolCallOutput:
@@ -126,7 +139,15 @@ class ToolActivities:
                 run = self._run_mcp(call, arguments)
                 return await self._attempt(call, self.mcp.policy, context, run)
             known = ", ".join(self.registry.names() + sorted(self.mcp.servers)) or "none"
-            raise _Refused(f"unknown tool {name!r}; tools and MCP servers here: {known}")
+            # Not the model's mistake (the workflow only schedules the agent's tools): this
+            # worker runs other tools than the one that offered it. Another attempt could land
+            # here again; the model is told now and the turn goes on.
+            raise ApplicationError(
+                f"unknown tool {name!r} on worker {self.identity}, which runs: {known}. Every "
+                "worker must run the same tools (--tools, --mcp)",
+                type="ToolNotOnWorker",
+                non_retryable=True,
+            )
         except (_Refused, ToolError, McpToolUnknown) as err:
             return _error(str(err))
 
