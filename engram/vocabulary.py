@@ -322,6 +322,9 @@ class Update(StrEnum):
     """A task from another agent (`DelegateInput`): queued as `chat` queues a message, answered at
     once (`AgentAnswer`, empty until the turn has ended); the sender is signalled
     `agent_answered` when the turn ends, so it waits without holding an update or a worker."""
+    FOLLOW_RUN = "follow_run"
+    """A scheduled wake-up follows the run it started (`FollowRunInput`): answered at once
+    (`RunEnded`, empty while the run goes on); the wake-up is signalled `run_ended` when it ends."""
     WAIT_TURN = "wait_turn"
     """`WAIT_FOR_TURN` with a bare message id: kept for old histories and callers."""
     CONTROL = "control"
@@ -349,6 +352,8 @@ class Signal(StrEnum):
     (`engram agents upgrade`)."""
     AGENT_ANSWERED = "agent_answered"
     """The turn answering a task this agent delegated has ended (`AgentAnswer`)."""
+    RUN_ENDED = "run_ended"
+    """(To a scheduled wake-up) the run it started on the agent has ended (`RunEnded`)."""
 
 
 STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("EngramStatus")

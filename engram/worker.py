@@ -43,10 +43,11 @@ from engram.workflows.wake_up import WakeUpWorkflow
 log = logging.getLogger(__name__)
 
 # Activities one worker runs at once: LLM calls, tools, and the short calls that send, check and
-# withdraw tasks to other agents. Waiting on another agent (a delegation) holds none of these: it
-# waits in workflow code. A tool call holds one for as long as it runs, so a worker whose tools
-# are slow and many needs more (or more workers). Written out rather than left to the SDK's
-# default (the same number), so it is a decision, not a surprise.
+# withdraw tasks to other agents. Waiting on another agent (a delegation), or for the run a
+# scheduled wake-up started, holds none of these: it waits in workflow code. A tool call holds one
+# for as long as it runs, so a worker whose tools are slow and many needs more (or more workers).
+# Written out rather than left to the SDK's default (the same number), so it is a decision, not a
+# surprise.
 MAX_CONCURRENT_ACTIVITIES = 100
 
 
@@ -183,6 +184,9 @@ def build_worker(
             delegation.withdraw,
             wake_up.firing,
             wake_up.start_run,
+            # A wake-up waits for its run in workflow code, between these short activities.
+            wake_up.follow_run,
+            wake_up.check_run,
             wake_up.watch_run,
         ],
         workflow_runner=workflow_runner(),

@@ -349,6 +349,7 @@ SCENARIOS: dict[str, Callable[[Engine, FakeLLM], dict[str, str]]] = {
     "double-texting": lambda engine, llm: {"-double-texting": double_texting_scenario(engine, llm)},
     "hand-over": lambda engine, llm: {"-hand-over": hand_over_scenario(engine, llm)},
     "long-texts": lambda engine, llm: {"-long-texts": long_texts_scenario(engine, llm)},
+    "woken": lambda engine, llm: {"-woken": woken_scenario(engine, llm)},
     # WakeUpWorkflow histories (their workflow ids), not agents'.
     "wake-up": lambda engine, llm: {f"-{o}": w for o, w in wake_up_scenario(engine, llm).items()},
 }
@@ -384,6 +385,22 @@ def wake_up_scenario(engine: Engine, llm: FakeLLM) -> dict[str, str]:
     stub.DeleteSchedule(agent_pb2.DeleteScheduleRequest(agent_id=agent_id, name="alerts"))
     llm.reply = default_reply
     return outcomes
+
+
+def woken_scenario(engine: Engine, llm: FakeLLM) -> str:
+    """An agent a schedule wakes: the wake-up follows its run (`follow_run`), and the agent
+    signals it when the run ends (`run_ended`)."""
+    stub = engine.stub()
+    llm.reply = lambda messages: ToolUse([("finish", '{"answer": "Done."}')])
+    agent_id = create_agent(stub, goal="Watch the alerts.")
+    request = agent_pb2.CreateScheduleRequest(
+        agent_id=agent_id, name="alerts", every=Duration(seconds=1), instructions="Check."
+    )
+    schedule_id = stub.CreateSchedule(request).schedule_id
+    asyncio.run(_wake_ups_until(engine, schedule_id, {"woke"}))
+    stub.DeleteSchedule(agent_pb2.DeleteScheduleRequest(agent_id=agent_id, name="alerts"))
+    llm.reply = default_reply
+    return agent_id
 
 
 async def _wake_ups_until(engine: Engine, schedule_id: str, wanted: set[str]) -> dict[str, str]:

@@ -2,9 +2,13 @@
 
 A workflow cannot send an update to another workflow, nor read a schedule, so the wake-up
 workflow (engram/workflows/wake_up.py) does both through these activities, with the worker's
-client. Waiting is done by polling queries from a heartbeating activity, not by an update that
-waits: a handler waiting on the agent would hold off its continue-as-new for as long as the run
-lasts, and a run may last days.
+client. None of them waits for the run: the agent's `follow_run` update answers at once and the
+agent signals the wake-up when the run ends (an update that waited would hold off the agent's
+continue-as-new for as long as the run lasts, and a run may last days); `check_run` looks at the
+run once, in case that signal never comes.
+
+Before that (and still for histories that scheduled it) `watch_run` waited, polling queries from a
+heartbeating activity that held a worker's slot for as long as the run lasted.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
 from engram import WORKFLOW_ID_PREFIX
+from engram.following import retrying_unprocessed
 from engram.vocabulary import ErrorType, Query, Update, WakeUpOutcome
 from engram.workflows.agent_workflow import AgentWorkflow
-from engram.workflows.types import AgentInfo, HistoryPage, RunInput
+from engram.workflows.types import AgentInfo, FollowRunInput, HistoryPage, RunEnded, RunInput
 
 COVERED_UNTIL = "covered_until"
 """Memo key of a wake-up workflow: when the newest run of its schedule started (seconds since the
@@ -80,6 +85,14 @@ class Started:
 class WatchRun:
     agent_id: str
     run_id: str
+
+
+@dataclass
+class FollowRun:
+    agent_id: str
+    run_id: str
+    # The wake-up's own workflow, which the agent signals when the run ends.
+    workflow_id: str
 
 
 class WakeUpActivities:
@@ -155,24 +168,39 @@ class WakeUpActivities:
                 return Started(WakeUpOutcome.BUSY)
             await _pause(time.monotonic() - begun)
 
+    @activity.defn(name="wake_up_follow_run")
+    async def follow_run(self, follow: FollowRun) -> str:
+        """Ask the agent to signal this wake-up when the run ends; the run's outcome if it has
+        ended already, else "". An agent that cannot take the request (gone, or running a
+        release without it) is looked at once instead: the wake-up's checks do the rest."""
+        handle = self._agent(follow.agent_id)
+        request = FollowRunInput(run_id=follow.run_id, workflow_id=follow.workflow_id)
+        try:
+            ended: RunEnded = await retrying_unprocessed(
+                lambda: handle.execute_update(Update.FOLLOW_RUN, request, result_type=RunEnded)
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return await _look(handle, follow.run_id)
+        except WorkflowUpdateFailedError as err:
+            activity.logger.info("agent %s cannot follow runs: %s", follow.agent_id, err.cause)
+            return await _look(handle, follow.run_id)
+        return ended.outcome
+
+    @activity.defn(name="wake_up_check_run")
+    async def check_run(self, watch: WatchRun) -> str:
+        """The run's outcome (or AGENT_GONE) if it has ended, else ""."""
+        return await _look(self._agent(watch.agent_id), watch.run_id)
+
     @activity.defn(name="wake_up_watch_run")
     async def watch_run(self, watch: WatchRun) -> str:
         """Wait for the run to end; its outcome (or AGENT_GONE)."""
         handle = self._agent(watch.agent_id)
         begun = time.monotonic()
-        while True:
-            # A terminated agent's last state may show the run forever: ask Temporal first.
-            if not await _running(handle):
-                return WakeUpOutcome.AGENT_GONE
-            info: AgentInfo = await handle.query(Query.DESCRIBE, result_type=AgentInfo)
-            if info.run is None or info.run.run_id != watch.run_id:
-                page: HistoryPage = await handle.query(Query.HISTORY, result_type=HistoryPage)
-                turn = next((t for t in page.turns if t.message_id == watch.run_id), None)
-                if turn is not None and turn.outcome:
-                    return turn.outcome
-                if turn is None and not info.queued_messages:
-                    return WakeUpOutcome.AGENT_GONE  # dropped from the queue by a delete
+        while not (outcome := await _look(handle, watch.run_id)):
             await _pause(time.monotonic() - begun)
+        return outcome
 
     def _agent(self, agent_id: str) -> WorkflowHandle[AgentWorkflow, str]:
         return self.client.get_workflow_handle_for(AgentWorkflow.run, WORKFLOW_ID_PREFIX + agent_id)
@@ -199,6 +227,22 @@ async def _running(handle: WorkflowHandle[AgentWorkflow, str]) -> bool:
             raise
         return False
     return description.status == WorkflowExecutionStatus.RUNNING
+
+
+async def _look(handle: WorkflowHandle[AgentWorkflow, str], run_id: str) -> str:
+    """The run's outcome (or AGENT_GONE) if it has ended, else ""."""
+    # A terminated agent's last state may show the run forever: ask Temporal first.
+    if not await _running(handle):
+        return WakeUpOutcome.AGENT_GONE
+    info: AgentInfo = await handle.query(Query.DESCRIBE, result_type=AgentInfo)
+    if info.run is None or info.run.run_id != run_id:
+        page: HistoryPage = await handle.query(Query.HISTORY, result_type=HistoryPage)
+        turn = next((t for t in page.turns if t.message_id == run_id), None)
+        if turn is not None and turn.outcome:
+            return turn.outcome
+        if turn is None and not info.queued_messages:
+            return WakeUpOutcome.AGENT_GONE  # dropped from the queue by a delete
+    return ""
 
 
 async def _pause(elapsed: float) -> None:

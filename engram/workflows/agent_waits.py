@@ -11,6 +11,10 @@ In case the signal never comes (the other agent was terminated, or its worker ru
 without this), the call checks on the turn every CHECK_EVERY_SECONDS with the short
 `check_delegation` activity. A call cancelled while it waits withdraws its task
 (`withdraw_delegation`), as the tool activity did before.
+
+A scheduled wake-up (engram/workflows/wake_up.py) waits on the run it started the same way: its
+`follow_run` update is answered at once and keeps the wake-up's workflow id in the agent's state
+(`Senders.follow`); when the run ends the agent signals it `run_ended`.
 """
 
 from __future__ import annotations
@@ -27,9 +31,18 @@ with workflow.unsafe.imports_passed_through():
     from engram import WORKFLOW_ID_PREFIX
 from engram.tools import ToolCallInput, ToolCallOutput
 from engram.tools.agents import delegated_message_id
-from engram.vocabulary import Signal, TurnOutcome
+from engram.vocabulary import Signal, TurnOutcome, WakeUpOutcome
 from engram.workflows.ledger import TurnLedger
-from engram.workflows.types import AgentAnswer, AgentState, Asked, DelegateInput, Submitted, Turn
+from engram.workflows.types import (
+    AgentAnswer,
+    AgentState,
+    Asked,
+    DelegateInput,
+    FollowRunInput,
+    RunEnded,
+    Submitted,
+    Turn,
+)
 
 # The activities (engram/activities/delegation.py), by name: that module imports this one.
 SUBMIT_ACTIVITY = "delegate_task"
@@ -124,29 +137,65 @@ class Senders:
             return AgentAnswer(call_id=task.sender.call_id, message_id=task.message_id)
         return answer
 
+    def follow(self, follow: FollowRunInput) -> RunEnded:
+        """(The `follow_run` update.) How the run ended if it has already; otherwise the wake-up
+        is signalled when it ends."""
+        ended = self._run_ended(follow.run_id)
+        if ended is not None:
+            return ended
+        self.state.run_followers[follow.run_id] = follow.workflow_id
+        return RunEnded(run_id=follow.run_id)
+
+    def followers_due(self) -> bool:
+        """A followed run has ended outside a turn (cancelled while it waited for its user):
+        the agent's loop wakes to tell its wake-up."""
+        return any(self._run_ended(run_id) for run_id in self.state.run_followers)
+
     async def tell(self) -> None:
-        """Signal every sender whose task's turn has ended (nothing to await if none has: old
-        histories, which have no senders, issue no command here)."""
-        due: list[tuple[str, AgentAnswer]] = []
+        """Signal every sender whose task's turn has ended, and every wake-up whose run has
+        (nothing to await if none has: old histories, which have neither, issue no command
+        here)."""
+        due: list[tuple[str, str, AgentAnswer | RunEnded]] = []
         for message_id, sender in self.state.senders.items():
             answer = self._answer(message_id, sender.call_id)
             if answer is not None:
-                due.append((sender.agent_id, answer))
+                due.append((WORKFLOW_ID_PREFIX + sender.agent_id, Signal.AGENT_ANSWERED, answer))
+        for run_id, workflow_id in self.state.run_followers.items():
+            ended = self._run_ended(run_id)
+            if ended is not None:
+                due.append((workflow_id, Signal.RUN_ENDED, ended))
         if not due:
             return
-        for _, answer in due:
-            del self.state.senders[answer.message_id]
+        for _, _, told in due:
+            if isinstance(told, RunEnded):
+                del self.state.run_followers[told.run_id]
+            else:
+                del self.state.senders[told.message_id]
         # At once, not one after another: a deleted agent may owe many senders. A sender that no
         # longer exists fails its signal; the rest are sent all the same.
         await asyncio.gather(
             *(
-                workflow.get_external_workflow_handle(WORKFLOW_ID_PREFIX + agent_id).signal(
-                    Signal.AGENT_ANSWERED, answer
-                )
-                for agent_id, answer in due
+                workflow.get_external_workflow_handle(workflow_id).signal(signal, told)
+                for workflow_id, signal, told in due
             ),
             return_exceptions=True,
         )
+
+    def _run_ended(self, run_id: str) -> RunEnded | None:
+        """How the run ended, or None while it goes on (or waits in the queue, or for its
+        user)."""
+        ledger = self.ledger
+        if ledger.deleting:
+            return RunEnded(run_id=run_id, outcome=WakeUpOutcome.AGENT_GONE)
+        run = self.state.run
+        if run is not None and run.run_id == run_id:
+            return None
+        turn = ledger.find(run_id)
+        if turn is None:
+            if ledger.is_queued(run_id):
+                return None
+            return RunEnded(run_id=run_id, outcome=WakeUpOutcome.AGENT_GONE)
+        return RunEnded(run_id=run_id, outcome=turn.outcome) if turn.outcome else None
 
     def _answer(self, message_id: str, call_id: str) -> AgentAnswer | None:
         """How the message's turn ended, or None while it has not."""

@@ -57,10 +57,12 @@ from engram.workflows.types import (
     EditInput,
     EventsAfterInput,
     EventsPage,
+    FollowRunInput,
     HistoryPage,
     LLMRequest,
     LLMResult,
     RelayInput,
+    RunEnded,
     RunInput,
     SubAgentInput,
     Turn,
@@ -103,6 +105,7 @@ class AgentWorkflow:
                     or self._ready()
                     or self._history_is_long()
                     or self._upgrade_due()
+                    or self.senders.followers_due()
                 )
             )
             if ledger.deleting:
@@ -358,6 +361,12 @@ class AgentWorkflow:
     def agent_answered(self, answer: AgentAnswer) -> None:
         """The turn answering a task this agent delegated has ended."""
         self.tool_use.agents.answered(answer)
+
+    @workflow.update(name=Update.FOLLOW_RUN)
+    def follow_run(self, follow: FollowRunInput) -> RunEnded:
+        """A scheduled wake-up waits on the run it started: answered at once, the wake-up
+        signalled when the run ends."""
+        return self.senders.follow(follow)
 
     @workflow.update(name=Update.WAIT_FOR_TURN)
     async def wait_for_turn(self, wait: WaitTurnInput) -> TurnResult:

@@ -147,6 +147,15 @@ WAIT_IN_WORKFLOW = Patch(
     "worker's slot for as long as the other agent took.",
     added_in="0.7.0",
 )
+WAKE_UP_WAITS_IN_WORKFLOW = Patch(
+    "wake-up-waits-in-workflow",
+    "A scheduled wake-up asks the agent to signal it when its run ends (the short "
+    "`wake_up_follow_run` activity, the agent's `follow_run` update) and waits in workflow code "
+    "for `run_ended`, checking on the run with `wake_up_check_run` now and then, instead of "
+    "inside the `wake_up_watch_run` activity that held a worker's slot for as long as the run "
+    "lasted. (The agent's side needs no marker: only the new update starts it.)",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -160,6 +169,7 @@ PATCHES = (
     REPLY_CHECKPOINTS,
     PROMPT_BY_REFERENCE,
     WAIT_IN_WORKFLOW,
+    WAKE_UP_WAITS_IN_WORKFLOW,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is
@@ -189,4 +199,7 @@ COMMAND_SHAPING: dict[str, object] = {
     "engram.workflows.waiters.MAX_WAITING": 4,
     # How often a call waiting on another agent checks on it, signal or not (WAIT_IN_WORKFLOW).
     "engram.workflows.agent_waits.CHECK_EVERY_SECONDS": 300,
+    # When a wake-up checks on its run, signal or not (WAKE_UP_WAITS_IN_WORKFLOW).
+    "engram.workflows.wake_up.CHECK_FIRST_SECONDS": 1,
+    "engram.workflows.wake_up.CHECK_MAX_SECONDS": 3600,
 }

@@ -260,6 +260,26 @@ class Asked:
     call_id: str
 
 
+@dataclass(kw_only=True)
+class FollowRunInput:
+    """A scheduled wake-up asks to be told when the run it started ends (the `follow_run`
+    update)."""
+
+    run_id: str
+    # The wake-up's workflow, signalled `run_ended`.
+    workflow_id: str
+
+
+@dataclass(kw_only=True)
+class RunEnded:
+    """How a followed run ended (the `run_ended` signal, and `follow_run`'s answer, with no
+    outcome while the run goes on)."""
+
+    run_id: str
+    # A TurnOutcome, or WakeUpOutcome.AGENT_GONE (dropped by a delete); empty: not ended yet.
+    outcome: str = ""
+
+
 @dataclass
 class AgentState:
     """The whole of an agent; carried across continue-as-new."""
@@ -307,6 +327,8 @@ class AgentState:
     stored_texts: list[str] = field(default_factory=list)
     # Tasks from other agents not answered yet: message id -> who to signal when its turn ends.
     senders: dict[str, Sender] = field(default_factory=dict)
+    # Runs scheduled wake-ups wait on: run id -> the wake-up's workflow, signalled when it ends.
+    run_followers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
