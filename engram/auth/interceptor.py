@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from engram.auth import metadata
+from engram.auth import metadata, stopping
 from engram.auth.keyring import AuthError, KeyRing
 from engram.auth.limits import LimitExceeded, Limits, RateLimiter, StreamSlots
 from engram.auth.principal import Principal, set_current
@@ -42,6 +42,9 @@ Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
 
 # How long a call refused for its rate waits before it hears so (see the tarpit below).
 REFUSAL_DELAY = 0.25
+# How often an open stream's key is checked again; with the key ring's 1 s refresh, a stream
+# ends within about 1.5 s of its key's revocation or expiry.
+STREAM_CHECK_SECONDS = 0.5
 
 
 class AuthInterceptor(Interceptor):
@@ -115,26 +118,48 @@ class AuthInterceptor(Interceptor):
                     slot.__enter__()
                 except LimitExceeded as err:
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+            stop = stopping.new_stop()
+            watch = asyncio.create_task(self._watch(principal, stop)) if principal.scoped else None
             try:
                 if metered and principal.scoped:
-                    request = self._metered(request, principal)
-                result = behavior(request, context)
-                if inspect.isawaitable(result):
-                    result = await result
-                if result is not None:
-                    async for message in result:
-                        yield message
+                    request = self._metered(request, principal, stop)
+                replies = stopping.until_stopped(behavior(request, context), stop, context)
+                async for message in replies:
+                    yield message
             finally:
+                if watch is not None:
+                    watch.cancel()
                 slot.__exit__(None, None, None)
 
         return call
 
+    async def _watch(self, principal: Principal, stop: asyncio.Future[stopping.Status]) -> None:
+        # A stream outlives the check made when it opened: a key revoked or expired since ends
+        # it even while the client sends nothing and the servicer waits on a long turn.
+        while not stop.done():
+            await asyncio.sleep(STREAM_CHECK_SECONDS)
+            refusal = await self.keyring.still_valid(principal.key_id)
+            if refusal is not None:
+                log.info("closed a stream of API key %s: no longer valid", principal.key_id)
+                stopping.end(stop, grpc.StatusCode.UNAUTHENTICATED, refusal)
+
     async def _metered(
-        self, requests: AsyncIterator[Any], principal: Principal
+        self,
+        requests: AsyncIterator[Any],
+        principal: Principal,
+        stop: asyncio.Future[stopping.Status],
     ) -> AsyncIterator[Any]:
-        # Every message on a stream costs what a call costs: one stream must not be a way
-        # around the rate limit. The servicer reading the stream answers LimitExceeded as
-        # RESOURCE_EXHAUSTED (engram.gateway.errors).
+        # Every message on a stream is checked and costs what a call costs: a stream must be
+        # neither a way around a revocation nor around the rate limit. A refusal ends the whole
+        # call at once (the servicer is cancelled), so nothing further is read here.
         async for request in requests:
-            self.rate.charge(principal.key_id)
+            refusal = await self.keyring.still_valid(principal.key_id)
+            if refusal is not None:
+                stopping.end(stop, grpc.StatusCode.UNAUTHENTICATED, refusal)
+                await asyncio.Event().wait()  # the servicer reading this is cancelled meanwhile
+            try:
+                self.rate.charge(principal.key_id)
+            except LimitExceeded as err:
+                stopping.end(stop, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+                await asyncio.Event().wait()
             yield request

@@ -1,7 +1,8 @@
 """Checks the key a call presents against the keys in the store.
 
-The store is re-read at most every `refresh` seconds (default 2), so a key created or revoked on
-any host takes effect on every gateway within that time, without a database read per call. A key
+The store is re-read at most every `refresh` seconds (default 1), so a key created or revoked on
+any host takes effect on every gateway within that time (open streams included: they check their
+key on every message and every `STREAM_CHECK_SECONDS`), without a database read per call. A key
 whose secret verified once is remembered (as a SHA-256 of the whole key, never the key) so the
 Argon2 hash is computed once per key and process, not once per call.
 """
@@ -41,7 +42,7 @@ class _Snapshot:
 
 
 class KeyRing:
-    def __init__(self, store: KeyStore, *, refresh: float = 2.0, required: bool = False):
+    def __init__(self, store: KeyStore, *, refresh: float = 1.0, required: bool = False):
         self.store = store
         self.refresh = refresh
         # True when the gateway must never run open (it listens beyond loopback without
@@ -93,13 +94,20 @@ class KeyRing:
             # Debug only: a flood of made-up keys must not become a flood of log lines.
             log.debug("refused a call with an invalid API key (key id %s)", key_id)
             raise AuthError(f"the API key is not valid: {EXPECTED}")
-        if record.revoked_at is not None:
-            log.info("refused a call with revoked API key %s", key_id)
-            raise AuthError(f"the API key is not valid (revoked): {EXPECTED}")
-        if not record.usable():
-            log.info("refused a call with expired API key %s", key_id)
-            raise AuthError(f"the API key has expired: {EXPECTED}")
+        refusal = _refusal(record)
+        if refusal is not None:
+            log.info("refused a call with %s API key %s", record.state(), key_id)
+            raise AuthError(refusal)
         return Principal(tenant=record.tenant, role=record.role, key_id=key_id)
+
+    async def still_valid(self, key_id: str) -> str | None:
+        """Why a key that opened a stream may no longer use it (revoked, expired, or gone from
+        the store), or None. Reads the store at most every `refresh` seconds."""
+        await self._fresh()
+        record = self._snapshot.keys.get(key_id)
+        if record is None:
+            return f"the API key is not valid: {EXPECTED}"
+        return _refusal(record)
 
     async def _matches(self, record: ApiKey, presented: str, secret: str) -> bool:
         digest = hashlib.sha256(presented.encode()).digest()
@@ -130,6 +138,14 @@ class KeyRing:
                 self._snapshot = _Snapshot(self._snapshot.keys, time.monotonic())
                 return
             self._snapshot = _Snapshot({k.key_id: k for k in records}, time.monotonic())
+
+
+def _refusal(record: ApiKey) -> str | None:
+    if record.revoked_at is not None:
+        return f"the API key is not valid (revoked): {EXPECTED}"
+    if not record.usable():
+        return f"the API key has expired: {EXPECTED}"
+    return None
 
 
 def presented_key(metadata: Pairs) -> str | None:

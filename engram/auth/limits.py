@@ -1,9 +1,10 @@
-"""Abuse limits: calls per second per key, concurrent Chat streams per key, agents per tenant.
+"""Abuse limits: calls (and stream messages) per second per key, concurrent Chat streams per key,
+agents per tenant, and inputs accepted but not yet answered per Chat stream and per agent.
 
-All three are generous by default and configurable (`--rate-limit`, `--rate-burst`,
-`--max-chat-streams`, `--max-agents-per-tenant` or their ENGRAM_* variables); 0 turns one off.
-Exceeding one is RESOURCE_EXHAUSTED with a message naming the limit. They apply per gateway
-process: N gateways allow N times the rate and streams.
+All are generous by default and configurable (`--rate-limit`, `--rate-burst`,
+`--max-chat-streams`, `--max-agents-per-tenant`, `--max-stream-inputs`, `--max-agent-inputs` or
+their ENGRAM_* variables); 0 turns one off. Exceeding one is RESOURCE_EXHAUSTED with a message
+naming the limit. They apply per gateway process: N gateways allow N times the rate and streams.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ class Limits:
     """Open Chat streams per key."""
     agents_per_tenant: int = 10_000
     """Running agents per tenant."""
+    stream_inputs: int = 8
+    """Messages a Chat stream has read but not yet answered (a turn answered is one streamed to
+    its end; a command, one applied)."""
+    agent_inputs: int = 10
+    """The same for one agent, over every stream on this gateway: Temporal holds at most 10
+    updates in flight per workflow by default, so more could only wait or fail later."""
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +66,19 @@ class Limits:
             default=int(env("ENGRAM_MAX_AGENTS_PER_TENANT", str(Limits.agents_per_tenant))),
             help="running agents per tenant (ENGRAM_MAX_AGENTS_PER_TENANT)",
         )
+        group.add_argument(
+            "--max-stream-inputs",
+            type=int,
+            default=int(env("ENGRAM_MAX_STREAM_INPUTS", str(Limits.stream_inputs))),
+            help="messages a Chat stream may have sent but not yet had answered "
+            "(ENGRAM_MAX_STREAM_INPUTS)",
+        )
+        group.add_argument(
+            "--max-agent-inputs",
+            type=int,
+            default=int(env("ENGRAM_MAX_AGENT_INPUTS", str(Limits.agent_inputs))),
+            help="the same per agent, over all its Chat streams (ENGRAM_MAX_AGENT_INPUTS)",
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Limits:
@@ -67,6 +87,8 @@ class Limits:
             burst=args.rate_burst,
             chat_streams=args.max_chat_streams,
             agents_per_tenant=args.max_agents_per_tenant,
+            stream_inputs=args.max_stream_inputs,
+            agent_inputs=args.max_agent_inputs,
         )
 
 
@@ -117,3 +139,78 @@ class StreamSlots:
                 self._open[key_id] = left
             else:
                 del self._open[key_id]
+
+
+class InputBounds:
+    """Counts the inputs each Chat stream and each agent has had read but not yet answered, so a
+    flood is refused at once instead of waiting in a socket, or in Temporal, for minutes."""
+
+    def __init__(self, per_stream: int, per_agent: int) -> None:
+        self.per_stream = per_stream
+        self.per_agent = per_agent
+        self._agents: dict[str, int] = {}
+
+    @contextmanager
+    def stream(self) -> Iterator[StreamInputs]:
+        """One Chat stream's inputs; whatever is unanswered when it closes is given back."""
+        inputs = StreamInputs(self)
+        try:
+            yield inputs
+        finally:
+            inputs.release()
+
+    def _take(self, agent_id: str) -> None:
+        count = self._agents.get(agent_id, 0)
+        if 0 < self.per_agent <= count:
+            raise LimitExceeded(
+                f"too many unanswered inputs for agent {agent_id[:64]}: at most "
+                f"{self.per_agent} per agent; wait for its replies before sending more"
+            )
+        self._agents[agent_id] = count + 1
+
+    def _give(self, agent_id: str) -> None:
+        left = self._agents[agent_id] - 1
+        if left:
+            self._agents[agent_id] = left
+        else:
+            del self._agents[agent_id]
+
+
+class StreamInputs:
+    """The inputs one Chat stream has read and not yet answered."""
+
+    def __init__(self, bounds: InputBounds) -> None:
+        self._bounds = bounds
+        self._open: set[Ticket] = set()
+
+    def accept(self, agent_id: str) -> Ticket:
+        """Count an input just read (LimitExceeded past a bound); `done` it once answered."""
+        if 0 < self._bounds.per_stream <= len(self._open):
+            raise LimitExceeded(
+                f"too many unanswered inputs on this Chat stream: at most "
+                f"{self._bounds.per_stream}; wait for replies before sending more"
+            )
+        self._bounds._take(agent_id)
+        ticket = Ticket(self, agent_id)
+        self._open.add(ticket)
+        return ticket
+
+    def _answered(self, ticket: Ticket) -> None:
+        if ticket in self._open:
+            self._open.discard(ticket)
+            self._bounds._give(ticket.agent_id)
+
+    def release(self) -> None:
+        for ticket in list(self._open):
+            self._answered(ticket)
+
+
+class Ticket:
+    """One input counted against its stream's and agent's bounds until `done`."""
+
+    def __init__(self, inputs: StreamInputs, agent_id: str) -> None:
+        self._inputs = inputs
+        self.agent_id = agent_id
+
+    def done(self) -> None:
+        self._inputs._answered(self)

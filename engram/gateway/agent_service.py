@@ -20,6 +20,8 @@ from google.protobuf import empty_pb2
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from engram.agent_start import start_agent
+from engram.auth import stopping
+from engram.auth.limits import InputBounds, LimitExceeded, Limits, StreamInputs, Ticket
 from engram.following import QUERY_TRIES, TurnGone, timed_out
 from engram.gateway import (
     agent_calls,
@@ -96,6 +98,10 @@ def _reports_errors(
     return wrapper
 
 
+def _gateway_error(err: Exception) -> GatewayError:
+    return err if isinstance(err, GatewayError) else from_temporal(err, "")
+
+
 async def _abort(context: Context, err: Exception, agent_id: str) -> None:
     status = from_temporal(err, agent_id)
     if status.code == grpc.StatusCode.INTERNAL:
@@ -111,10 +117,12 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         settings: GatewaySettings,
         store: AgentStore,
         access: AgentAccess | None = None,
+        inputs: InputBounds | None = None,
     ) -> None:
         self.client = client
         # Which agents the caller (engram.auth.principal) may see; everything with auth off.
         self.access = access or AgentAccess(client)
+        self.inputs = inputs or InputBounds(Limits.stream_inputs, Limits.agent_inputs)
         self.hub = hub
         self.settings = settings
         self.store = store
@@ -348,42 +356,76 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     async def Chat(
         self, request_iterator: AsyncIterator[agent_pb2.ClientMessage], context: Context
     ) -> AsyncIterator[agent_pb2.ServerMessage]:
-        # Inputs are submitted as they arrive (so they queue durably, in order, and a cancel can
-        # reach the turn in progress); turns stream back one at a time.
+        # Inputs are read as they arrive (each counted against the stream's and its agent's
+        # bounds) and submitted in order (so they queue durably, and a cancel can reach the turn
+        # in progress); turns stream back one at a time.
         turns: asyncio.Queue[_PendingTurn | Exception | None] = asyncio.Queue()
-        reader = asyncio.create_task(self._read_chat(request_iterator, turns))
         cursor = Cursor()
         metrics.CHAT_STREAMS.inc()
-        try:
-            while (turn := await turns.get()) is not None:
-                if isinstance(turn, Exception):
-                    await _abort(context, turn, "")
-                    return
-                try:
-                    async for message in self._follow(turn, cursor):
-                        yield message
-                except Exception as err:
-                    await _abort(context, err, turn.agent_id)
-        finally:
-            metrics.CHAT_STREAMS.dec()
-            reader.cancel()
-            while not turns.empty():
-                if isinstance(pending := turns.get_nowait(), _PendingTurn):
-                    self._close(pending)
-                    pending.observed.abandon()
+        with self.inputs.stream() as inputs:
+            reader = asyncio.create_task(self._read_chat(request_iterator, turns, inputs))
+            try:
+                while (turn := await turns.get()) is not None:
+                    if isinstance(turn, Exception):
+                        await _abort(context, turn, "")
+                        return
+                    try:
+                        async for message in self._follow(turn, cursor):
+                            yield message
+                    except Exception as err:
+                        await _abort(context, err, turn.agent_id)
+            finally:
+                metrics.CHAT_STREAMS.dec()
+                reader.cancel()
+                while not turns.empty():
+                    if isinstance(pending := turns.get_nowait(), _PendingTurn):
+                        self._close(pending)
+                        pending.observed.abandon()
 
     async def _read_chat(
         self,
         request_iterator: AsyncIterator[agent_pb2.ClientMessage],
         turns: asyncio.Queue[_PendingTurn | Exception | None],
+        inputs: StreamInputs,
     ) -> None:
+        # Read without waiting for submissions: an input over a bound is refused the moment it
+        # arrives, rather than after those before it were handled.
+        inbox: asyncio.Queue[tuple[agent_pb2.ClientMessage, Ticket] | None] = asyncio.Queue()
+        submitter = asyncio.create_task(self._submit_all(inbox, turns))
         try:
             async for message in request_iterator:
+                try:
+                    ticket = inputs.accept(message.agent_id)
+                except LimitExceeded as err:
+                    if not stopping.stop_current(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)):
+                        turns.put_nowait(from_temporal(err, ""))
+                    return
+                inbox.put_nowait((message, ticket))
+            inbox.put_nowait(None)
+            await submitter
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            turns.put_nowait(_gateway_error(err))
+        finally:
+            submitter.cancel()
+
+    async def _submit_all(
+        self,
+        inbox: asyncio.Queue[tuple[agent_pb2.ClientMessage, Ticket] | None],
+        turns: asyncio.Queue[_PendingTurn | Exception | None],
+    ) -> None:
+        try:
+            while (item := await inbox.get()) is not None:
+                message, ticket = item
                 turn = await self._submit(message)
-                if turn is not None:
+                if turn is None:
+                    ticket.done()  # a command, applied
+                else:
+                    turn.answered = ticket.done
                     turns.put_nowait(turn)
         except Exception as err:
-            turns.put_nowait(from_temporal(err, "") if not isinstance(err, GatewayError) else err)
+            turns.put_nowait(_gateway_error(err))
         else:
             turns.put_nowait(None)
 
@@ -488,6 +530,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
     def _close(self, turn: _PendingTurn) -> None:
         self.hub.release(turn.feed)
         turn.result.cancel()
+        turn.answered()
 
     async def Replay(
         self, request: agent_pb2.ReplayRequest, context: Context
@@ -553,3 +596,5 @@ class _PendingTurn:
     result: asyncio.Future[TurnResult]
     # Its metrics, trace span and log fields, from the moment the input arrived.
     observed: ObservedTurn
+    # Gives back its place under the stream's and agent's bounds on inputs.
+    answered: Callable[[], None] = lambda: None

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 from temporalio.client import Client
 
+from engram.auth.limits import InputBounds
 from engram.gateway.agent_service import AgentService, GatewaySettings
 from engram.gateway.health import TemporalHealth
 from engram.gateway.security import GatewaySecurity
@@ -44,8 +45,10 @@ async def start_gateway(
             ("grpc.http2.max_pings_without_data", 0),
         ],
     )
+    limits = security.settings.limits
+    inputs = InputBounds(limits.stream_inputs, limits.agent_inputs)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentService(client, hub, settings, store, security.access(client)), server
+        AgentService(client, hub, settings, store, security.access(client), inputs), server
     )
     relay_pb2_grpc.add_TokenRelayServicer_to_server(
         TokenRelayServicer(hub, security.relay_guard()), server
