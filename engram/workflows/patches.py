@@ -147,6 +147,13 @@ WAIT_IN_WORKFLOW = Patch(
     "worker's slot for as long as the other agent took.",
     added_in="0.7.0",
 )
+MANDATORY_APPROVALS = Patch(
+    "mandatory-approvals",
+    "A tool whose confirmation its author or operator requires asks a person even when the "
+    "agent's policy says 'always' (set at creation, by an edit, by stop_asking or by "
+    "auto_approve_read_only), and stop_asking no longer changes its policy.",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -160,6 +167,7 @@ PATCHES = (
     REPLY_CHECKPOINTS,
     PROMPT_BY_REFERENCE,
     WAIT_IN_WORKFLOW,
+    MANDATORY_APPROVALS,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is
