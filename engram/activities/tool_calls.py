@@ -25,7 +25,7 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 from engram.activities.delegation import Delegation
-from engram.observability import metrics
+from engram.observability import content_logs, metrics
 from engram.observability.metrics import ToolOutcome
 from engram.tools import (
     LIST_TOOLS_ACTIVITY,
@@ -171,12 +171,13 @@ class ToolActivities:
             with contextlib.suppress(asyncio.CancelledError):
                 await keep_alive
         attempts = _max_attempts(info.retry_policy, policy)
+        logged = content_logs.withheld(failure, f"tool {call.name} failed")
         if attempts == 0 or info.attempt < attempts:
-            activity.logger.warning("%s (attempt %d, will retry)", failure, info.attempt)
+            activity.logger.warning("%s (attempt %d, will retry)", logged, info.attempt)
             # The tool's last progress, for the next attempt's ToolContext.previous_details.
             activity.heartbeat(*context.latest_details())
             raise ApplicationError(failure, type="ToolFailed")
-        activity.logger.warning("%s (attempt %d, the last)", failure, info.attempt)
+        activity.logger.warning("%s (attempt %d, the last)", logged, info.attempt)
         return _error(
             failure if info.attempt == 1 else f"{failure} (after {info.attempt} attempts)",
             unavailable=unavailable,
