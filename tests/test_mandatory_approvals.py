@@ -16,11 +16,13 @@ import grpc
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
+from engram.activities.tool_calls import ToolActivities
 from engram.auth.principal import OPEN, Principal, set_current
 from engram.auth.records import Role
 from engram.gateway import tool_specs
 from engram.gateway.errors import GatewayError, from_temporal
 from engram.tools import ToolCatalog, ToolRegistry
+from engram.tools.builtin import current_time
 from engram.tools.catalog import agent_tools
 from engram.v1 import agent_pb2
 from engram.workflows import edits
@@ -69,7 +71,7 @@ def test_a_clients_own_confirmation_stays_its_own_to_lower() -> None:
             name="ask_me",
             requires_confirmation=True,
             approval="always",
-            parameters_schema={"type": "object"},  # type: ignore[arg-type]
+            parameters_schema={"type": "object"},
         )
     )
     assert not client.confirmation_mandatory
@@ -94,6 +96,19 @@ def test_the_workflow_refuses_such_an_edit_too() -> None:
     edits.check(state, EditInput(approvals={"deploy": "never"}))
     # A new set of tools without it: the policy no longer names one of the agent's tools.
     edits.check(state, EditInput(tools=[], approvals={"deploy": "always"}))
+
+
+async def test_an_operator_policy_makes_a_workers_tool_ask() -> None:
+    tools = ToolActivities(ToolRegistry([record_effect, current_time]))
+    tools.require_confirmation = ("record_*",)
+    catalog = agent_tools(await tools.list_tools())
+    assert {t.name: t.requires_confirmation for t in catalog} == {
+        "current_time": False,
+        "record_effect": True,
+    }
+    with pytest.raises(GatewayError) as err:
+        tool_specs.resolve([agent_pb2.Tool(name="record_effect", approval="always")], catalog)
+    refused(err.value)
 
 
 def test_decided_by_is_who_the_gateway_knows() -> None:

@@ -46,6 +46,7 @@ from engram.tools.agents import (
     is_delegation,
     referenced_agent,
 )
+from engram.tools.catalog import require_confirmation
 from engram.tools.mcp_tools import McpServers, McpToolUnknown, McpUnavailable
 from engram.vocabulary import ToolKind
 
@@ -73,6 +74,8 @@ class ToolActivities:
         # Calls answered by other agents (`agent_<id>`, `create_helper`); they need the worker's
         # Temporal client, so the worker sets this (engram.worker.build_worker).
         self.delegation = delegation
+        # Tool names (or globs) the operator requires a person to confirm (--require-confirmation).
+        self.require_confirmation: tuple[str, ...] = ()
 
     @activity.defn(dynamic=True)
     async def call_tool(self, args: Sequence[RawValue]) -> ToolCallOutput:
@@ -134,9 +137,10 @@ class ToolActivities:
     async def list_tools(self) -> ToolCatalog:
         """Every tool this worker can run: its own, then each MCP server's."""
         listing = await self.mcp.list_tools()
-        return ToolCatalog(
+        catalog = ToolCatalog(
             tools=self.registry.describe() + listing.tools, problems=listing.problems
         )
+        return require_confirmation(catalog, self.require_confirmation)
 
     async def _attempt(
         self,
