@@ -9,7 +9,9 @@ Every POST must be authenticated, or it gets 401: `Authorization: Bearer <token>
 `temporal --codec-auth "Bearer <token>"` sends, and what the Web UI forwards when it passes its
 access token), or the token as the first path segment (`http://host:port/<token>/decode`), for
 the dev server's Web UI, which cannot be told to send a header. Tokens are compared in constant
-time.
+time. A request whose `Host` is not a loopback name, the address listened on or one the operator
+allowed is answered 421 before anything else: a page on another name rebound to this address
+(DNS rebinding) gets nothing.
 
 It is the standard library's threading HTTP server: two small JSON endpoints need no framework,
 and the codec is synchronous, so a thread per request is all the concurrency it needs.
