@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +21,39 @@ from engram.vocabulary import (
 
 # Consecutive failed workflow tasks before Temporal reports the agent's problem.
 PROBLEMS_AFTER = 2
+# The Temporal CLI environment (`temporal env`) that carries flags too secret for argv.
+CLI_ENVIRONMENT = "engram-dev"
+
+log = logging.getLogger(__name__)
+
+
+def private_dir(path: Path) -> Path:
+    """`path`, made a directory only its owner can enter (0700), or tightened to that if others
+    could read it: it holds Temporal's database, the transcripts and the API keys' hashes."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        path.chmod(mode & 0o700)
+        log.warning(
+            "data directory %s was open to other local users (mode %03o); it is now %03o",
+            path,
+            mode,
+            mode & 0o700,
+        )
+    return path
+
+
+def cli_environment_file(data_dir: Path, flags: dict[str, str]) -> Path:
+    """A Temporal CLI environment file (0600, in the private data directory) setting `flags`:
+    what it holds never shows in `ps`, as a command line's arguments do."""
+    path = data_dir / "temporal-cli-env.yaml"
+    # JSON is YAML, and quotes whatever the values hold.
+    text = json.dumps({"env": {CLI_ENVIRONMENT: flags}}, indent=2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(text)
+    return path
 
 
 def temporal_binary() -> str:
@@ -38,7 +74,7 @@ def start_dev_server(
     log_file: Path | None = None,
     ui_codec_endpoint: str = "",
 ) -> subprocess.Popen[bytes]:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     command = [
         temporal_binary(), "server", "start-dev",
         "--db-filename", str(data_dir / "temporal.db"),
@@ -65,8 +101,10 @@ def start_dev_server(
         "--sqlite-pragma", "journal_mode=wal",
     ]  # fmt: skip
     if ui_codec_endpoint:
-        # Payloads are encrypted: the Web UI decodes them through Engram's codec server.
-        command += ["--ui-codec-endpoint", ui_codec_endpoint]
+        # Payloads are encrypted: the Web UI decodes them through Engram's codec server. Its
+        # endpoint holds the codec server's token, so it goes in a file, not on the command line.
+        flags = cli_environment_file(data_dir, {"ui-codec-endpoint": ui_codec_endpoint})
+        command += ["--env-file", str(flags), "--env", CLI_ENVIRONMENT]
     out = open(log_file or data_dir / "temporal.log", "ab")
     return subprocess.Popen(
         die_with_parent(command),

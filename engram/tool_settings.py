@@ -28,10 +28,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(streamable HTTP) or NAME='command args' (stdio, started by the worker); repeatable "
         "(ENGRAM_MCP: ';'-separated)",
     )
+    group.add_argument(
+        "--require-confirmation",
+        default=os.environ.get("ENGRAM_REQUIRE_CONFIRMATION", ""),
+        metavar="TOOLS",
+        help="comma-separated tool names or globs (e.g. deploy,files__write*) that a person must "
+        "confirm on every call, whatever clients ask (ENGRAM_REQUIRE_CONFIRMATION)",
+    )
 
 
 def tools_from_args(args: argparse.Namespace) -> ToolActivities:
     # `engram dev --tools my_tools` finds my_tools.py where it is run, as `python -m` would.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    return load_tools(args.tools, args.mcp)
+    tools = load_tools(args.tools, args.mcp)
+    tools.require_confirmation = tuple(
+        p.strip() for p in args.require_confirmation.split(",") if p.strip()
+    )
+    return tools

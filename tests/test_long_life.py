@@ -26,7 +26,12 @@ from tests.fake_llm import FakeLLM, note_taker
 def short_runs(fake_llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """An engine whose agents continue-as-new every dozen turns or so."""
     engine = Engine(
-        tmp_path_factory.mktemp("long-life"), fake_llm.url, ENGRAM_MAX_HISTORY_EVENTS="150"
+        tmp_path_factory.mktemp("long-life"),
+        fake_llm.url,
+        ENGRAM_MAX_HISTORY_EVENTS="150",
+        # Fifty messages down one stream at a time.
+        ENGRAM_MAX_STREAM_INPUTS="64",
+        ENGRAM_MAX_AGENT_INPUTS="64",
     ).start()
     yield engine
     engine.stop()

@@ -150,12 +150,17 @@ async def test_policies_and_stop_asking(tool_harness: Harness, effects_file: Pat
     assert finals(await never.ask('call deploy {"service": "x"}')) == [
         "Done: error: tool 'deploy' is not allowed for this agent."
     ]
+    # deploy's author requires a confirmation: a client may not lower it
+    # (tests/test_mandatory_approvals.py); one it asked for itself it may.
     always = await harness.create_agent(
-        tools=tools(harness, agent_pb2.Tool(name="deploy", approval="always"))
+        tools=tools(
+            harness,
+            agent_pb2.Tool(name="record_effect", requires_confirmation=True, approval="always"),
+        )
     )
-    assert finals(await always.ask('call deploy {"service": "y"}')) == ["Done: deployed y: done."]
+    assert finals(await always.ask('call record_effect {"label": "y"}')) == ["Done: y: done."]
     assert effects(never.agent_id, effects_file) == []
-    assert effects(always.agent_id, effects_file) == ["deployed y"]
+    assert effects(always.agent_id, effects_file) == ["y"]
 
     # A read-only tool marked as needing confirmation runs at once when the agent allows it.
     trusting = await harness.create_agent(
@@ -164,15 +169,17 @@ async def test_policies_and_stop_asking(tool_harness: Harness, effects_file: Pat
     )
     assert finals(await trusting.ask('call add {"a": 1, "b": 1}')) == ["Done: 2."]
 
-    asking = await harness.create_agent(tools=tools(harness, agent_pb2.Tool(name="deploy")))
-    turn = await asking.send('call deploy {"service": "one"}', "m1")
+    asking = await harness.create_agent(
+        tools=tools(harness, agent_pb2.Tool(name="record_effect", requires_confirmation=True))
+    )
+    turn = await asking.send('call record_effect {"label": "one"}', "m1")
     call = await waiting_call(asking)
     await asking.decide(Decision(call_id=call.call_id, approved=True, stop_asking=True))
     await within(turn.result())
-    assert finals(await asking.ask('call deploy {"service": "two"}', "m2")) == [
-        "Done: deployed two: done."
+    assert finals(await asking.ask('call record_effect {"label": "two"}', "m2")) == [
+        "Done: two: done."
     ]
-    assert effects(asking.agent_id, effects_file) == ["deployed one", "deployed two"]
+    assert effects(asking.agent_id, effects_file) == ["one", "two"]
 
 
 async def test_an_approval_that_times_out_is_denied(

@@ -327,16 +327,19 @@ def test_edit_adds_and_removes_tools_and_sets_policies(
     stub: agent_pb2_grpc.AgentServiceStub, tool_llm: FakeLLM, effects_log: Path
 ) -> None:
     agent_id = create_agent(stub)
-    edit(stub, agent_id, {"tools": ["add", "deploy"], "approvals": {"deploy": "always"}})
+    edit(stub, agent_id, {"tools": ["add", "deploy"], "approvals": {"deploy": "never"}})
     assert [t.name for t in get(stub, agent_id).tools] == ["add", "deploy"]
     assert finals(chat(stub, agent_id, 'call deploy {"service": "web"}')) == [
-        "Done: deployed web: done."
+        "Done: error: tool 'deploy' is not allowed for this agent."
     ]
-    assert effects(agent_id, effects_log) == ["deployed web"]
+    # deploy's author requires a person to confirm it: no client may switch that off.
+    with pytest.raises(grpc.RpcError) as lowered:
+        edit(stub, agent_id, {"approvals": {"deploy": "always"}})
+    assert lowered.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     edit(stub, agent_id, {"tools": ["add"]})
     gone = chat(stub, agent_id, 'call deploy {"service": "web"}')
     assert "unknown tool 'deploy'" in of_kind(gone, "tool_result")[0].tool_result.output
-    assert effects(agent_id, effects_log) == ["deployed web"]
+    assert effects(agent_id, effects_log) == []
     with pytest.raises(grpc.RpcError) as refused:
         edit(stub, agent_id, {"tools": ["launch_rockets"]})
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -27,7 +27,7 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 from engram.activities.delegation import Delegation
-from engram.observability import metrics
+from engram.observability import content_logs, metrics
 from engram.observability.metrics import ToolOutcome
 from engram.tools import (
     LIST_TOOLS_ACTIVITY,
@@ -48,6 +48,7 @@ from engram.tools.agents import (
     is_delegation,
     referenced_agent,
 )
+from engram.tools.catalog import require_confirmation
 from engram.tools.mcp_tools import McpServers, McpToolUnknown, McpUnavailable
 from engram.tools.tool_set import fingerprint, worker_identity
 from engram.vocabulary import ToolKind
@@ -76,6 +77,8 @@ class ToolActivities:
         # Calls answered by other agents (`agent_<id>`, `create_helper`); they need the worker's
         # Temporal client, so the worker sets this (engram.worker.build_worker).
         self.delegation = delegation
+        # Tool names (or globs) the operator requires a person to confirm (--require-confirmation).
+        self.require_confirmation: tuple[str, ...] = ()
 
     @property
     def tool_set(self) -> str:
@@ -155,9 +158,10 @@ class ToolActivities:
     async def list_tools(self) -> ToolCatalog:
         """Every tool this worker can run: its own, then each MCP server's."""
         listing = await self.mcp.list_tools()
-        return ToolCatalog(
+        catalog = ToolCatalog(
             tools=self.registry.describe() + listing.tools, problems=listing.problems
         )
+        return require_confirmation(catalog, self.require_confirmation)
 
     async def _attempt(
         self,
@@ -192,12 +196,13 @@ class ToolActivities:
             with contextlib.suppress(asyncio.CancelledError):
                 await keep_alive
         attempts = _max_attempts(info.retry_policy, policy)
+        logged = content_logs.withheld(failure, f"tool {call.name} failed")
         if attempts == 0 or info.attempt < attempts:
-            activity.logger.warning("%s (attempt %d, will retry)", failure, info.attempt)
+            activity.logger.warning("%s (attempt %d, will retry)", logged, info.attempt)
             # The tool's last progress, for the next attempt's ToolContext.previous_details.
             activity.heartbeat(*context.latest_details())
             raise ApplicationError(failure, type="ToolFailed")
-        activity.logger.warning("%s (attempt %d, the last)", failure, info.attempt)
+        activity.logger.warning("%s (attempt %d, the last)", logged, info.attempt)
         return _error(
             failure if info.attempt == 1 else f"{failure} (after {info.attempt} attempts)",
             unavailable=unavailable,

@@ -15,6 +15,7 @@ from engram.codec.keyring import Keyring, KeyringError, keyring_from_env, new_ke
 from engram.codec.server import (
     DEFAULT_ORIGIN,
     DEFAULT_PORT,
+    HOSTS_VARIABLE,
     TOKEN_VARIABLE,
     CodecServer,
     CodecServerSettings,
@@ -59,6 +60,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="the Web UI's origin, repeatable or comma-separated "
         f"(ENGRAM_CODEC_SERVER_ORIGINS; default {DEFAULT_ORIGIN})",
     )
+    server.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[h for h in env(HOSTS_VARIABLE, "").split(",") if h.strip()],
+        help="a host name browsers reach this server by, repeatable (ENGRAM_CODEC_SERVER_HOSTS: "
+        "comma-separated); loopback names and --host are always allowed, any other Host is "
+        "refused (DNS rebinding)",
+    )
 
 
 async def run_encryption_key(args: argparse.Namespace) -> None:
@@ -74,7 +83,8 @@ async def run_codec_server(args: argparse.Namespace) -> None:
     if not token:
         raise SystemExit(f"set {TOKEN_VARIABLE}: the codec server never serves unauthenticated")
     allowed = origins(args.cors_origin or _default_origins())
-    server = CodecServer(keyring, CodecServerSettings(token, allowed), args.host, args.port)
+    settings = CodecServerSettings(token, allowed, frozenset(args.allowed_host))
+    server = CodecServer(keyring, settings, args.host, args.port)
     server.start()
     log.info(
         "codec server on http://%s:%d (keys %s; origins %s)",

@@ -9,7 +9,9 @@ Every POST must be authenticated, or it gets 401: `Authorization: Bearer <token>
 `temporal --codec-auth "Bearer <token>"` sends, and what the Web UI forwards when it passes its
 access token), or the token as the first path segment (`http://host:port/<token>/decode`), for
 the dev server's Web UI, which cannot be told to send a header. Tokens are compared in constant
-time.
+time. A request whose `Host` is not a loopback name, the address listened on or one the operator
+allowed is answered 421 before anything else: a page on another name rebound to this address
+(DNS rebinding) gets nothing.
 
 It is the standard library's threading HTTP server: two small JSON endpoints need no framework,
 and the codec is synchronous, so a thread per request is all the concurrency it needs.
@@ -39,6 +41,8 @@ DEFAULT_ORIGIN = "http://localhost:8233"
 # The Web UI sends batches of a history's payloads; Temporal caps one payload at 2 MiB.
 MAX_BODY_BYTES = 64 * 1024 * 1024
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Namespace"
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+HOSTS_VARIABLE = "ENGRAM_CODEC_SERVER_HOSTS"
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,8 @@ log = logging.getLogger(__name__)
 class CodecServerSettings:
     token: str
     origins: frozenset[str]
+    # Host names (no port) requests may name besides loopback's and the address listened on.
+    hosts: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.token:
@@ -66,6 +72,7 @@ class CodecServer:
 
         Handler.cipher = cipher
         Handler.settings = settings
+        Handler.hosts = allowed_hosts(host, settings.hosts)
         self._http = ThreadingHTTPServer((host, port), Handler)
         self._http.daemon_threads = True
         self._thread = threading.Thread(
@@ -86,6 +93,24 @@ class CodecServer:
         self._thread.join()
 
 
+def allowed_hosts(listen: str, extra: Iterable[str] = ()) -> frozenset[str]:
+    """The names a request's Host may give: loopback's, the address listened on (unless it is a
+    wildcard), and `extra`. A page on another name that resolves here (DNS rebinding) is not
+    served, whatever address it reached."""
+    names = {*LOOPBACK_HOSTS, *(h.strip().lower() for h in extra if h.strip())}
+    if listen and listen not in ("0.0.0.0", "::", ""):
+        names.add(listen.lower().strip("[]"))
+    return frozenset(names)
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without its port or an IPv6 address's brackets."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else ""
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
 def origins(values: Iterable[str]) -> frozenset[str]:
     """Origins as the browser sends them: scheme://host[:port], no trailing slash."""
     return frozenset(v.strip().rstrip("/") for value in values for v in value.split(",") if v)
@@ -94,10 +119,13 @@ def origins(values: Iterable[str]) -> frozenset[str]:
 class _CodecHandler(BaseHTTPRequestHandler):
     cipher: PayloadCipher
     settings: CodecServerSettings
+    hosts: frozenset[str]
     server_version = "engram-codec"
     protocol_version = "HTTP/1.1"
 
     def do_OPTIONS(self) -> None:
+        if not self._host_allowed():
+            return
         # A preflight carries no credentials: only the origin decides.
         if not self._origin_allowed():
             self._reply(HTTPStatus.FORBIDDEN, {"error": "origin not allowed"})
@@ -111,6 +139,8 @@ class _CodecHandler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_POST(self) -> None:
+        if not self._host_allowed():
+            return
         segments = [s for s in urlsplit(self.path).path.split("/") if s]
         if not self._authenticated(segments):
             self._reply(
@@ -121,8 +151,13 @@ class _CodecHandler(BaseHTTPRequestHandler):
         if operation not in ("encode", "decode"):
             self._reply(HTTPStatus.NOT_FOUND, {"error": "POST .../encode or .../decode"})
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        length = _content_length(self.headers.get("Content-Length"))
+        if length is None:
+            self.close_connection = True
+            self._reply(HTTPStatus.BAD_REQUEST, {"error": "Content-Length is not a byte count"})
+            return
         if length > MAX_BODY_BYTES:
+            self.close_connection = True
             self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "body too large"})
             return
         try:
@@ -151,6 +186,14 @@ class _CodecHandler(BaseHTTPRequestHandler):
         # The first of at least two segments: `/<token>/decode`, never the operation itself.
         return len(segments) >= 2 and hmac.compare_digest(segments[0].encode(), token)
 
+    def _host_allowed(self) -> bool:
+        """Whether the request names this server; if not, it is answered 421 and False."""
+        if host_name(self.headers.get("Host", "")) in self.hosts:
+            return True
+        self.close_connection = True
+        self._reply(HTTPStatus.MISDIRECTED_REQUEST, {"error": "unknown Host"})
+        return False
+
     def _origin_allowed(self) -> bool:
         return self.headers.get("Origin", "") in self.settings.origins
 
@@ -178,3 +221,12 @@ class _CodecHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         # Paths may hold the token: log the operation's outcome only, at debug level.
         log.debug("codec server: %s", args[1] if len(args) > 1 else "")
+
+
+def _content_length(header: str | None) -> int | None:
+    """The body's length; None unless the header is absent (no body) or plain digits. A negative
+    length would make the server read until the client closes: without any limit."""
+    if header is None:
+        return 0
+    value = header.strip()
+    return int(value) if value.isdigit() and value.isascii() else None

@@ -330,6 +330,11 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         change, tools = validation.edit(request)
         if tools is not None:
             change.tools = await self._resolve_tools(tools, agent_id)
+        if change.approvals:
+            known = change.tools
+            if known is None:
+                known = tool_specs.as_offered(await asyncio.to_thread(self.store.tools))
+            tool_specs.check_approvals(change.approvals, known)
         return change
 
     async def _resolve_tools(

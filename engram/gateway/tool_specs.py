@@ -8,12 +8,14 @@ client runs itself. Anything else is refused with INVALID_ARGUMENT naming what i
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from google.protobuf.json_format import MessageToDict, ParseDict
 
+from engram.auth import principal
 from engram.gateway.errors import invalid
+from engram.tools import approval_policy
 from engram.tools.registry import TOOL_NAME
 from engram.v1 import agent_pb2
 from engram.vocabulary import ApprovalPolicy, ToolKind
@@ -47,15 +49,32 @@ def resolve(requested: Sequence[agent_pb2.Tool], catalog: list[AgentTool]) -> li
         base = offered.get(wanted.name)
         if base is None:
             base = _client_tool(wanted, sorted(offered))
-        tools.append(
-            replace(
-                base,
-                requires_confirmation=base.requires_confirmation or wanted.requires_confirmation,
-                approval=wanted.approval,
-                approval_timeout_seconds=timeout,
-            )
+        tool = replace(
+            base,
+            requires_confirmation=base.requires_confirmation or wanted.requires_confirmation,
+            approval=wanted.approval,
+            approval_timeout_seconds=timeout,
+            # What the workers' catalog requires, their operator does; a client's own is its own.
+            confirmation_mandatory=base.requires_confirmation,
         )
+        if problem := approval_policy.refusal(tool, tool.approval):
+            raise invalid(problem)
+        tools.append(tool)
     return tools
+
+
+def as_offered(catalog: Sequence[AgentTool]) -> list[AgentTool]:
+    """The workers' tools as an agent is given them: what they require is mandatory."""
+    return [replace(t, confirmation_mandatory=t.requires_confirmation) for t in catalog]
+
+
+def check_approvals(approvals: Mapping[str, str], tools: Sequence[AgentTool]) -> None:
+    """INVALID_ARGUMENT if an Edit's policy changes lower a confirmation the workers' operator
+    requires. `tools` are the Edit's own, else the catalog's: the agent checks its own again."""
+    try:
+        approval_policy.check_changes(approvals, tools)
+    except approval_policy.PolicyRefused as err:
+        raise invalid(str(err)) from None
 
 
 def _client_tool(wanted: agent_pb2.Tool, available: list[str]) -> AgentTool:
@@ -114,8 +133,16 @@ def decision(approval: agent_pb2.Approval) -> Decision:
         edited_arguments=approval.edited_input_json,
         response=approval.response,
         stop_asking=approval.stop_asking,
-        decided_by=approval.decided_by[:200],
+        decided_by=decided_by(principal.current(), approval.decided_by),
     )
+
+
+def decided_by(caller: principal.Principal, claimed: str) -> str:
+    """Who decided, as the gateway knows it: the key and its tenant. A client's own words would
+    let anyone sign for anyone; they are kept only without keys, where nobody is anybody."""
+    if not caller.scoped:
+        return claimed[:200]
+    return f"key {caller.key_id} (tenant {caller.tenant})"
 
 
 def client_result(result: agent_pb2.ToolResult, limit: int) -> ClientToolResult:

@@ -7,7 +7,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from engram.observability import logs, temporal_metrics, tracing
+from engram.observability import content_logs, logs, temporal_metrics, tracing
 from engram.observability.metrics import MetricsServer
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def configure_logging(args: argparse.Namespace) -> None:
     """Every engine command logs in the chosen format; those without the flag read the variable."""
     logs.configure(getattr(args, "log_format", None) or os.environ.get("ENGRAM_LOG_FORMAT", "text"))
+    if content_logs.encryption_configured():
+        content_logs.keep_out()
 
 
 @dataclass

@@ -28,6 +28,23 @@ MAX_REDIRECTS = 5
 REQUEST_TIMEOUT = 20.0
 # Methods that change nothing: a network failure of theirs is retried, others' are reported.
 SAFE_METHODS = ("GET", "HEAD")
+# Headers a request may not set (lower case): the target, hop-by-hop and framing, forwarding.
+FORBIDDEN_HEADERS = frozenset(
+    {
+        "host",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "expect",
+        "via",
+        "forwarded",
+    }
+)
+FORBIDDEN_HEADER_PREFIXES = ("proxy-", "x-forwarded-")
 _TEXTUAL = re.compile(r"^text/|[/+](json|xml|javascript|ecmascript|x-www-form-urlencoded|yaml)\b")
 
 
@@ -60,6 +77,7 @@ async def http_fetch(
             f"{ALLOW_ENV} (comma-separated hosts, *.domains or URL prefixes)."
         )
     check_allowed(url, rules)
+    check_headers(headers or {})
     try:
         async with httpx2.AsyncClient(
             timeout=REQUEST_TIMEOUT, follow_redirects=False, trust_env=False
@@ -136,6 +154,29 @@ def check_allowed(url: str, rules: list[str]) -> None:
         raise ToolError(
             f"refused {url!r}: its host is not allowed. Allowed: {', '.join(rules)} "
             f"(the operator sets {ALLOW_ENV})"
+        )
+
+
+def check_headers(headers: dict[str, str]) -> None:
+    """Raise ToolError for a header the model may not set.
+
+    `Host` would send the request to another virtual host than the allowed URL names (the
+    allow-list checks the URL, the server routes on Host); hop-by-hop and framing headers would
+    let the model smuggle a second request or talk to a proxy; forwarding headers would let it
+    pose as another client to the allowed server.
+    """
+    refused = sorted(
+        name
+        for name in headers
+        if name.strip().lower() in FORBIDDEN_HEADERS
+        or name.strip().lower().startswith(FORBIDDEN_HEADER_PREFIXES)
+    )
+    if refused:
+        forbidden = ", ".join(sorted(FORBIDDEN_HEADERS))
+        prefixes = ", ".join(f"{p}*" for p in FORBIDDEN_HEADER_PREFIXES)
+        raise ToolError(
+            f"refused header {', '.join(refused)}: http_fetch does not let a request set "
+            f"{forbidden} or {prefixes}; send the request without them"
         )
 
 

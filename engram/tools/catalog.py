@@ -6,6 +6,10 @@ the tool names in CreateAgent and Edit, and to answer ListTools.
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import replace
+
 from engram.tools import ToolCatalog, ToolDescription
 from engram.vocabulary import ToolKind
 from engram.workflows.types import AgentTool
@@ -27,3 +31,19 @@ def agent_tool(description: ToolDescription) -> AgentTool:
 
 def agent_tools(catalog: ToolCatalog) -> list[AgentTool]:
     return [agent_tool(d) for d in catalog.tools]
+
+
+def require_confirmation(catalog: ToolCatalog, patterns: Iterable[str]) -> ToolCatalog:
+    """The catalog with every tool whose name matches one of `patterns` (names or globs such as
+    `files__*`) requiring a person's confirmation: the operator's policy, which no client can
+    lower (engram/tools/approval_policy.py)."""
+    wanted = [p for p in patterns if p]
+    if not wanted:
+        return catalog
+    tools = [
+        replace(d, policy=replace(d.policy, requires_confirmation=True))
+        if any(fnmatch.fnmatchcase(d.name, p) for p in wanted)
+        else d
+        for d in catalog.tools
+    ]
+    return ToolCatalog(tools=tools, problems=catalog.problems)

@@ -52,7 +52,7 @@ API_KEY_COLUMNS = "key_id, tenant, role, secret_hash, created_at, expires_at, re
 
 class SqliteTranscriptStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from temporalio import workflow
 
+from engram.tools import approval_policy
 from engram.vocabulary import DoubleTexting
 from engram.workflows import memory
 from engram.workflows.types import AgentState, EditInput, MemoryNote
@@ -26,6 +27,10 @@ def check(state: AgentState, edit: EditInput) -> None:
             raise ValueError(f"memory note {name!r}: {err}") from None
     if edit.double_texting and edit.double_texting not in set(DoubleTexting):
         raise ValueError(f"double_texting must be one of {', '.join(DoubleTexting)}")
+    # A validator: a refusal leaves no trace in history, so no patch is needed.
+    tools = state.tools if edit.tools is None else edit.tools
+    approval_policy.check_tools(edit.tools or [])
+    approval_policy.check_changes(edit.approvals, tools)
 
 
 def apply(state: AgentState, edit: EditInput, now: float) -> list[str]:

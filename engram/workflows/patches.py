@@ -156,6 +156,13 @@ WAKE_UP_WAITS_IN_WORKFLOW = Patch(
     "lasted. (The agent's side needs no marker: only the new update starts it.)",
     added_in="0.7.0",
 )
+MANDATORY_APPROVALS = Patch(
+    "mandatory-approvals",
+    "A tool whose confirmation its author or operator requires asks a person even when the "
+    "agent's policy says 'always' (set at creation, by an edit, by stop_asking or by "
+    "auto_approve_read_only), and stop_asking no longer changes its policy.",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -170,6 +177,7 @@ PATCHES = (
     PROMPT_BY_REFERENCE,
     WAIT_IN_WORKFLOW,
     WAKE_UP_WAITS_IN_WORKFLOW,
+    MANDATORY_APPROVALS,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is

@@ -20,7 +20,13 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
-from engram.tools import ToolCallInput, ToolCallOutput, ToolPolicy, execute_tool_call
+from engram.tools import (
+    ToolCallInput,
+    ToolCallOutput,
+    ToolPolicy,
+    approval_policy,
+    execute_tool_call,
+)
 from engram.vocabulary import ApprovalPolicy, ErrorType, EventKind, Notice, ToolKind, Waiting
 from engram.workflows import autonomy, memory, patches
 from engram.workflows.agent_waits import Calls
@@ -147,7 +153,7 @@ class ToolUse:
             if decision is None:
                 self._note(Notice.DENIED, f"call {call.call_id} denied: timed out", message_id)
                 return Outcome("error: denied: timed out waiting for approval", True)
-            if decision.stop_asking:
+            if decision.stop_asking and not self._mandatory(tool):
                 self.state.approvals[tool.name] = ApprovalPolicy.ALWAYS
             if decision.response:
                 who = _by(decision)
@@ -242,7 +248,20 @@ class ToolUse:
             )
 
     def policy(self, tool: AgentTool) -> str:
-        """The tool's approval policy on this agent, changes made since creation first."""
+        """The tool's approval policy on this agent; a confirmation its operator requires stays."""
+        chosen = self._chosen_policy(tool)
+        if chosen == ApprovalPolicy.ALWAYS and self._mandatory(tool):
+            return ApprovalPolicy.ASK
+        return chosen
+
+    @staticmethod
+    def _mandatory(tool: AgentTool) -> bool:
+        # Only agents created since tools carry the flag can take the new path: older ones'
+        # tools never have it, so their histories replay as they ran.
+        return approval_policy.mandatory(tool) and patches.check(patches.MANDATORY_APPROVALS)
+
+    def _chosen_policy(self, tool: AgentTool) -> str:
+        """The policy the agent's settings give, changes made since creation first."""
         if tool.name in self.state.approvals:
             return self.state.approvals[tool.name]
         if tool.approval:

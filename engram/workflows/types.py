@@ -115,6 +115,9 @@ class AgentTool:
     approval: str = ""
     # How long an approval may wait; 0 waits as long as it takes. Past it the call is denied.
     approval_timeout_seconds: float = 0.0
+    # requires_confirmation was set by the tool's author or operator, not by the client: no
+    # client may lower it (engram/tools/approval_policy.py).
+    confirmation_mandatory: bool = False
 
 
 @dataclass
