@@ -22,7 +22,6 @@ from engram.codec import commands as codec_commands
 from engram.codec import data_converter, encrypted_store
 from engram.codec.claim_check import BlobStore, with_claim_check
 from engram.codec.commands import configured_keyring, start_dev_codec_server
-from engram.codec.server import CodecServer
 from engram.dev_server import start_dev_server
 from engram.gateway import security as gateway_security
 from engram.gateway.agent_service import GatewaySettings
@@ -271,11 +270,10 @@ def _open_store(location: str | Path) -> TranscriptStore:
 
 async def run_dev(args: argparse.Namespace) -> None:
     keyring = configured_keyring()
-    codec: CodecServer | None = None
-    ui_codec_endpoint = ""
-    if keyring is not None:
-        # Payloads are encrypted: the Web UI reads them through a codec server of our own.
-        codec, ui_codec_endpoint = start_dev_codec_server(keyring, args.ui_port)
+    store = _open_store(args.transcript_db or args.data_dir / "transcripts.db")
+    # The Web UI reads payloads through a codec server of our own: it decrypts them when they are
+    # encrypted, and reads those moved out of history from the store.
+    codec, ui_codec_endpoint = start_dev_codec_server(keyring, args.ui_port, blobs=store)
     temporal = start_dev_server(
         args.data_dir, args.temporal_port, args.ui_port, ui_codec_endpoint=ui_codec_endpoint
     )
@@ -296,7 +294,6 @@ async def run_dev(args: argparse.Namespace) -> None:
                     "the local model with ./scripts/dev)"
                 )
         await wait_for_port("127.0.0.1", args.temporal_port, temporal, timeout=60)
-        store = _open_store(args.transcript_db or args.data_dir / "transcripts.db")
         client = await connect(
             TemporalSettings(address=f"127.0.0.1:{args.temporal_port}"), blobs=store
         )
@@ -326,8 +323,7 @@ async def run_dev(args: argparse.Namespace) -> None:
     finally:
         if local is not None:
             local.stop()
-        if codec is not None:
-            codec.close()
+        codec.close()
         _stop(temporal)
         print("Engram stopped.", flush=True)
 

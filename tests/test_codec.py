@@ -7,6 +7,7 @@ an agent run on the real dev server whose stored history is read back without th
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
@@ -32,12 +33,15 @@ from engram.codec import (
     EncryptionKeyError,
     Keyring,
     KeyringError,
+    data_converter,
     encrypted_data_converter,
     keyring_from_env,
     new_key_entry,
 )
+from engram.codec.claim_check import with_claim_check
 from engram.codec.payload_codec import ENCODING, KEY_ID_METADATA, PayloadCipher
 from engram.codec.server import CodecServer, CodecServerSettings
+from engram.transcripts import open_transcript_store
 from engram.transcripts.sqlite_store import SqliteTranscriptStore
 from engram.vocabulary import EventKind, TurnOutcome
 from engram.worker import workflow_runner
@@ -578,3 +582,30 @@ async def test_a_live_agent_history_holds_no_plaintext(workflow_env: WorkflowEnv
             assert replayed.replay_failure is None
         finally:
             await harness.close()
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+async def test_codec_server_shows_payloads_the_claim_check_moved_to_the_store(
+    tmp_path: Path, encrypted: bool
+) -> None:
+    """The Web UI is shown what a reference in history stands for, with or without encryption."""
+    keys = ring("k1") if encrypted else None
+    blobs = open_transcript_store(tmp_path / "transcripts.db")
+    converter = with_claim_check(data_converter(keys), blobs)
+    assert converter.external_storage is not None
+    plain = converter.payload_converter.to_payloads(["a long reply " * 1000])
+    encoded = await converter.payload_codec.encode(plain) if converter.payload_codec else plain
+    reference = await converter.external_storage._store_payload(encoded[0])
+    assert reference.ByteSize() < 300  # what history holds
+    server = CodecServer(
+        keys, CodecServerSettings(TOKEN, frozenset({UI_ORIGIN})), "127.0.0.1", 0, blobs
+    ).start()
+    try:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        status, _, body = await asyncio.to_thread(
+            call, server, "/decode", as_json([reference]), auth
+        )
+    finally:
+        server.close()
+    assert status == 200, body
+    assert from_json(body) == plain

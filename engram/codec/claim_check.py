@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import json
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -54,12 +55,17 @@ class MissingPayload(RuntimeError):
     """A payload's reference points at nothing in the blob store (another store, or lost)."""
 
 
+DRIVER_NAME = "engram-blobs"
+# How Temporal's external storage marks the reference it leaves in a payload's place.
+REFERENCE_TYPE = b"temporal.api.sdk.v1.ExternalStorageReference"
+
+
 class BlobStoreDriver(StorageDriver):
     def __init__(self, blobs: BlobStore) -> None:
         self.blobs = blobs
 
     def name(self) -> str:
-        return "engram-blobs"
+        return DRIVER_NAME
 
     async def store(
         self, context: StorageDriverStoreContext, payloads: Sequence[Payload]
@@ -91,6 +97,24 @@ class BlobStoreDriver(StorageDriver):
 def payload_bytes(payload: Payload) -> int:
     """A payload's size, counting what the claim check moved to the blob store."""
     return sum(e.size_bytes for e in payload.external_payloads) or len(payload.data)
+
+
+def resolved(payload: Payload, blobs: BlobStore) -> Payload:
+    """The payload a reference in history stands for, read from `blobs` (for the Web UI, through
+    the codec server); any other payload, or one the store lacks, as it is."""
+    if payload.metadata.get("messageType") != REFERENCE_TYPE:
+        return payload
+    try:
+        reference = json.loads(payload.data)
+        sha256 = reference["claimData"]["sha256"]
+    except (ValueError, KeyError, TypeError):
+        return payload
+    if reference.get("driverName") != DRIVER_NAME:
+        return payload
+    data = blobs.get_blob(sha256)
+    if data is None or hashlib.sha256(data).hexdigest() != sha256:
+        return payload
+    return Payload.FromString(data)
 
 
 def stays_inline(payload: Payload) -> bool:

@@ -11,6 +11,7 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from engram.codec.claim_check import BlobStore
 from engram.codec.keyring import Keyring, KeyringError, keyring_from_env, new_key_entry
 from engram.codec.server import (
     DEFAULT_ORIGIN,
@@ -61,6 +62,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         f"(ENGRAM_CODEC_SERVER_ORIGINS; default {DEFAULT_ORIGIN})",
     )
     server.add_argument(
+        "--transcript-db",
+        default=env("ENGRAM_TRANSCRIPT_DB"),
+        help="the workers' transcript store (a SQLite path or postgresql:// URL): payloads moved "
+        "out of history are shown from it (ENGRAM_TRANSCRIPT_DB)",
+    )
+    server.add_argument(
         "--allowed-host",
         action="append",
         default=[h for h in env(HOSTS_VARIABLE, "").split(",") if h.strip()],
@@ -84,7 +91,13 @@ async def run_codec_server(args: argparse.Namespace) -> None:
         raise SystemExit(f"set {TOKEN_VARIABLE}: the codec server never serves unauthenticated")
     allowed = origins(args.cors_origin or _default_origins())
     settings = CodecServerSettings(token, allowed, frozenset(args.allowed_host))
-    server = CodecServer(keyring, settings, args.host, args.port)
+    blobs: BlobStore | None = None
+    if args.transcript_db:
+        from engram.codec.encrypted_store import encrypted_store
+        from engram.transcripts import open_transcript_store
+
+        blobs = encrypted_store(open_transcript_store(args.transcript_db), keyring)
+    server = CodecServer(keyring, settings, args.host, args.port, blobs)
     server.start()
     log.info(
         "codec server on http://%s:%d (keys %s; origins %s)",
@@ -122,7 +135,7 @@ def require_keyring() -> Keyring:
 
 
 def start_dev_codec_server(
-    keyring: Keyring, ui_port: int, port: int = 0
+    keyring: Keyring | None, ui_port: int, port: int = 0, blobs: BlobStore | None = None
 ) -> tuple[CodecServer, str]:
     """A codec server for `engram dev`'s Web UI, on loopback, and the endpoint to give the UI.
 
@@ -131,7 +144,8 @@ def start_dev_codec_server(
     """
     token = secrets.token_urlsafe(24)
     allowed = frozenset({f"http://localhost:{ui_port}", f"http://127.0.0.1:{ui_port}"})
-    server = CodecServer(keyring, CodecServerSettings(token, allowed), "127.0.0.1", port).start()
+    settings = CodecServerSettings(token, allowed)
+    server = CodecServer(keyring, settings, "127.0.0.1", port, blobs).start()
     return server, f"http://127.0.0.1:{server.port}/{token}"
 
 

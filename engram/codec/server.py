@@ -13,6 +13,10 @@ time. A request whose `Host` is not a loopback name, the address listened on or 
 allowed is answered 421 before anything else: a page on another name rebound to this address
 (DNS rebinding) gets nothing.
 
+Given the transcript store, it also shows what the claim check moved out of history (every payload
+over 4 KiB: codec/claim_check.py): a reference is read from the store and decoded. So `engram dev`
+runs one even without encryption.
+
 It is the standard library's threading HTTP server: two small JSON endpoints need no framework,
 and the codec is synchronous, so a thread per request is all the concurrency it needs.
 """
@@ -23,15 +27,16 @@ import hmac
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from google.protobuf import json_format
-from temporalio.api.common.v1 import Payloads
+from temporalio.api.common.v1 import Payload, Payloads
 
+from engram.codec.claim_check import BlobStore, resolved
 from engram.codec.keyring import EncryptionKeyError, Keyring
 from engram.codec.payload_codec import PayloadCipher
 
@@ -63,14 +68,28 @@ class CodecServer:
     """The HTTP server, serving on a thread of its own until `close()`."""
 
     def __init__(
-        self, keyring: Keyring, settings: CodecServerSettings, host: str, port: int
+        self,
+        keyring: Keyring | None,
+        settings: CodecServerSettings,
+        host: str,
+        port: int,
+        blobs: BlobStore | None = None,
     ) -> None:
-        cipher = PayloadCipher(keyring)
+        cipher = PayloadCipher(keyring) if keyring is not None else None
+
+        def encode(payload: Payload) -> Payload:
+            return cipher.encode(payload) if cipher is not None else payload
+
+        def decode(payload: Payload) -> Payload:
+            if blobs is not None:
+                payload = resolved(payload, blobs)
+            return cipher.decode(payload) if cipher is not None else payload
 
         class Handler(_CodecHandler):
             pass
 
-        Handler.cipher = cipher
+        Handler.encode = staticmethod(encode)
+        Handler.decode = staticmethod(decode)
         Handler.settings = settings
         Handler.hosts = allowed_hosts(host, settings.hosts)
         self._http = ThreadingHTTPServer((host, port), Handler)
@@ -117,7 +136,8 @@ def origins(values: Iterable[str]) -> frozenset[str]:
 
 
 class _CodecHandler(BaseHTTPRequestHandler):
-    cipher: PayloadCipher
+    encode: Callable[[Payload], Payload]
+    decode: Callable[[Payload], Payload]
     settings: CodecServerSettings
     hosts: frozenset[str]
     server_version = "engram-codec"
@@ -165,7 +185,7 @@ class _CodecHandler(BaseHTTPRequestHandler):
         except (json_format.ParseError, UnicodeDecodeError) as err:
             self._reply(HTTPStatus.BAD_REQUEST, {"error": f"not a Payloads message: {err}"})
             return
-        convert = self.cipher.encode if operation == "encode" else self.cipher.decode
+        convert = self.encode if operation == "encode" else self.decode
         try:
             result = Payloads(payloads=[convert(p) for p in payloads.payloads])
         except EncryptionKeyError as err:
