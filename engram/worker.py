@@ -161,6 +161,8 @@ def build_worker(
     # Other agents as tools: their calls talk to the agents' workflows through this client.
     delegation = Delegation(client)
     tools.delegation = delegation
+    # A tool call's announcement rides in its activity (workflows/announce.py).
+    tools.announce = llm.announce
     wake_up = WakeUpActivities(client)
     return Worker(
         client,

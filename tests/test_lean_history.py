@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import itertools
+from typing import Any
 
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
 from engram import WORKFLOW_ID_PREFIX
@@ -17,9 +21,9 @@ from engram.v1 import agent_pb2
 from engram.v1.agent_pb2_grpc import AgentServiceStub as Stub
 from engram.vocabulary import EventKind
 from engram.workflows.types import Event, EventsPage, LLMRequest
-from tests.conftest import chat, create_agent, finals
+from tests.conftest import chat, chat_in_background, create_agent, eventually, finals
 from tests.engine import Engine
-from tests.fake_llm import FakeLLM
+from tests.fake_llm import FakeLLM, ToolUse
 
 LONG = 20_000
 
@@ -71,3 +75,103 @@ def test_query_answers_stay_inline_and_everything_else_leaves() -> None:
     for answer, prompt in (plain, [cipher.encode(p) for p in plain]):
         assert answer.ByteSize() > HISTORY_INLINE_BYTES and prompt.ByteSize() > 4_000
         assert stays_inline(answer) and not stays_inline(prompt)
+
+
+def history(engine: Engine, agent_id: str) -> list[HistoryEvent]:
+    async def fetch() -> list[HistoryEvent]:
+        client = await Client.connect(f"127.0.0.1:{engine.temporal_port}")
+        history = await client.get_workflow_handle(WORKFLOW_ID_PREFIX + agent_id).fetch_history()
+        return list(history.events)
+
+    return asyncio.run(fetch())
+
+
+def get(stub: Stub, agent_id: str) -> agent_pb2.Agent:
+    agent: agent_pb2.Agent = stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id))
+    return agent
+
+
+def listed(stub: Stub, status: str, agent_id: str) -> bool:
+    agents = stub.ListAgents(agent_pb2.ListAgentsRequest(status_filter=status, page_size=1000))
+    return any(a.agent_id == agent_id for a in agents.agents)
+
+
+def test_a_chat_turn_costs_at_most_11_events_and_records_no_passing_status(
+    engine: Engine, stub: Stub, llm: FakeLLM
+) -> None:
+    agent_id = create_agent(stub)
+    # The first turn of a run records the patches' markers: measure the ones after it.
+    assert finals(chat(stub, agent_id, "first")) == ["You said: first"]
+    for i in range(3):
+        before = history(engine, agent_id)
+        assert finals(chat(stub, agent_id, f"turn {i}")) == [f"You said: turn {i}"]
+        added = history(engine, agent_id)[len(before) :]
+        kinds = [EventType.Name(e.event_type) for e in added]
+        assert len(added) <= 11, kinds
+        assert "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES" not in kinds
+
+
+def test_statuses_during_and_after_a_chat_turn(engine: Engine, stub: Stub, llm: FakeLLM) -> None:
+    llm.token_delay = 0.2
+    agent_id = create_agent(stub)
+    reader = chat_in_background(stub, agent_id, "take your time")
+    eventually(lambda: any(m.HasField("text") for m in reader.messages))
+    # GetAgent asks the agent; ListAgents files it under its lasting status, and its `thinking`
+    # filter asks the agents that may be answering.
+    assert get(stub, agent_id).status == "thinking"
+    assert listed(stub, "thinking", agent_id)
+    eventually(lambda: listed(stub, "idle", agent_id))
+    assert reader.done.wait(30)
+    llm.token_delay = 0.0
+    assert get(stub, agent_id).status == "idle"
+    assert not listed(stub, "thinking", agent_id)
+    assert listed(stub, "idle", agent_id)
+
+
+def test_a_tool_step_costs_at_most_12_events(engine: Engine, stub: Stub, llm: FakeLLM) -> None:
+    steps = 6
+    asked = 0
+
+    def model(messages: list[dict[str, Any]]) -> ToolUse:
+        nonlocal asked
+        asked += 1
+        if asked > steps:
+            return ToolUse([("finish", '{"answer": "done"}')])
+        return ToolUse([("add", f'{{"a": {asked}, "b": 1}}')])
+
+    llm.reply = model
+    agent_id = create_agent(
+        stub,
+        goal="Add numbers, one step at a time.",
+        tools=[agent_pb2.Tool(name="add")],
+        config=agent_pb2.AgentConfig(autonomous=True, max_steps=steps + 10),
+    )
+    eventually(
+        lambda: (
+            get(stub, agent_id).stats.total_steps > 0 and not get(stub, agent_id).HasField("run")
+        ),
+        30,
+    )
+    events = history(engine, agent_id)
+    # A step starts when its LLM call is scheduled; the first and the last (finish) are left out.
+    starts = [
+        i
+        for i, e in enumerate(events)
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "stream_chat"
+    ]
+    assert len(starts) == steps + 1
+    for start, end in itertools.pairwise(starts[1:]):
+        step = events[start:end]
+        kinds = [EventType.Name(e.event_type) for e in step]
+        assert len(step) <= 12, kinds
+        # Not yet 4 KB: a step's LLM input (its prompt and the tools' schemas) stays in history
+        # until it passes the claim check's 4 KiB, so a step holds up to that and 1.7 KB more.
+        assert sum(e.ByteSize() for e in step) <= HISTORY_INLINE_BYTES + 2_000, kinds
+    # The calls were shown to the client by their tools' activities, not by announcements.
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert scheduled.count("tool:add") == steps and "announce" not in scheduled

@@ -102,8 +102,8 @@ async def test_messages_sent_during_a_turn_are_answered_in_order_one_at_a_time(
 
     info = await agent.describe()
     assert (info.status, info.queued_messages, len(fake.requests)) == (AgentStatus.THINKING, 3, 1)
-    # What ListAgents filters on follows the agent.
-    assert await agent.search_status() == AgentStatus.THINKING
+    # What ListAgents filters on is the lasting status: a chat turn passes and is not filed.
+    assert await agent.search_status() == AgentStatus.IDLE
     page = await agent.events()
     assert page.in_flight is not None and page.in_flight.message_id == "m1"
     fake.gate.set()
@@ -550,11 +550,13 @@ async def test_a_new_agent_is_idle_with_nothing_recorded(harness: Harness) -> No
     assert await agent.search_status() == AgentStatus.IDLE
 
 
-async def test_a_cancel_while_a_tool_call_is_announced_stops_it_before_it_starts(
+async def test_a_worker_tool_announces_its_call_and_a_cancel_while_it_runs_ends_the_turn(
     harness: Harness,
 ) -> None:
-    """The client sees the call and cancels at once, before the workflow has started the tool:
-    the tool never runs and the turn ends cancelled."""
+    """The tool's activity carries the call's announcement (no announce activity of its own,
+    behind ANNOUNCE_WITH_TOOL); the client cancels while the tool runs: the turn ends cancelled.
+    (The older path, which could stop the tool before it started, replays from recorded
+    histories: agent-v0.6.0-cancel-before-tool.json.)"""
     fake = harness.fake
     work = AgentTool(
         name="work",
@@ -570,16 +572,16 @@ async def test_a_cancel_while_a_tool_call_is_announced_stops_it_before_it_starts
         if not r.tool_rounds
         else "Done."
     )
-    fake.announce_gate = asyncio.Event()
     agent = await harness.create_agent(tools=[work])
     turn = await agent.send("work", "m1")
-    await eventually(lambda: bool(fake.announced), "the call to be announced")
+    await eventually(lambda: bool(fake.tool_calls), "the tool to run")
+    (call,) = fake.tool_calls
+    assert call.announce is not None and fake.announced == []
+    assert [e.kind for e in call.announce.events][-1] == EventKind.TOOL_CALL
     await agent.control(Command.CANCEL)
-    fake.announce_gate.set()
     result = await within(turn.result())
     assert result.events[-1].kind == EventKind.ERROR and result.events[-1].code == "CANCELLED"
-    assert fake.tool_calls == []
-    # The new path (behind its patch) replays.
+    # The new path (behind its patches) replays.
     replayer = Replayer(workflows=[AgentWorkflow], workflow_runner=workflow_runner())
     replayed = await replayer.replay_workflow(await agent.handle.fetch_history())
     assert replayed.replay_failure is None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -52,6 +52,7 @@ from engram.tools.catalog import require_confirmation
 from engram.tools.mcp_tools import McpServers, McpToolUnknown, McpUnavailable
 from engram.tools.tool_set import fingerprint, worker_identity
 from engram.vocabulary import ToolKind
+from engram.workflows.types import AnnounceInput
 
 HEARTBEAT_EVERY = 1.0
 # A tool's output goes into workflow history and the model's context: keep it to a sane size.
@@ -79,6 +80,8 @@ class ToolActivities:
         self.delegation = delegation
         # Tool names (or globs) the operator requires a person to confirm (--require-confirmation).
         self.require_confirmation: tuple[str, ...] = ()
+        # Relays a call's announcement to its gateway (the worker sets it: LLMActivities').
+        self.announce: Callable[[AnnounceInput], Awaitable[None]] | None = None
 
     @property
     def tool_set(self) -> str:
@@ -89,6 +92,16 @@ class ToolActivities:
     def identity(self) -> str:
         """The worker's Temporal identity: `pid@host tools:<tool set>`."""
         return worker_identity(self.tool_set)
+
+    async def _announce(self, announcement: AnnounceInput) -> None:
+        """Show the client the call before the tool runs; best effort, as all relaying is (the
+        turn's record has the call whether or not this reaches the gateway)."""
+        if self.announce is None:
+            return
+        try:
+            await self.announce(announcement)
+        except Exception:
+            activity.logger.warning("could not announce the events of %s", announcement.agent_id)
 
     @activity.defn(dynamic=True)
     async def call_tool(self, args: Sequence[RawValue]) -> ToolCallOutput:
@@ -120,6 +133,8 @@ class ToolActivities:
         if len(args) != 1:
             raise ApplicationError("a tool activity takes one ToolCallInput", non_retryable=True)
         call = activity.payload_converter().from_payload(args[0].payload, ToolCallInput)
+        if call.announce is not None and info.attempt == 1:
+            await self._announce(call.announce)
         name = info.activity_type.removeprefix(TOOL_ACTIVITY_PREFIX)
         context = ToolContext(
             call_id=call.call_id,

@@ -36,6 +36,7 @@ from engram.tools.registry import (
     WorkerTool,
     tool,
 )
+from engram.workflows.types import AnnounceInput
 
 TOOL_ACTIVITY_PREFIX = "tool:"
 LIST_TOOLS_ACTIVITY = "list_tools"
@@ -76,6 +77,10 @@ class ToolCallInput:
     name: str
     # JSON text, as the model wrote it (not necessarily valid).
     arguments: str
+    # The turn's events its gateway has not been sent (the call among them): relayed by the
+    # activity before the tool runs, so the client sees the call while it runs at no extra
+    # activity. A worker of an older release ignores it.
+    announce: AnnounceInput | None = None
 
 
 @dataclass(kw_only=True)

@@ -49,6 +49,7 @@ from engram.workflows.types import (
     AgentAnswer,
     AgentInfo,
     AgentState,
+    AnnounceInput,
     ChatInput,
     ClientToolResult,
     ControlInput,
@@ -226,6 +227,7 @@ class AgentWorkflow:
             return False
         hooks = TurnHooks(
             announce=self._announce,
+            take_announcement=self._take_announcement,
             stopping=lambda: self.turn.cancelling or self.ledger.deleting,
             waiting_changed=self._status_changed,
         )
@@ -280,6 +282,11 @@ class AgentWorkflow:
         """Send the turn's events so far to its gateway now (see workflows/announce.py)."""
         if await announce(self.turn.announcement()):
             self.turn.announced()
+
+    def _take_announcement(self) -> AnnounceInput:
+        announcement = self.turn.announcement()
+        self.turn.announced()
+        return announcement
 
     def _status_changed(self) -> None:
         self._set_status(ui.status(self.state, turn_in_progress=self.turn.active))
@@ -634,10 +641,26 @@ class AgentWorkflow:
     def _set_status(self, status: AgentStatus) -> None:
         if status != self.state.status:
             self.state.status = status
-            workflow.upsert_search_attributes([STATUS_ATTRIBUTE.value_set(status)])
+            self._file_under(status)
         self._touch()
         # What the Web UI shows as the agent's current details.
         workflow.set_current_details(ui.current_details(self.state, self.ledger.completed_turns()))
+
+    def _file_under(self, status: AgentStatus) -> None:
+        """Keep the status search attribute (what ListAgents filters on) at the lasting status;
+        the describe query reports the live one. Each upsert is a history event."""
+        if status == AgentStatus.THINKING or status == self._filed_under():
+            # Before the patch every status was filed, and a turn's end refiled a paused agent.
+            if not patches.check(patches.QUIET_THINKING):
+                workflow.upsert_search_attributes([STATUS_ATTRIBUTE.value_set(status)])
+                return
+        lasting = ui.lasting(status, paused=self.state.paused)
+        if lasting != self._filed_under():
+            workflow.upsert_search_attributes([STATUS_ATTRIBUTE.value_set(lasting)])
+
+    @staticmethod
+    def _filed_under() -> str | None:
+        return workflow.info().typed_search_attributes.get(STATUS_ATTRIBUTE)
 
     def _touch(self) -> None:
         self.state.updated_at = self._now()

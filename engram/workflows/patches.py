@@ -163,6 +163,19 @@ MANDATORY_APPROVALS = Patch(
     "auto_approve_read_only), and stop_asking no longer changes its policy.",
     added_in="0.7.0",
 )
+QUIET_THINKING = Patch(
+    "quiet-thinking",
+    "A chat turn records no `EngramStatus` upsert: the search attribute holds only lasting "
+    "states (idle, paused, working, sleeping, waiting), not the turn's passing `thinking`, which "
+    "the describe query still reports. Two events fewer per chat turn.",
+    added_in="0.7.0",
+)
+ANNOUNCE_WITH_TOOL = Patch(
+    "announce-with-tool",
+    "A worker or MCP tool's activity carries the turn's unsent events and relays them before the "
+    "tool runs, instead of an `announce` activity before it: six events fewer per tool call.",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -178,6 +191,8 @@ PATCHES = (
     WAIT_IN_WORKFLOW,
     WAKE_UP_WAITS_IN_WORKFLOW,
     MANDATORY_APPROVALS,
+    QUIET_THINKING,
+    ANNOUNCE_WITH_TOOL,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is

@@ -35,6 +35,7 @@ from engram.workflows.model_json import NotAnObject, UnusableJSON, parse_object
 from engram.workflows.types import (
     AgentState,
     AgentTool,
+    AnnounceInput,
     ClientToolResult,
     Decision,
     Event,
@@ -63,6 +64,9 @@ class TurnHooks:
 
     # Send the turn's events recorded so far to the client's gateway now (best effort).
     announce: Callable[[], Awaitable[None]]
+    # Those events, for a tool activity to send before its tool runs; taking them counts them
+    # as sent.
+    take_announcement: Callable[[], AnnounceInput]
     # The turn was cancelled, or the agent is being deleted.
     stopping: Callable[[], bool]
     # A call started or stopped waiting for a person or a client.
@@ -324,16 +328,23 @@ class ToolUse:
     async def _run_activity(
         self, call: ToolCall, tool: AgentTool, arguments: str, message_id: str, hooks: TurnHooks
     ) -> Outcome:
-        # The client sees the call while the tool runs, not after.
-        await hooks.announce()
-        if hooks.stopping() and patches.check(patches.CANCEL_BEFORE_TOOL_STARTS):
-            # Cancelled while the call was being announced: the tool never starts.
-            raise TurnCancelled
+        # The client sees the call while the tool runs, not after: the tool's activity sends it
+        # first (it too starts only once this point is recorded), or, for another agent's call,
+        # which has no such activity, an announcement does.
+        announcement = None
+        if tool.kind != ToolKind.AGENT and patches.check(patches.ANNOUNCE_WITH_TOOL):
+            announcement = hooks.take_announcement()
+        else:
+            await hooks.announce()
+            if hooks.stopping() and patches.check(patches.CANCEL_BEFORE_TOOL_STARTS):
+                # Cancelled while the call was being announced: the tool never starts.
+                raise TurnCancelled
         call_input = ToolCallInput(
             agent_id=self.state.spec.agent_id,
             call_id=call.call_id,
             name=tool.name,
             arguments=arguments,
+            announce=announcement if announcement and announcement.events else None,
         )
         if tool.kind == ToolKind.AGENT and patches.check(patches.WAIT_IN_WORKFLOW):
             answer = await self.agents.wait(call_input, tool.timeout_seconds, hooks.stopping)

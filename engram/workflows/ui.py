@@ -1,6 +1,6 @@
 """What the Temporal Web UI says about an agent: its status and its state now, in markdown.
 
-Operators look at agents in the Web UI: they filter on its status (a search attribute), and,
+Operators look at agents in the Web UI: they filter on its lasting status (a search attribute), and,
 besides the summary set at creation (goal, model), each agent keeps its current details up to
 date (idle, thinking, working on step n, waiting for a person, sleeping until when; its parent
 and sub-agents, by workflow id; turns so far, last message). Deterministic: built from the state.
@@ -27,6 +27,15 @@ def status(state: AgentState, *, turn_in_progress: bool) -> AgentStatus:
     if run is not None:
         return AgentStatus.WORKING
     return AgentStatus.THINKING
+
+
+def lasting(status: AgentStatus, *, paused: bool) -> AgentStatus:
+    """The status as the search attribute keeps it: a chat turn's `thinking` passes in seconds,
+    so recording it would cost two history events per turn for a filter nobody can act on in
+    time; the agent is filed under what it is between turns."""
+    if status != AgentStatus.THINKING:
+        return status
+    return AgentStatus.PAUSED if paused else AgentStatus.IDLE
 
 
 def current_details(state: AgentState, completed_turns: int) -> str:
