@@ -5,7 +5,10 @@ in plain text, one with API keys required and every payload and transcript encry
 interleaved in the same run:
   1. CreateAgent and time to first token (p50, p99) on each, and the difference;
   2. on the secured engine, another tenant's p99 time to first token while a noisy tenant (its
-     own process) floods the gateway past its rate limit, against the same measured in quiet.
+     own process) floods the gateway past its rate limit, against the same measured in quiet;
+  3. on the secured engine, another tenant's p50 and p99 time to first token while a tenant pushes
+     messages down 8 and 16 Chat streams, and 10,000 down one stream, as ratios to the same
+     measured alone in blocks between the floods (each flood's agents are deleted after it).
 Prints the figures and writes bench/results/security-<date>.json.
 """
 
@@ -19,6 +22,7 @@ import multiprocessing
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +36,12 @@ from tests.fake_llm import FakeLLM
 RESULTS = Path(__file__).resolve().parent / "results"
 # Quiet and flooded blocks of `--samples` each.
 BLOCKS = 4
+# Tenant a's floods: name, Chat streams, messages down each.
+FLOODS = (
+    ("8_streams", 8, 10_000),
+    ("16_streams", 16, 10_000),
+    ("1_stream_10000_messages", 1, 10_000),
+)
 KEYS = "bench:" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
 
@@ -96,6 +106,81 @@ def flood_until_killed(address: str, key: str) -> None:
                 raise
 
 
+def push_messages(address: str, key: str, streams: int, messages: int) -> None:
+    """Tenant a's flood: `streams` agents, each sent `messages` inputs down one Chat stream as
+    fast as the gateway takes them, replies read and dropped."""
+    stub = agent_pb2_grpc.AgentServiceStub(grpc.insecure_channel(address))
+    metadata = [("authorization", f"Bearer {key}")]
+
+    def push(agent_id: str) -> None:
+        inputs = (
+            agent_pb2.ClientMessage(agent_id=agent_id, user_input=agent_pb2.UserInput(content="x"))
+            for _ in range(messages)
+        )
+        try:
+            for _ in stub.Chat(inputs, metadata=metadata):
+                pass
+        except grpc.RpcError:
+            pass  # refused or cut off: the flood goes on from the other streams
+
+    agents = [
+        stub.CreateAgent(
+            agent_pb2.CreateAgentRequest(goal="flood", model="bench-ttft0-delay0-tokens20"),
+            metadata=metadata,
+        ).agent_id
+        for _ in range(streams)
+    ]
+    threads = [threading.Thread(target=push, args=(a,), daemon=True) for a in agents]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def delete_agents(address: str, key: str) -> None:
+    """Delete the tenant's agents, so the turns its flood queued stop running."""
+    stub = agent_pb2_grpc.AgentServiceStub(grpc.insecure_channel(address))
+    metadata = [("authorization", f"Bearer {key}")]
+    for agent in stub.ListAgents(agent_pb2.ListAgentsRequest(), metadata=metadata).agents:
+        stub.DeleteAgent(
+            agent_pb2.DeleteAgentRequest(agent_id=agent.agent_id, force=True), metadata=metadata
+        )
+
+
+def flood_shapes(
+    address: str, client: Client, agent_id: str, key: str, samples: int
+) -> dict[str, dict[str, float]]:
+    """Tenant b's TTFT alone, then under each of tenant a's floods (its own process), alone
+    again after each: the ratios are to every alone block of the run."""
+    context = multiprocessing.get_context("spawn")
+    alone: list[float] = []
+    flooded: dict[str, list[float]] = {}
+    for name, streams, messages in FLOODS:
+        alone += [client.ttft(agent_id) for _ in range(samples)]
+        flood = context.Process(
+            target=push_messages, args=(address, key, streams, messages), daemon=True
+        )
+        flood.start()
+        time.sleep(3)  # the flood's agents created and their queues filling
+        flooded[name] = [client.ttft(agent_id) for _ in range(samples)]
+        flood.kill()
+        flood.join(5)
+        delete_agents(address, key)
+        time.sleep(2)
+    alone += [client.ttft(agent_id) for _ in range(samples)]
+    result: dict[str, dict[str, float]] = {
+        "alone": {"p50_ms": pct(alone, 50), "p99_ms": pct(alone, 99)}
+    }
+    for name, values in flooded.items():
+        result[name] = {
+            "p50_ms": pct(values, 50),
+            "p99_ms": pct(values, 99),
+            "p50_ratio": round(pct(values, 50) / pct(alone, 50), 2),
+            "p99_ratio": round(pct(values, 99) / pct(alone, 99), 2),
+        }
+    return result
+
+
 def history_bytes_per_turn(engine: Engine, agent_id: str) -> int:
     """What a turn adds to the agent's history, as Temporal stores it (what its suggestion to
     continue-as-new counts)."""
@@ -111,6 +196,31 @@ def history_bytes_per_turn(engine: Engine, agent_id: str) -> int:
         return sum(e.ByteSize() for e in history.events) // max(1, turns)
 
     return asyncio.run(measure())
+
+
+def floods_only(samples: int) -> None:
+    """Part 3 alone, on the secured engine: `--floods-only`."""
+    llm = FakeLLM().start()
+    with tempfile.TemporaryDirectory() as safe_dir:
+        secured = Path(safe_dir)
+        flood_key = new_key(secured, "a")
+        b_key = new_key(secured, "b")
+        safe = Engine(secured, llm.url, ENGRAM_ENCRYPTION_KEYS=KEYS).start()
+        try:
+            client = Client(safe, b_key)
+            agent_id = client.create()[0]
+            for _ in range(5):  # warm up
+                client.ttft(agent_id)
+            floods = flood_shapes(safe.address, client, agent_id, flood_key, samples)
+        finally:
+            safe.stop()
+    llm.stop()
+    result = {"date": datetime.date.today().isoformat(), "samples": samples, "floods": floods}
+    print(json.dumps(result, indent=1))
+    RESULTS.mkdir(exist_ok=True)
+    target = RESULTS / f"security-floods-{result['date']}.json"
+    target.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {target}")
 
 
 def main(samples: int) -> None:
@@ -159,6 +269,7 @@ def main(samples: int) -> None:
                 flooded += [safe_client.ttft(agents["secured"]) for _ in range(samples)]
                 flood.kill()
                 flood.join(5)
+            floods = flood_shapes(safe.address, safe_client, agents["secured"], noisy_key, samples)
         finally:
             if plain.process is not None and plain.process.poll() is None:
                 plain.stop()
@@ -181,6 +292,8 @@ def main(samples: int) -> None:
             "flooded_p99_ms": pct(flooded, 99),
             "p99_ratio": round(pct(flooded, 99) / pct(quiet, 99), 2),
         },
+        # Another tenant's TTFT while one pushes messages down many Chat streams.
+        "floods": floods,
     }
     print(json.dumps(result, indent=1))
     RESULTS.mkdir(exist_ok=True)
@@ -192,4 +305,9 @@ def main(samples: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=60)
-    main(parser.parse_args().samples)
+    parser.add_argument("--floods-only", action="store_true", help="only part 3")
+    args = parser.parse_args()
+    if args.floods_only:
+        floods_only(args.samples)
+    else:
+        main(args.samples)

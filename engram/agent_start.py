@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
 
 from engram import TASK_QUEUE, WORKFLOW_ID_PREFIX
 from engram.gateway import web_ui
@@ -87,6 +87,8 @@ async def start_agent(client: Client, new: NewAgent) -> AgentInfo:
         static_summary=web_ui.summary(spec),
         static_details=web_ui.details(spec, new.tools, new.tenant),
         request_eager_start=True,
+        # Its workflow and activity tasks take turns with other tenants' (task queue fairness).
+        priority=Priority(fairness_key=new.tenant) if new.tenant else Priority.default,
     )
     if spec.parent_id:
         await link_to_parent(client, spec)

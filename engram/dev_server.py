@@ -90,6 +90,9 @@ def start_dev_server(
         # each turn's LLM activity in the same round trip that creates them.
         "--dynamic-config-value", "system.enableEagerWorkflowStart=true",
         "--dynamic-config-value", "system.enableActivityEagerExecution=true",
+        # Tasks queued on a task queue are dispatched round-robin across their fairness keys
+        # (each agent's tenant), so one tenant's backlog cannot hold back another's turns.
+        "--dynamic-config-value", "matching.enableFairness=true",
         # An agent whose workflow task fails twice running is flagged in the visibility store
         # (TemporalReportedProblems), so ListAgents can show it as needing attention.
         "--dynamic-config-value",

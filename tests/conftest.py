@@ -69,6 +69,7 @@ def engine(
         ENGRAM_LLM_API_KEY=SECRET,
         ENGRAM_TOOLS=TEST_TOOLS,
         ENGRAM_TEST_EFFECTS=str(effects_log),
+        ENGRAM_SCHEDULE_MIN_EVERY="1",  # schedules fire within a test's seconds
     ).start()
     yield eng
     eng.stop()

@@ -666,6 +666,7 @@ def record_on_engines(names: list[str], version: str) -> None:
             llm.url,
             ENGRAM_TOOLS=TEST_TOOLS,
             ENGRAM_TEST_EFFECTS=str(Path(data) / "effects.log"),
+            ENGRAM_SCHEDULE_MIN_EVERY="1",  # wake-ups within the recording's seconds
         ).start()
         try:
             for name in names:

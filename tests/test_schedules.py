@@ -380,7 +380,9 @@ INTERVAL = 3.0
 @pytest.mark.chaos
 def test_wake_ups_across_a_kill_of_the_whole_engine(tmp_path: Path, llm: FakeLLM) -> None:
     llm.reply = finish_at_once
-    engine = Engine(tmp_path / "data", llm.url, ENGRAM_TOOLS=TEST_TOOLS).start()
+    engine = Engine(
+        tmp_path / "data", llm.url, ENGRAM_TOOLS=TEST_TOOLS, ENGRAM_SCHEDULE_MIN_EVERY="1"
+    ).start()
     try:
         stub = engine.stub()
         agent_id = create_agent(stub, goal="Watch the alerts.")

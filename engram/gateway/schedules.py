@@ -6,11 +6,16 @@ page, and Temporal keeps it across restarts. Its action starts a WakeUpWorkflow
 overlap policy then decides what a firing does while the agent is busy. The schedule's id begins
 with its agent's workflow id; its memo keeps what Temporal itself does not give back (the cron
 expressions as written: Temporal turns them into calendar specs).
+
+A firing is the tenant's work like any turn it asks for: its wake-up carries the tenant as its
+fairness key, and a schedule fires at most once a minute (`MIN_EVERY`), so a few calls cannot buy
+an unbounded stream of runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -29,7 +34,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from engram import TASK_QUEUE
@@ -45,19 +50,50 @@ from engram.workflows.wake_up import WakeUp, WakeUpWorkflow, schedule_id, schedu
 # workflow turns however many it finds into one.
 CATCHUP_WINDOW = timedelta(days=365)
 MAX_SCHEDULES_PER_AGENT = 32
+# The shortest interval a schedule may fire at; ENGRAM_SCHEDULE_MIN_EVERY (seconds) lowers it for
+# tests. A cron expression with a seconds field (7 fields) must name one second, so cron too fires
+# at most once a minute.
+MIN_EVERY = timedelta(seconds=60)
 OVERLAP_POLICIES = {
     Overlap.SKIP: ScheduleOverlapPolicy.SKIP,
     Overlap.BUFFER_ONE: ScheduleOverlapPolicy.BUFFER_ONE,
 }
 
 
+def min_every() -> timedelta:
+    configured = os.environ.get("ENGRAM_SCHEDULE_MIN_EVERY", "")
+    return timedelta(seconds=float(configured)) if configured else MIN_EVERY
+
+
+def check_frequency(request: ScheduleRequest, minimum: timedelta) -> None:
+    """INVALID_ARGUMENT for a schedule that would fire more often than `minimum` allows."""
+    if request.every is not None and request.every < minimum:
+        raise invalid(
+            f"every must be at least {minimum.total_seconds():g} s (it is "
+            f"{request.every.total_seconds():g} s)"
+        )
+    if minimum < timedelta(minutes=1):
+        return
+    for cron in request.cron:
+        fields = cron.split()
+        # Temporal reads 7 fields as second, minute, hour, ...: a seconds field other than one
+        # number fires several times a minute.
+        if len(fields) == 7 and not fields[0].isdigit():
+            raise invalid(
+                f"cron {cron!r} fires more than once a minute: a schedule fires at most every "
+                f"{minimum.total_seconds():g} s, so its seconds field must be one number"
+            )
+
+
 class Schedules:
     def __init__(self, client: Client) -> None:
         self.client = client
+        self.min_every = min_every()
 
     async def create(
         self, request: ScheduleRequest, agent: WorkflowHandle[Any, Any], tenant: str
     ) -> agent_pb2.Schedule:
+        check_frequency(request, self.min_every)
         if (await agent.describe()).status != WorkflowExecutionStatus.RUNNING:
             raise GatewayError(
                 grpc.StatusCode.FAILED_PRECONDITION, f"agent {request.agent_id} has been deleted"
@@ -80,6 +116,8 @@ class Schedules:
                 task_queue=TASK_QUEUE,
                 typed_search_attributes=tenancy,
                 static_summary=web_ui.wake_up_summary(wake),
+                # Its tasks take their turn among the tenant's (task queue fairness).
+                priority=Priority(fairness_key=tenant) if tenant else Priority.default,
             ),
             spec=ScheduleSpec(
                 cron_expressions=request.cron,
