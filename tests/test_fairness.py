@@ -41,12 +41,6 @@ def median_ttft(client: Client, agent_id: str) -> float:
     return statistics.median(client.ttft(agent_id) for _ in range(SAMPLES))
 
 
-@pytest.mark.xfail(
-    reason="a flood's every message is an update the engine must accept (a workflow task each); "
-    "task queue fairness cannot reorder work that never waits on the queue. Expected to pass once "
-    "stream messages count against the rate limit and unfinished inputs are bounded.",
-    strict=False,
-)
 def test_a_flooding_tenant_leaves_another_tenants_turns_prompt(
     tenants: tuple[Engine, str, str],
 ) -> None:
