@@ -81,7 +81,9 @@ async def call(
     async with grpc.aio.insecure_channel(
         address, options=[("grpc.max_send_message_length", 2 * BIG)]
     ) as channel:
-        stub = channel.unary_unary(f"/{SERVICE}/{method}")
+        stub = channel.unary_unary(
+            f"/{SERVICE}/{method}", request_serializer=bytes, response_deserializer=bytes
+        )
         try:
             await stub(body, metadata=metadata, timeout=10)
         except grpc.aio.AioRpcError as err:

@@ -22,6 +22,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from engram.agent_start import start_agent
 from engram.auth import stopping
 from engram.auth.limits import InputBounds, LimitExceeded, Limits, StreamInputs, Ticket
+from engram.codec.encrypted_store import blob_name
 from engram.following import QUERY_TRIES, TurnGone, timed_out
 from engram.gateway import (
     agent_calls,
@@ -151,7 +152,6 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         if parent_id:
             await sub_agents.live_agent(self.client, self.access, parent_id)
         tools = await self._resolve_tools(request.tools)
-        await self.access.check_quota()
         agent_id = str(uuid.uuid4())
         new = proto_mapping.new_agent(
             request,
@@ -162,7 +162,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             tenant=self.access.tenant(),
             max_history_events=self.settings.max_history_events,
         )
-        info = await start_agent(self.client, new)
+        async with self.access.creating() as started:
+            info = await start_agent(self.client, new)
+            started(agent_id)
         return agent_pb2.CreateAgentResponse(
             agent_id=agent_id, agent=proto_mapping.agent_message(info)
         )
@@ -470,6 +472,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             message.user_input.attachments,
             self.settings.max_attachment_bytes,
             self.settings.max_attachments_bytes,
+            functools.partial(blob_name, self.store),
         )
         content = validation.content(
             message.user_input.content, self.settings.max_message_bytes, bool(files)
