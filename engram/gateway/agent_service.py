@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 from google.protobuf import empty_pb2
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from engram.agent_start import start_agent
 from engram.auth import stopping
@@ -38,7 +39,7 @@ from engram.gateway.schedules import Schedules
 from engram.gateway.tenancy import AgentAccess
 from engram.gateway.token_hub import TokenHub, TurnFeed
 from engram.gateway.transcript_reader import TranscriptReader
-from engram.gateway.turn_stream import Cursor, Messages, TurnMerge, follow_turn
+from engram.gateway.turn_stream import Cursor, Messages, TurnMerge, cancel_quietly, follow_turn
 from engram.messages import to_server_message
 from engram.observability import metrics
 from engram.observability.turns import ObservedTurn
@@ -220,7 +221,16 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         executions = self.client.list_workflows(
             query, page_size=page_size, next_page_token=proto_mapping.page_token(request.page_token)
         )
-        await executions.fetch_next_page()
+        try:
+            await executions.fetch_next_page()
+        except RPCError as err:
+            if request.page_token and err.status in (
+                RPCStatusCode.UNKNOWN,
+                RPCStatusCode.INVALID_ARGUMENT,
+            ):
+                # A token that decodes but is not one Temporal issued.
+                raise invalid("page_token is not a token this service issued") from None
+            raise
         agents = [await proto_mapping.listed_agent(e) for e in executions.current_page or []]
         return agent_pb2.ListAgentsResponse(
             agents=agents, next_page_token=proto_mapping.next_page_token(executions.next_page_token)
@@ -537,7 +547,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
 
     def _close(self, turn: _PendingTurn) -> None:
         self.hub.release(turn.feed)
-        turn.result.cancel()
+        cancel_quietly(turn.result)
         turn.answered()
 
     async def Replay(
