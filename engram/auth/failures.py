@@ -2,10 +2,11 @@
 
 A key id is public, so anyone can present a real one with a made-up secret; each such guess would
 cost an Argon2id verification (tens of milliseconds of a core). A secret that failed is remembered
-(as a SHA-256 of the whole key) for `REMEMBER_SECONDS`, so repeating it costs no hash; and past
-`burst` failures an address, or a key id, is refused at once (RESOURCE_EXHAUSTED) until its
-failures drain at `rate` per second. A key verified before is never slowed by either: it is
-recognised before any limit is looked at.
+(as a SHA-256 of the whole key) for `REMEMBER_SECONDS`, so repeating it costs no hash (and is
+answered UNAUTHENTICATED, as ever); and past `burst` failed hashes an address, or a key id, has
+new guesses refused unhashed (RESOURCE_EXHAUSTED) until its failures drain at `rate` per second.
+Malformed keys and unknown key ids cost no hash and do not count. A key verified before is never
+slowed by either: it is recognised before any limit is looked at.
 """
 
 from __future__ import annotations

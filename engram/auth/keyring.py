@@ -93,7 +93,7 @@ class KeyRing:
             raise AuthError(f"this gateway requires an API key: {EXPECTED}")
         parsed = keys.parse(presented)
         if parsed is None:
-            self._refuse(peer, "")
+            self._refuse()
         key_id, secret = parsed
         digest = hashlib.sha256(presented.encode()).digest()
         record = self._snapshot.keys.get(key_id)
@@ -101,18 +101,16 @@ class KeyRing:
             await self._fresh(force=True)
             record = self._snapshot.keys.get(key_id)
         if record is None or not await self._matches(record, digest, secret, peer):
-            self._refuse(peer, key_id)
+            self._refuse(key_id)
         refusal = _refusal(record)
         if refusal is not None:
             log.info("refused a call with %s API key %s", record.state(), key_id)
             raise AuthError(refusal)
         return Principal(tenant=record.tenant, role=record.role, key_id=key_id)
 
-    def _refuse(self, peer: str, key_id: str) -> NoReturn:
+    def _refuse(self, key_id: str = "") -> NoReturn:
         # Debug only: a flood of made-up keys must not become a flood of log lines.
         log.debug("refused a call with an invalid API key (key id %s)", key_id or "-")
-        self._failing_peers.failed(peer)
-        self._failing_keys.failed(key_id)
         raise AuthError(f"the API key is not valid: {EXPECTED}")
 
     async def still_valid(self, key_id: str) -> str | None:
@@ -140,7 +138,10 @@ class KeyRing:
             while len(self._verified) > VERIFIED_CACHE_SIZE:
                 self._verified.popitem(last=False)
         else:
+            # Only hashed failures count against the budgets: the others cost nothing to refuse.
             self._failed.add(digest)
+            self._failing_peers.failed(peer)
+            self._failing_keys.failed(record.key_id)
         return ok
 
     async def _fresh(self, force: bool = False) -> None:
