@@ -4,6 +4,12 @@ The interceptor wraps each method's handler, so the checks run inside the call (
 abort it with a status) and the caller's `Principal` is set in the call's own context for the
 servicer to read. The internal TokenRelay (checked by its own secret) and the health service
 (probes carry no key) are let through; any other service, present or future, needs a key.
+
+No request body is read before its key is checked. gRPC reads a unary call's message before its
+handler runs, so every method is served as its client-streaming counterpart: the handler checks
+the key from the call's metadata, and only then reads the one message (as bytes, refused past
+`SMALL_REQUEST_BYTES` unless the method is Chat, whose messages carry attachments) and decodes
+it. A refused call's body is never read beyond what HTTP/2 flow control lets into the socket.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from engram.auth import metadata, stopping
+from engram.auth.failures import peer_host
 from engram.auth.keyring import AuthError, KeyRing
 from engram.auth.limits import LimitExceeded, Limits, RateLimiter, StreamSlots
 from engram.auth.principal import Principal, set_current
@@ -45,6 +52,8 @@ REFUSAL_DELAY = 0.25
 # How often an open stream's key is checked again; with the key ring's 1 s refresh, a stream
 # ends within about 1.5 s of its key's revocation or expiry.
 STREAM_CHECK_SECONDS = 0.5
+# What any method but Chat may be sent: several 64 KiB fields and a list of tools fit easily.
+SMALL_REQUEST_BYTES = 1024 * 1024
 
 
 class AuthInterceptor(Interceptor):
@@ -66,9 +75,14 @@ class AuthInterceptor(Interceptor):
     async def _admit(self, context: Context) -> Principal:
         """Authenticate and charge the call; aborts it (raising) if refused."""
         try:
-            principal = await self.keyring.authenticate(metadata.pairs(context))
+            principal = await self.keyring.authenticate(
+                metadata.pairs(context), peer_host(context.peer())
+            )
         except AuthError as err:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(err))
+        except LimitExceeded as err:
+            await asyncio.sleep(REFUSAL_DELAY)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         if principal.scoped:
             try:
                 self.rate.charge(principal.key_id)
@@ -81,22 +95,64 @@ class AuthInterceptor(Interceptor):
         return principal
 
     def _wrap(self, handler: Handler, method: str) -> Handler:
-        codec = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
+        serializer = {"response_serializer": handler.response_serializer}
+        limit = 0 if method == CHAT_METHOD else SMALL_REQUEST_BYTES
+        decode = handler.request_deserializer
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary), **codec)
+            unary = self._unary(self._single(handler.unary_unary, decode, limit))
+            return grpc.stream_unary_rpc_method_handler(unary, **serializer)
+        if handler.unary_stream is not None:
+            streaming = self._streaming(
+                self._single(handler.unary_stream, decode, limit), method, metered=False
+            )
+            return grpc.stream_stream_rpc_method_handler(streaming, **serializer)
+        codec = {"request_deserializer": decode, **serializer}
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary), **codec)
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._streaming(handler.unary_stream, method, metered=False), **codec
-            )
         assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
             self._streaming(handler.stream_stream, method, metered=True), **codec
         )
+
+    @staticmethod
+    def _single(
+        behavior: Callable[..., Any], decode: Callable[[bytes], Any] | None, limit: int
+    ) -> Callable[..., Any]:
+        """A unary-request behavior served from a request stream: it is given the one message,
+        read (as bytes) only now that the call is admitted, bounded and decoded."""
+
+        async def read(context: Context) -> Any:
+            raw = await context.read()
+            if not isinstance(raw, bytes):  # grpc.aio.EOF: the client sent no message
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request has no message")
+            if 0 < limit < len(raw):
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the request is {len(raw)} bytes; this method takes at most {limit}",
+                )
+            try:
+                return decode(raw) if decode is not None else raw
+            except Exception:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message"
+                )
+
+        def call(_requests: Any, context: Context) -> Any:
+            if inspect.isasyncgenfunction(behavior):
+
+                async def replies() -> AsyncIterator[Any]:
+                    async for reply in behavior(await read(context), context):
+                        yield reply
+
+                return replies()
+
+            async def reply() -> Any:
+                result = behavior(await read(context), context)
+                return await result if inspect.isawaitable(result) else result
+
+            return reply()
+
+        return call
 
     def _unary(self, behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         async def call(request: Any, context: Context) -> Any:

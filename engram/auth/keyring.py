@@ -4,7 +4,8 @@ The store is re-read at most every `refresh` seconds (default 1), so a key creat
 any host takes effect on every gateway within that time (open streams included: they check their
 key on every message and every `STREAM_CHECK_SECONDS`), without a database read per call. A key
 whose secret verified once is remembered (as a SHA-256 of the whole key, never the key) so the
-Argon2 hash is computed once per key and process, not once per call.
+Argon2 hash is computed once per key and process, not once per call. Failures are remembered
+and limited (engram.auth.failures), so wrong secrets cannot make a gateway hash on every call.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import NoReturn
 
 from engram.auth import keys
+from engram.auth.failures import FailedKeys, FailureLimiter
 from engram.auth.key_store import KeyStore
 from engram.auth.metadata import Pairs
 from engram.auth.principal import OPEN, Principal
@@ -51,7 +54,11 @@ class KeyRing:
         self._snapshot = _Snapshot({}, read_at=-1e9)
         self._reload = asyncio.Lock()
         self._verified: OrderedDict[bytes, str] = OrderedDict()  # digest -> key id
-        self._hashing = asyncio.Semaphore(2)  # Argon2 is CPU and memory: bound it under floods
+        # Argon2 is CPU and memory: one hash at a time leaves the other cores to everyone else.
+        self._hashing = asyncio.Semaphore(1)
+        self._failed = FailedKeys()
+        self._failing_peers = FailureLimiter()
+        self._failing_keys = FailureLimiter()
 
     def load(self) -> None:
         """Read the store now (blocking): for start-up, before the event loop serves calls."""
@@ -76,7 +83,9 @@ class KeyRing:
         """`required` as last read, without touching the store (for synchronous callers)."""
         return self.always_required or self.has_keys
 
-    async def authenticate(self, metadata: Pairs) -> Principal:
+    async def authenticate(self, metadata: Pairs, peer: str = "") -> Principal:
+        """The caller, from its key; AuthError if refused, LimitExceeded if `peer` (an address)
+        or the key id presented has failed too often lately (nothing is hashed then)."""
         if not await self.required():
             return OPEN
         presented = presented_key(metadata)
@@ -84,21 +93,25 @@ class KeyRing:
             raise AuthError(f"this gateway requires an API key: {EXPECTED}")
         parsed = keys.parse(presented)
         if parsed is None:
-            raise AuthError(f"the API key is not valid: {EXPECTED}")
+            self._refuse()
         key_id, secret = parsed
+        digest = hashlib.sha256(presented.encode()).digest()
         record = self._snapshot.keys.get(key_id)
         if record is None and time.monotonic() - self._snapshot.read_at > UNKNOWN_RELOAD_SECONDS:
             await self._fresh(force=True)
             record = self._snapshot.keys.get(key_id)
-        if record is None or not await self._matches(record, presented, secret):
-            # Debug only: a flood of made-up keys must not become a flood of log lines.
-            log.debug("refused a call with an invalid API key (key id %s)", key_id)
-            raise AuthError(f"the API key is not valid: {EXPECTED}")
+        if record is None or not await self._matches(record, digest, secret, peer):
+            self._refuse(key_id)
         refusal = _refusal(record)
         if refusal is not None:
             log.info("refused a call with %s API key %s", record.state(), key_id)
             raise AuthError(refusal)
         return Principal(tenant=record.tenant, role=record.role, key_id=key_id)
+
+    def _refuse(self, key_id: str = "") -> NoReturn:
+        # Debug only: a flood of made-up keys must not become a flood of log lines.
+        log.debug("refused a call with an invalid API key (key id %s)", key_id or "-")
+        raise AuthError(f"the API key is not valid: {EXPECTED}")
 
     async def still_valid(self, key_id: str) -> str | None:
         """Why a key that opened a stream may no longer use it (revoked, expired, or gone from
@@ -109,18 +122,26 @@ class KeyRing:
             return f"the API key is not valid: {EXPECTED}"
         return _refusal(record)
 
-    async def _matches(self, record: ApiKey, presented: str, secret: str) -> bool:
-        digest = hashlib.sha256(presented.encode()).digest()
+    async def _matches(self, record: ApiKey, digest: bytes, secret: str, peer: str) -> bool:
         known = self._verified.get(digest)
         if known is not None:
             self._verified.move_to_end(digest)
             return hmac.compare_digest(known, record.key_id)
+        if digest in self._failed:
+            return False  # the same wrong secret again: no need to hash it to know
+        self._failing_peers.check(peer, "address")
+        self._failing_keys.check(record.key_id, "key id")
         async with self._hashing:
             ok = await asyncio.to_thread(keys.verify, record, secret)
         if ok:
             self._verified[digest] = record.key_id
             while len(self._verified) > VERIFIED_CACHE_SIZE:
                 self._verified.popitem(last=False)
+        else:
+            # Only hashed failures count against the budgets: the others cost nothing to refuse.
+            self._failed.add(digest)
+            self._failing_peers.failed(peer)
+            self._failing_keys.failed(record.key_id)
         return ok
 
     async def _fresh(self, force: bool = False) -> None:

@@ -12,6 +12,11 @@ bound to its agent, its row and its field, so it cannot be copied into another r
 is the same prefix and key id, then the sealed bytes. Text stored before encryption was turned on
 does not start with the prefix, and a blob stored then hashes to its own name: both are read as
 they are.
+
+Attachments are named by `blob_name`: with encryption on, a keyed hash (HMAC-SHA256 under a key
+derived from the newest encryption key), not the plaintext's SHA-256, so whoever reads the store
+(or a history) cannot confirm a guess of a file's content by hashing it. Blobs named by SHA-256
+before (attachments, prompt texts, reply checkpoints) are read as ever.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import hmac
 import json
 from typing import Any, TypeVar
 
@@ -64,6 +70,12 @@ class EncryptedTranscriptStore:
         key_id, key = self._keyring.newest
         sealed = seal(key, data, _associated("", f"blob/{sha256}", "data"))
         self._inner.put_blob(sha256, f"{PREFIX}{key_id}:".encode() + sealed)
+
+    def keyed_name(self, data: bytes) -> str:
+        """The name to store `data` under: `hmac:<key id>:<HMAC-SHA256 hex>`."""
+        key_id, key = self._keyring.newest
+        naming = hmac.new(key, b"engram/blob-name/v1", hashlib.sha256).digest()
+        return f"hmac:{key_id}:{hmac.new(naming, data, hashlib.sha256).hexdigest()}"
 
     def get_blob(self, sha256: str) -> bytes | None:
         stored = self._inner.get_blob(sha256)
@@ -149,6 +161,14 @@ def _turn_place(turn: Turn) -> str:
 
 def _associated(agent_id: str, place: str, name: str) -> bytes:
     return f"engram/transcript/v1\x00{agent_id}\x00{place}\x00{name}".encode()
+
+
+def blob_name(store: object, data: bytes) -> str:
+    """The name an attachment's bytes are stored under in `store`: keyed when it encrypts, its
+    SHA-256 (content addressing, as ever) when it does not."""
+    if isinstance(store, EncryptedTranscriptStore):
+        return store.keyed_name(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def encrypted_store(store: TranscriptStore, keyring: Keyring | None) -> TranscriptStore:

@@ -18,10 +18,12 @@ from typing import Any, Protocol, TypeVar
 import grpc
 from google.protobuf import empty_pb2
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from engram.agent_start import start_agent
 from engram.auth import stopping
 from engram.auth.limits import InputBounds, LimitExceeded, Limits, StreamInputs, Ticket
+from engram.codec.encrypted_store import blob_name
 from engram.following import QUERY_TRIES, TurnGone, timed_out
 from engram.gateway import (
     agent_calls,
@@ -37,7 +39,7 @@ from engram.gateway.schedules import Schedules
 from engram.gateway.tenancy import AgentAccess
 from engram.gateway.token_hub import TokenHub, TurnFeed
 from engram.gateway.transcript_reader import TranscriptReader
-from engram.gateway.turn_stream import Cursor, Messages, TurnMerge, follow_turn
+from engram.gateway.turn_stream import Cursor, Messages, TurnMerge, cancel_quietly, follow_turn
 from engram.messages import to_server_message
 from engram.observability import metrics
 from engram.observability.turns import ObservedTurn
@@ -151,7 +153,6 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         if parent_id:
             await sub_agents.live_agent(self.client, self.access, parent_id)
         tools = await self._resolve_tools(request.tools)
-        await self.access.check_quota()
         agent_id = str(uuid.uuid4())
         new = proto_mapping.new_agent(
             request,
@@ -162,7 +163,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             tenant=self.access.tenant(),
             max_history_events=self.settings.max_history_events,
         )
-        info = await start_agent(self.client, new)
+        async with self.access.creating() as started:
+            info = await start_agent(self.client, new)
+            started(agent_id)
         return agent_pb2.CreateAgentResponse(
             agent_id=agent_id, agent=proto_mapping.agent_message(info)
         )
@@ -224,7 +227,16 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         executions = self.client.list_workflows(
             query, page_size=page_size, next_page_token=proto_mapping.page_token(request.page_token)
         )
-        await executions.fetch_next_page()
+        try:
+            await executions.fetch_next_page()
+        except RPCError as err:
+            if request.page_token and err.status in (
+                RPCStatusCode.UNKNOWN,
+                RPCStatusCode.INVALID_ARGUMENT,
+            ):
+                # A token that decodes but is not one Temporal issued.
+                raise invalid("page_token is not a token this service issued") from None
+            raise
         agents = [await proto_mapping.listed_agent(e) for e in executions.current_page or []]
         if status == AgentStatus.THINKING:
             agents = await self._thinking(agents)
@@ -494,6 +506,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             message.user_input.attachments,
             self.settings.max_attachment_bytes,
             self.settings.max_attachments_bytes,
+            functools.partial(blob_name, self.store),
         )
         content = validation.content(
             message.user_input.content, self.settings.max_message_bytes, bool(files)
@@ -558,7 +571,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
 
     def _close(self, turn: _PendingTurn) -> None:
         self.hub.release(turn.feed)
-        turn.result.cancel()
+        cancel_quietly(turn.result)
         turn.answered()
 
     async def Replay(

@@ -3,13 +3,14 @@
 Images (png, jpeg, webp, gif) go to the model as image parts, for vision models; text-like files
 (text/*, JSON, CSV, XML, YAML, TOML, source code) are inlined with their name. Anything else is
 refused with INVALID_ARGUMENT naming the type, never dropped in silence. The bytes go to the
-transcript store, by content hash; the agent's history carries only the reference.
+transcript store, by a name `name` gives (a keyed hash of the content when the store encrypts:
+engram.codec.encrypted_store.blob_name); the agent's history carries only the reference.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from engram.gateway.errors import invalid
 from engram.v1 import agent_pb2
@@ -37,8 +38,15 @@ TEXT_TYPES = {
 DEFAULT_LIMIT = 10 * 1024 * 1024
 
 
+def sha256_name(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def check(
-    attachments: Sequence[agent_pb2.Attachment], per_file: int, per_message: int
+    attachments: Sequence[agent_pb2.Attachment],
+    per_file: int,
+    per_message: int,
+    name: Callable[[bytes], str] = sha256_name,
 ) -> list[tuple[Attachment, bytes]]:
     """Each attachment's reference and bytes; raises INVALID_ARGUMENT for any that cannot go."""
     total = sum(len(a.data) for a in attachments)
@@ -67,6 +75,5 @@ def check(
                 f"{label} has type {a.mime_type or '(none)'!r}, which the model cannot take: send "
                 "images (png, jpeg, webp, gif) or text (text/*, JSON, CSV, XML, YAML, code)"
             )
-        digest = hashlib.sha256(a.data).hexdigest()
-        checked.append((Attachment(a.name, mime, digest, len(a.data), kind), a.data))
+        checked.append((Attachment(a.name, mime, name(a.data), len(a.data), kind), a.data))
     return checked

@@ -40,6 +40,8 @@ def from_temporal(err: BaseException, agent_id: str) -> GatewayError:
                     grpc.StatusCode.FAILED_PRECONDITION, f"agent {agent_id} has been deleted"
                 )
             return GatewayError(grpc.StatusCode.NOT_FOUND, f"agent {agent_id} not found")
+        if err.status == RPCStatusCode.INVALID_ARGUMENT:
+            return GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {err.message}")
         if err.status in (
             RPCStatusCode.UNAVAILABLE,
             RPCStatusCode.DEADLINE_EXCEEDED,

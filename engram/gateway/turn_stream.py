@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
 
 from engram.gateway.token_hub import TurnFeed
 from engram.messages import ends_turn
@@ -159,5 +160,12 @@ async def follow_turn(
             await asyncio.wait([live, result_task], return_when=asyncio.FIRST_COMPLETED)
             live.cancel()
     finally:
-        if not result_task.done():
-            result_task.cancel()
+        cancel_quietly(result_task)
+
+
+def cancel_quietly(future: asyncio.Future[Any]) -> None:
+    """Cancel `future`, and let nobody hear of how it ends: a client that leaves mid-turn is
+    normal, and Temporal's client answers the cancel of its wait with an error of its own, which
+    asyncio would otherwise log, with a traceback, as never retrieved."""
+    future.cancel()
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
