@@ -37,10 +37,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # Quiet and flooded blocks of `--samples` each.
 BLOCKS = 4
 # Tenant a's floods: name, Chat streams, messages down each.
+# (name, streams, messages per stream, whether a refused stream is opened again at once).
 FLOODS = (
-    ("8_streams", 8, 10_000),
-    ("16_streams", 16, 10_000),
-    ("1_stream_10000_messages", 1, 10_000),
+    ("8_streams", 8, 10_000, False),
+    ("16_streams", 16, 10_000, False),
+    ("1_stream_10000_messages", 1, 10_000, False),
+    ("8_streams_persistent", 8, 10_000, True),
+    ("16_streams_persistent", 16, 10_000, True),
 )
 KEYS = "bench:" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
@@ -106,22 +109,34 @@ def flood_until_killed(address: str, key: str) -> None:
                 raise
 
 
-def push_messages(address: str, key: str, streams: int, messages: int) -> None:
+def push_messages(
+    address: str, key: str, streams: int, messages: int, persistent: bool = False
+) -> None:
     """Tenant a's flood: `streams` agents, each sent `messages` inputs down one Chat stream as
-    fast as the gateway takes them, replies read and dropped."""
+    fast as the gateway takes them, replies read and dropped; `persistent`, again and again until
+    killed, whatever it is refused."""
     stub = agent_pb2_grpc.AgentServiceStub(grpc.insecure_channel(address))
     metadata = [("authorization", f"Bearer {key}")]
 
     def push(agent_id: str) -> None:
-        inputs = (
-            agent_pb2.ClientMessage(agent_id=agent_id, user_input=agent_pb2.UserInput(content="x"))
-            for _ in range(messages)
-        )
-        try:
-            for _ in stub.Chat(inputs, metadata=metadata):
-                pass
-        except grpc.RpcError:
-            pass  # refused or cut off: the flood goes on from the other streams
+        # Refused past a limit (RESOURCE_EXHAUSTED), the flood opens the stream again at once:
+        # it stays at its limits for as long as it runs, as an attacker would.
+        while True:
+            inputs = (
+                agent_pb2.ClientMessage(
+                    agent_id=agent_id, user_input=agent_pb2.UserInput(content="x")
+                )
+                for _ in range(messages)
+            )
+            try:
+                for _ in stub.Chat(inputs, metadata=metadata):
+                    pass
+            except grpc.RpcError:
+                if not persistent:
+                    return
+                # A moment's pause, so that the flood's own process (on this same machine) does
+                # not spin on refusals: a bench of the engine, not of the attacker's CPU.
+                time.sleep(0.02)
 
     agents = [
         stub.CreateAgent(
@@ -155,10 +170,12 @@ def flood_shapes(
     context = multiprocessing.get_context("spawn")
     alone: list[float] = []
     flooded: dict[str, list[float]] = {}
-    for name, streams, messages in FLOODS:
+    for name, streams, messages, persistent in FLOODS:
         alone += [client.ttft(agent_id) for _ in range(samples)]
         flood = context.Process(
-            target=push_messages, args=(address, key, streams, messages), daemon=True
+            target=push_messages,
+            args=(address, key, streams, messages, persistent),
+            daemon=True,
         )
         flood.start()
         time.sleep(3)  # the flood's agents created and their queues filling
