@@ -58,6 +58,9 @@ def bounded(fake_llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iter
             "ENGRAM_RATE_BURST": str(RATE),
             "ENGRAM_MAX_STREAM_INPUTS": str(STREAM_INPUTS),
             "ENGRAM_MAX_AGENT_INPUTS": str(AGENT_INPUTS),
+            # Every key here is acme's: its tenant's share is tested on its own
+            # (tests/test_tenant_share.py).
+            "ENGRAM_MAX_TENANT_INPUTS": "0",
         },
     )
     yield Bounded(engine, keys)

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from engram.auth import principal
+
 
 class LimitExceeded(Exception):
     """Refused as RESOURCE_EXHAUSTED; the message says which limit and how to stay under it."""
@@ -37,6 +39,10 @@ class Limits:
     agent_inputs: int = 10
     """The same for one agent, over every stream on this gateway: Temporal holds at most 10
     updates in flight per workflow by default, so more could only wait or fail later."""
+    tenant_inputs: int = 16
+    """The same for one tenant, over all its agents on this gateway (with keys): a tenant's share
+    of the engine's turns, so that a flood cannot queue more turns than the engine finishes in
+    well under a second (2 cores finish about 23 a second; bench/security.py measures it)."""
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +85,13 @@ class Limits:
             default=int(env("ENGRAM_MAX_AGENT_INPUTS", str(Limits.agent_inputs))),
             help="the same per agent, over all its Chat streams (ENGRAM_MAX_AGENT_INPUTS)",
         )
+        group.add_argument(
+            "--max-tenant-inputs",
+            type=int,
+            default=int(env("ENGRAM_MAX_TENANT_INPUTS", str(Limits.tenant_inputs))),
+            help="the same per tenant, over all its agents, with API keys "
+            "(ENGRAM_MAX_TENANT_INPUTS)",
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Limits:
@@ -89,6 +102,7 @@ class Limits:
             agents_per_tenant=args.max_agents_per_tenant,
             stream_inputs=args.max_stream_inputs,
             agent_inputs=args.max_agent_inputs,
+            tenant_inputs=args.max_tenant_inputs,
         )
 
 
@@ -142,13 +156,16 @@ class StreamSlots:
 
 
 class InputBounds:
-    """Counts the inputs each Chat stream and each agent has had read but not yet answered, so a
-    flood is refused at once instead of waiting in a socket, or in Temporal, for minutes."""
+    """Counts the inputs each Chat stream, each agent and each tenant has had read but not yet
+    answered, so a flood is refused at once instead of waiting in a socket, or in Temporal, for
+    minutes, and one tenant cannot fill the engine with turns that others then wait behind."""
 
-    def __init__(self, per_stream: int, per_agent: int) -> None:
+    def __init__(self, per_stream: int, per_agent: int, per_tenant: int = 0) -> None:
         self.per_stream = per_stream
         self.per_agent = per_agent
+        self.per_tenant = per_tenant
         self._agents: dict[str, int] = {}
+        self._tenants: dict[str, int] = {}
 
     @contextmanager
     def stream(self) -> Iterator[StreamInputs]:
@@ -159,21 +176,34 @@ class InputBounds:
         finally:
             inputs.release()
 
-    def _take(self, agent_id: str) -> None:
+    def _take(self, agent_id: str, tenant: str | None) -> None:
         count = self._agents.get(agent_id, 0)
         if 0 < self.per_agent <= count:
             raise LimitExceeded(
                 f"too many unanswered inputs for agent {agent_id[:64]}: at most "
                 f"{self.per_agent} per agent; wait for its replies before sending more"
             )
+        if tenant is not None and 0 < self.per_tenant <= self._tenants.get(tenant, 0):
+            raise LimitExceeded(
+                f"too many unanswered inputs for your tenant: at most {self.per_tenant} over "
+                "all its agents; wait for replies before sending more"
+            )
         self._agents[agent_id] = count + 1
+        if tenant is not None:
+            self._tenants[tenant] = self._tenants.get(tenant, 0) + 1
 
-    def _give(self, agent_id: str) -> None:
-        left = self._agents[agent_id] - 1
-        if left:
-            self._agents[agent_id] = left
-        else:
-            del self._agents[agent_id]
+    def _give(self, agent_id: str, tenant: str | None) -> None:
+        _decrement(self._agents, agent_id)
+        if tenant is not None:
+            _decrement(self._tenants, tenant)
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts[key] - 1
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
 
 
 class StreamInputs:
@@ -190,15 +220,18 @@ class StreamInputs:
                 f"too many unanswered inputs on this Chat stream: at most "
                 f"{self._bounds.per_stream}; wait for replies before sending more"
             )
-        self._bounds._take(agent_id)
-        ticket = Ticket(self, agent_id)
+        caller = principal.current()
+        # Without keys everyone is the same open principal: no tenant to bound.
+        tenant = caller.tenant if caller.scoped else None
+        self._bounds._take(agent_id, tenant)
+        ticket = Ticket(self, agent_id, tenant)
         self._open.add(ticket)
         return ticket
 
     def _answered(self, ticket: Ticket) -> None:
         if ticket in self._open:
             self._open.discard(ticket)
-            self._bounds._give(ticket.agent_id)
+            self._bounds._give(ticket.agent_id, ticket.tenant)
 
     def release(self) -> None:
         for ticket in list(self._open):
@@ -208,9 +241,10 @@ class StreamInputs:
 class Ticket:
     """One input counted against its stream's and agent's bounds until `done`."""
 
-    def __init__(self, inputs: StreamInputs, agent_id: str) -> None:
+    def __init__(self, inputs: StreamInputs, agent_id: str, tenant: str | None) -> None:
         self._inputs = inputs
         self.agent_id = agent_id
+        self.tenant = tenant
 
     def done(self) -> None:
         self._inputs._answered(self)

@@ -124,7 +124,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self.client = client
         # Which agents the caller (engram.auth.principal) may see; everything with auth off.
         self.access = access or AgentAccess(client)
-        self.inputs = inputs or InputBounds(Limits.stream_inputs, Limits.agent_inputs)
+        self.inputs = inputs or InputBounds(
+            Limits.stream_inputs, Limits.agent_inputs, Limits.tenant_inputs
+        )
         self.hub = hub
         self.settings = settings
         self.store = store

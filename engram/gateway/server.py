@@ -46,7 +46,7 @@ async def start_gateway(
         ],
     )
     limits = security.settings.limits
-    inputs = InputBounds(limits.stream_inputs, limits.agent_inputs)
+    inputs = InputBounds(limits.stream_inputs, limits.agent_inputs, limits.tenant_inputs)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
         AgentService(client, hub, settings, store, security.access(client), inputs), server
     )
