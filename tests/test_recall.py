@@ -4,6 +4,8 @@ own transcript; and with encryption on the store holds none of the words it sear
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ from tests.engine import Engine
 from tests.fake_llm import FakeLLM, ToolUse, text_of_content
 from tests.postgres import PostgresServer
 from tests.test_encryption_e2e import KEYS, stored_bytes
+from tests.test_terminal import ENGRAM
 
 SUMMARIZER = "You keep the memory of a long conversation"
 
@@ -95,6 +98,17 @@ def test_a_fact_compacted_away_long_ago_comes_back_verbatim(engine: Engine, llm:
     assert told == [f"Found: nothing found for {code!r}"]
     mine = stub.SearchHistory(agent_pb2.SearchHistoryRequest(agent_id=other, query=code)).hits
     assert mine and not any("vault" in h.excerpt for h in mine)
+
+    # And from the terminal.
+    grep = subprocess.run(
+        [ENGRAM, "history", agent_id, "--grep", "vault code", "--address", engine.address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    assert grep.returncode == 0, grep.stderr
+    assert fact in grep.stdout and "user_message" in grep.stdout
 
 
 def test_recall_can_be_turned_off(engine: Engine, llm: FakeLLM) -> None:
