@@ -23,6 +23,7 @@ from engram import TASK_QUEUE
 from engram.activities.archive import ArchiveActivities
 from engram.activities.delegation import Delegation
 from engram.activities.llm_stream import LLMActivities
+from engram.activities.recall import RecallActivities
 from engram.activities.tool_calls import ToolActivities
 from engram.activities.wake_up import WakeUpActivities
 from engram.llm_settings import LLMEndpoint
@@ -157,6 +158,7 @@ def build_worker(
 ) -> Worker:
     llm = LLMActivities(endpoint, temporal=client, store=store)
     archive = ArchiveActivities(store)
+    recall = RecallActivities(store)
     tools = tools or ToolActivities(ToolRegistry())
     # Other agents as tools: their calls talk to the agents' workflows through this client.
     delegation = Delegation(client)
@@ -177,6 +179,7 @@ def build_worker(
             llm.announce,
             archive.archive_events,
             archive.archive_turns,
+            recall.recall,
             # Every `tool:<name>` activity, so each call shows in the Web UI as the tool it ran.
             tools.call_tool,
             tools.list_tools,

@@ -350,11 +350,37 @@ SCENARIOS: dict[str, Callable[[Engine, FakeLLM], dict[str, str]]] = {
     "hand-over": lambda engine, llm: {"-hand-over": hand_over_scenario(engine, llm)},
     "long-texts": lambda engine, llm: {"-long-texts": long_texts_scenario(engine, llm)},
     "woken": lambda engine, llm: {"-woken": woken_scenario(engine, llm)},
+    "recall": lambda engine, llm: {"-recall": recall_scenario(engine, llm)},
     # WakeUpWorkflow histories (their workflow ids), not agents'.
     "wake-up": lambda engine, llm: {f"-{o}": w for o, w in wake_up_scenario(engine, llm).items()},
 }
 # Scenarios recorded on an engine of their own, with these arguments; their first run is kept.
 OWN_ENGINE = {"hand-over": ("--max-history-events", "80")}
+
+
+def recall_scenario(engine: Engine, llm: FakeLLM) -> str:
+    """The model calls `recall` (behind the recall patch): a fact compacted out of its prompt
+    comes back, after the events of earlier turns are archived; then a call without a query."""
+    stub = engine.stub()
+    agent_id = create_agent(stub, config=agent_pb2.AgentConfig(max_context_tokens=200))
+    chat(stub, agent_id, "The vault code is quince-42.")
+    chat(stub, agent_id, *(f"small talk {i}: the tea is warm" for i in range(6)))
+
+    def searcher(messages: list[dict[str, Any]]) -> str | ToolUse:
+        last = messages[-1]
+        if last["role"] == "tool":
+            return f"Found: {last['content']}"
+        if last["content"] == "What was the vault code?":
+            return ToolUse([("recall", '{"query": "vault code"}')])
+        if last["content"] == "Search for nothing.":
+            return ToolUse([("recall", "{}")])
+        return "Noted."
+
+    llm.reply = searcher
+    chat(stub, agent_id, "What was the vault code?")
+    chat(stub, agent_id, "Search for nothing.")
+    llm.reply = default_reply
+    return agent_id
 
 
 def wake_up_scenario(engine: Engine, llm: FakeLLM) -> dict[str, str]:

@@ -80,7 +80,7 @@ def test_a_worker_tool_runs_and_the_model_gets_its_result(
     # The model was offered the tool with its schema, and shown the result.
     second = tool_llm.requests_for('call add {"a": 2, "b": 40}')[-1]
     offered = {t["function"]["name"]: t["function"] for t in second["tools"]}
-    assert set(offered) == {"remember", "add"}
+    assert set(offered) == {"remember", "recall", "add"}
     assert offered["add"]["parameters"]["required"] == ["a", "b"]
     assert second["messages"][-1] == {
         "role": "tool",

@@ -322,6 +322,12 @@ class Agent:
         )
         return [TurnRecord.of(t) for t in response.turns]
 
+    def search(self, query: str, *, page: int = 0) -> agent_pb2.SearchHistoryResponse:
+        """Full-text search over the whole transcript, best matches first (SearchHistory)."""
+        request = agent_pb2.SearchHistoryRequest(agent_id=self.agent_id, query=query, page=page)
+        response: agent_pb2.SearchHistoryResponse = self.engram._unary("SearchHistory", request)
+        return response
+
     # --- plumbing -------------------------------------------------------------------------
 
     def _control(self, request: agent_pb2.ControlAgentRequest, *, idempotent: bool = True) -> str:

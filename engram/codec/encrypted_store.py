@@ -17,6 +17,10 @@ Attachments are named by `blob_name`: with encryption on, a keyed hash (HMAC-SHA
 derived from the newest encryption key), not the plaintext's SHA-256, so whoever reads the store
 (or a history) cannot confirm a guess of a file's content by hashing it. Blobs named by SHA-256
 before (attachments, prompt texts, reply checkpoints) are read as ever.
+
+Sealed text is never indexed for full-text search (its words would be plaintext in the
+database). A search here opens the agent's newest events instead, at most SEARCH_SCAN_EVENTS of
+them, and matches their words in memory: older events are out of its reach.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from typing import Any, TypeVar
 from engram.auth.records import ApiKey
 from engram.codec.cipher import seal, unseal
 from engram.codec.keyring import EncryptionKeyError, Keyring
-from engram.transcripts import TranscriptStore
+from engram.transcripts import TranscriptStore, search
+from engram.transcripts.search import SearchPage, SearchQuery
 from engram.workflows.types import AgentTool, Event, Turn
 
 PREFIX = "enc:v1:"
@@ -41,6 +46,9 @@ TURN_FIELDS = ("user", "reply", "error")
 STRUCTURED_KEY = "enc:v1"
 
 Row = TypeVar("Row", Event, Turn)
+# How far back a search of sealed events reaches, and how many it opens at a time.
+SEARCH_SCAN_EVENTS = 20_000
+SEARCH_WINDOW = 1_000
 
 
 class EncryptedTranscriptStore:
@@ -56,6 +64,29 @@ class EncryptedTranscriptStore:
     def between(self, agent_id: str, after: int, through: int) -> list[Event]:
         events = self._inner.between(agent_id, after, through)
         return [self._open(agent_id, _event_place(e), e) for e in events]
+
+    def last_seq(self, agent_id: str) -> int:
+        return self._inner.last_seq(agent_id)
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        """Matches among the newest SEARCH_SCAN_EVENTS events, opened here (none is indexed)."""
+        query_words = search.words(query.text)
+        if not query_words:
+            return SearchPage()
+        found: list[tuple[float, Event]] = []
+        through = self._inner.last_seq(query.agent_id)
+        floor = max(query.from_sequence, through - SEARCH_SCAN_EVENTS)
+        while through > floor:
+            after = max(floor, through - SEARCH_WINDOW)
+            window = self.between(query.agent_id, after, through)
+            texts = search.index_texts(window)
+            for event, text in zip(window, texts, strict=True):
+                if _in_time(event, query) and search.matches(text, query_words):
+                    found.append((search.score(text, query_words), event))
+            through = after
+        found.sort(key=lambda hit: (-hit[0], -hit[1].seq))
+        best = [e for _, e in found[query.offset : query.offset + query.limit + 1]]
+        return search.page(best, query)
 
     def append_turns(self, agent_id: str, first_index: int, turns: list[Turn]) -> None:
         self._inner.append_turns(
@@ -144,6 +175,12 @@ class EncryptedTranscriptStore:
         if not sealed.startswith(PREFIX) or not colon:
             raise EncryptionKeyError(key_id, "a sealed transcript field is cut short")
         return unseal(self._keyring, key_id, base64.b64decode(encoded), associated).decode()
+
+
+def _in_time(event: Event, query: SearchQuery) -> bool:
+    return (not query.since or event.ts >= query.since) and (
+        not query.until or event.ts < query.until
+    )
 
 
 def _fields(row: Event | Turn) -> tuple[str, ...]:

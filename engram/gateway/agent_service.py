@@ -28,6 +28,7 @@ from engram.following import QUERY_TRIES, TurnGone, timed_out
 from engram.gateway import (
     agent_calls,
     attachments,
+    history_search,
     proto_mapping,
     sub_agents,
     tool_specs,
@@ -44,7 +45,7 @@ from engram.messages import to_server_message
 from engram.observability import metrics
 from engram.observability.turns import ObservedTurn
 from engram.tools.agents import helper_tool
-from engram.transcripts import BlobStore, EventStore, ToolCatalogStore
+from engram.transcripts import BlobStore, EventStore, SearchStore, ToolCatalogStore
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from engram.vocabulary import STATUS_ATTRIBUTE, AgentStatus, Command, ToolName
 from engram.workflows.types import AgentTool, ChatInput, EditInput, RunInput, TurnResult
@@ -67,7 +68,7 @@ STATUS_COMMANDS = {
 }
 
 
-class AgentStore(EventStore, BlobStore, ToolCatalogStore, Protocol):
+class AgentStore(EventStore, SearchStore, BlobStore, ToolCatalogStore, Protocol):
     """What the API reads and writes in the store: transcripts, attachments, the tool catalog."""
 
 
@@ -393,6 +394,15 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         page = await agent_calls.history(await self._owned(agent_id, read=True))
         turns = await self.transcript.turns(agent_id, page)
         return agent_pb2.GetHistoryResponse(turns=[proto_mapping.turn_message(t) for t in turns])
+
+    @_reports_errors
+    async def SearchHistory(
+        self, request: agent_pb2.SearchHistoryRequest, context: Context
+    ) -> agent_pb2.SearchHistoryResponse:
+        agent_id = validation.agent_id(request.agent_id)
+        query = history_search.query_of(request, agent_id)
+        held = await agent_calls.events_since(await self._owned(agent_id, read=True), 0)
+        return history_search.response(await history_search.search(self.store, query, held))
 
     # --- streams --------------------------------------------------------------------------
 

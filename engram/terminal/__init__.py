@@ -84,6 +84,10 @@ def add_commands(commands: Any) -> None:
 
     history = commands.add_parser("history", help="an agent's transcript, turn by turn")
     history.add_argument("agent_id", metavar="ID")
+    history.add_argument(
+        "--grep", metavar="TEXT", help="search the whole transcript: messages with every word"
+    )
+    history.add_argument("--page", type=int, default=0, help="with --grep: the next matches")
     _connection_arguments(history)
     history.set_defaults(terminal=_run("engram.terminal.agents", "run_history"))
 

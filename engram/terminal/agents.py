@@ -1,4 +1,4 @@
-"""`engram agents ls|show|rm`, `engram history ID`, `engram replay ID --from N`."""
+"""`engram agents ls|show|rm`, `engram history ID [--grep TEXT]`, `engram replay ID --from N`."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from engram.client import (
 )
 from engram.terminal import connect
 from engram.terminal.render import ago, clip
+from engram.v1 import agent_pb2
 
 
 def run_agents(args: argparse.Namespace) -> int:
@@ -110,6 +111,8 @@ def run_history(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     engram = connect(args)
     try:
+        if args.grep:
+            return _grep(console, engram.agent(args.agent_id).search(args.grep, page=args.page))
         turns = engram.agent(args.agent_id).history()
     except EngramError as err:
         console.print(f"[red]{escape(err.details)}[/] ({err.code.name})")
@@ -128,6 +131,19 @@ def run_history(args: argparse.Namespace) -> int:
         )
     console.print(table)
     return 0
+
+
+def _grep(console: Console, found: agent_pb2.SearchHistoryResponse) -> int:
+    """One line per matching message, best first: its id, time, kind and an excerpt."""
+    for hit in found.hits:
+        kind = f"{hit.kind} {hit.code}".strip()
+        when = f"{hit.time.ToDatetime():%Y-%m-%d %H:%M:%S}"
+        console.print(
+            f"[dim]{hit.sequence_id:>6}[/] {when} {kind:<13} {escape(hit.excerpt)}", soft_wrap=True
+        )
+    if found.more:
+        console.print("[dim]more: --page N for the next matches[/]")
+    return 0 if found.hits else 1
 
 
 def run_replay(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from engram.transcripts.store import (
     BlobStore,
     EventStore,
+    SearchStore,
     ToolCatalogStore,
     TranscriptStore,
     open_transcript_store,
@@ -11,6 +12,7 @@ from engram.transcripts.store import (
 __all__ = [
     "BlobStore",
     "EventStore",
+    "SearchStore",
     "ToolCatalogStore",
     "TranscriptStore",
     "open_transcript_store",

@@ -2,7 +2,8 @@
 
 Rows are JSONB, so an operator can read an agent's old turns with plain SQL. A connection pool
 replaces connections that broke (a database restart costs the calls in flight, which their
-activities retry, not the process).
+activities retry, not the process). Events' words are a tsvector column with a GIN index, set on
+append from what engram/transcripts/search.py lets into the index.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from engram.auth.records import ApiKey, Role
+from engram.transcripts import search
+from engram.transcripts.search import SearchPage, SearchQuery
 from engram.workflows.types import AgentTool, Event, Turn
 
 SCHEMA = """
@@ -47,6 +50,21 @@ CREATE TABLE IF NOT EXISTS engram_api_keys (
     revoked_at DOUBLE PRECISION
 );
 """
+# Full-text search: the 'simple' configuration (lower case, no stemming) matches as SQLite's FTS5
+# does. Events stored before the column existed are indexed once, when it is added.
+FTS_SCHEMA = """
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_name = 'engram_events' AND column_name = 'words') THEN
+        ALTER TABLE engram_events ADD COLUMN words tsvector;
+        UPDATE engram_events SET words = to_tsvector('simple', event->>'text')
+            WHERE event->>'text' NOT LIKE 'enc:v1:%' AND event->>'kind' IN
+                ('user_message', 'final_answer', 'error', 'tool_call', 'tool_result',
+                 'observation');
+    END IF;
+END $$;
+CREATE INDEX IF NOT EXISTS engram_events_words ON engram_events USING GIN (words);
+"""
 API_KEY_COLUMNS = "key_id, tenant, role, secret_hash, created_at, expires_at, revoked_at"
 # Workers and gateways start together; concurrent CREATE TABLE IF NOT EXISTS can still collide.
 SCHEMA_LOCK = 0x656E6772616D  # "engram"
@@ -66,13 +84,44 @@ class PostgresTranscriptStore:
         with self._pool.connection() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             conn.execute(SCHEMA)
+            conn.execute(FTS_SCHEMA)
 
     def append(self, agent_id: str, events: list[Event]) -> None:
+        rows = [
+            (agent_id, e.seq, Jsonb(asdict(e)), text)
+            for e, text in zip(events, search.index_texts(events), strict=True)
+        ]
         with self._pool.connection() as conn, conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO engram_events VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                [(agent_id, e.seq, Jsonb(asdict(e))) for e in events],
+                "INSERT INTO engram_events (agent_id, seq, event, words)"
+                " VALUES (%s, %s, %s, to_tsvector('simple', %s)) ON CONFLICT DO NOTHING",
+                rows,
             )
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        """The best matches of `query` in the agent's events (ts_rank), a page of them."""
+        terms = search.words(query.text)
+        if not terms:
+            return SearchPage()
+        # Every word, as FTS5 matches: no operators of the user's get through.
+        matching = " & ".join(f"'{w}'" for w in terms)
+        sql = (
+            "SELECT event FROM engram_events, to_tsquery('simple', %s) q"
+            " WHERE agent_id = %s AND words @@ q AND seq > %s"
+        )
+        params: list[object] = [matching, query.agent_id, query.from_sequence]
+        if query.since:
+            sql += " AND (event->>'ts')::float8 >= %s"
+            params.append(query.since)
+        if query.until:
+            sql += " AND (event->>'ts')::float8 < %s"
+            params.append(query.until)
+        # Normalized by length (1: divided by 1 + log of it), as bm25 does.
+        sql += " ORDER BY ts_rank(words, q, 1) DESC, seq DESC LIMIT %s OFFSET %s"
+        params += [query.limit + 1, query.offset]
+        with self._pool.connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return search.page([Event(**row[0]) for row in rows], query)
 
     def between(self, agent_id: str, after: int, through: int) -> list[Event]:
         with self._pool.connection() as conn:
@@ -82,6 +131,13 @@ class PostgresTranscriptStore:
                 (agent_id, after, through),
             ).fetchall()
         return [Event(**row[0]) for row in rows]
+
+    def last_seq(self, agent_id: str) -> int:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT max(seq) FROM engram_events WHERE agent_id = %s", (agent_id,)
+            ).fetchone()
+        return int(row[0] or 0) if row else 0
 
     def append_turns(self, agent_id: str, first_index: int, turns: list[Turn]) -> None:
         with self._pool.connection() as conn, conn.cursor() as cur:

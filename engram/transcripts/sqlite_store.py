@@ -1,6 +1,7 @@
 """The transcript store in one SQLite file: for `engram dev` and processes on one host.
 
-WAL mode lets the gateway read while a worker writes.
+WAL mode lets the gateway read while a worker writes. Events' text is indexed for full-text
+search in an FTS5 table kept in step with `events` on append (engram/transcripts/search.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from engram.auth.records import ApiKey, Role
+from engram.transcripts import search
+from engram.transcripts.search import SearchPage, SearchQuery
 from engram.workflows.types import AgentTool, Event, Turn
 
 SCHEMA = """
@@ -47,6 +50,13 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at REAL
 );
 """
+# The events' words, by agent and seq. Its own copy of the text (events are WITHOUT ROWID, so no
+# external-content table can point at them) holds only what search.index_texts lets in.
+FTS_SCHEMA = """
+CREATE VIRTUAL TABLE events_fts USING fts5(
+    text, agent_id UNINDEXED, seq UNINDEXED, tokenize = 'unicode61'
+);
+"""
 API_KEY_COLUMNS = "key_id, tenant, role, secret_hash, created_at, expires_at, revoked_at"
 
 
@@ -58,13 +68,67 @@ class SqliteTranscriptStore:
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
+        self._create_index()
 
-    def append(self, agent_id: str, events: list[Event]) -> None:
-        rows = [(agent_id, e.seq, json.dumps(asdict(e))) for e in events]
+    def _create_index(self) -> None:
+        """The FTS table, filled from the events stored before it existed."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?)", rows)
+            exists = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'events_fts'"
+            ).fetchone()
+            if not exists:
+                self._db.execute(FTS_SCHEMA)
+                stored = self._db.execute("SELECT agent_id, event FROM events").fetchall()
+                for agent_id, raw in stored:
+                    self._index(agent_id, [Event(**json.loads(raw))])
             self._db.execute("COMMIT")
+
+    def append(self, agent_id: str, events: list[Event]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            new = [
+                e
+                for e in events
+                if self._db.execute(
+                    "INSERT OR IGNORE INTO events VALUES (?, ?, ?)",
+                    (agent_id, e.seq, json.dumps(asdict(e))),
+                ).rowcount
+            ]
+            self._index(agent_id, new)
+            self._db.execute("COMMIT")
+
+    def _index(self, agent_id: str, events: list[Event]) -> None:
+        rows = [
+            (text, agent_id, e.seq)
+            for e, text in zip(events, search.index_texts(events), strict=True)
+            if text
+        ]
+        self._db.executemany("INSERT INTO events_fts VALUES (?, ?, ?)", rows)
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        """The best matches of `query` in the agent's events (FTS5's bm25), a page of them."""
+        expression = search.fts5_query(query.text)
+        if not expression:
+            return SearchPage()
+        sql = (
+            "SELECT e.event FROM events_fts f JOIN events e"
+            " ON e.agent_id = f.agent_id AND e.seq = f.seq"
+            " WHERE events_fts MATCH ? AND f.agent_id = ? AND f.seq > ?"
+        )
+        params: list[object] = [expression, query.agent_id, query.from_sequence]
+        if query.since:
+            sql += " AND json_extract(e.event, '$.ts') >= ?"
+            params.append(query.since)
+        if query.until:
+            sql += " AND json_extract(e.event, '$.ts') < ?"
+            params.append(query.until)
+        sql += " ORDER BY bm25(events_fts), f.seq DESC LIMIT ? OFFSET ?"
+        params += [query.limit + 1, query.offset]
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        found = [Event(**json.loads(row[0])) for row in rows]
+        return search.page(found, query)
 
     def between(self, agent_id: str, after: int, through: int) -> list[Event]:
         """Events with after < seq <= through, in order."""
@@ -74,6 +138,13 @@ class SqliteTranscriptStore:
                 (agent_id, after, through),
             ).fetchall()
         return [Event(**json.loads(row[0])) for row in rows]
+
+    def last_seq(self, agent_id: str) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT max(seq) FROM events WHERE agent_id = ?", (agent_id,)
+            ).fetchone()
+        return int(row[0] or 0)
 
     def append_turns(self, agent_id: str, first_index: int, turns: list[Turn]) -> None:
         rows = [(agent_id, first_index + i, json.dumps(asdict(t))) for i, t in enumerate(turns)]

@@ -8,8 +8,9 @@ It also holds the catalog of tools the workers offer, which the gateway checks a
 against and lists (ListTools), and the API keys' records (salted hashes, never keys), which
 `engram keys` writes and every gateway reads.
 
-Each part is its own protocol (EventStore, BlobStore, ToolCatalogStore, and auth's KeyStore), so
-each consumer asks only for what it uses; the backends implement them all as `TranscriptStore`.
+Each part is its own protocol (EventStore, SearchStore, BlobStore, ToolCatalogStore, and auth's
+KeyStore), so each consumer asks only for what it uses; the backends implement them all as
+`TranscriptStore`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from engram.auth.key_store import KeyStore
+from engram.transcripts.search import SearchPage, SearchQuery
 from engram.workflows.types import AgentTool, Event, Turn
 
 
@@ -35,6 +37,16 @@ class EventStore(Protocol):
 
     def turns(self, agent_id: str, count: int) -> list[Turn]:
         """The agent's first `count` turns, in order."""
+
+
+class SearchStore(Protocol):
+    """Full-text search over an agent's archived events (the recall activity, SearchHistory)."""
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        """The best matches of `query` among the agent's own events, a page of them."""
+
+    def last_seq(self, agent_id: str) -> int:
+        """The newest stored event's seq (0: none)."""
 
 
 class BlobStore(Protocol):
@@ -57,7 +69,7 @@ class ToolCatalogStore(Protocol):
         """Every tool some worker has offered, by name."""
 
 
-class TranscriptStore(EventStore, BlobStore, ToolCatalogStore, KeyStore, Protocol):
+class TranscriptStore(EventStore, SearchStore, BlobStore, ToolCatalogStore, KeyStore, Protocol):
     """All of it in one database: what a backend implements and a process opens and closes."""
 
     def close(self) -> None: ...

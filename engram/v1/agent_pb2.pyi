@@ -60,7 +60,7 @@ class CreateAgentResponse(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ...) -> None: ...
 
 class AgentConfig(_message.Message):
-    __slots__ = ("max_steps", "max_duration", "temperature", "max_context_tokens", "enable_thinking", "enable_observation", "auto_approve_read_only", "autonomous", "max_run_tokens", "double_texting")
+    __slots__ = ("max_steps", "max_duration", "temperature", "max_context_tokens", "enable_thinking", "enable_observation", "auto_approve_read_only", "autonomous", "max_run_tokens", "double_texting", "disable_recall")
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     MAX_DURATION_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,7 @@ class AgentConfig(_message.Message):
     AUTONOMOUS_FIELD_NUMBER: _ClassVar[int]
     MAX_RUN_TOKENS_FIELD_NUMBER: _ClassVar[int]
     DOUBLE_TEXTING_FIELD_NUMBER: _ClassVar[int]
+    DISABLE_RECALL_FIELD_NUMBER: _ClassVar[int]
     max_steps: int
     max_duration: _duration_pb2.Duration
     temperature: float
@@ -81,7 +82,8 @@ class AgentConfig(_message.Message):
     autonomous: bool
     max_run_tokens: int
     double_texting: str
-    def __init__(self, max_steps: _Optional[int] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., temperature: _Optional[float] = ..., max_context_tokens: _Optional[int] = ..., enable_thinking: _Optional[bool] = ..., enable_observation: _Optional[bool] = ..., auto_approve_read_only: _Optional[bool] = ..., autonomous: _Optional[bool] = ..., max_run_tokens: _Optional[int] = ..., double_texting: _Optional[str] = ...) -> None: ...
+    disable_recall: bool
+    def __init__(self, max_steps: _Optional[int] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., temperature: _Optional[float] = ..., max_context_tokens: _Optional[int] = ..., enable_thinking: _Optional[bool] = ..., enable_observation: _Optional[bool] = ..., auto_approve_read_only: _Optional[bool] = ..., autonomous: _Optional[bool] = ..., max_run_tokens: _Optional[int] = ..., double_texting: _Optional[str] = ..., disable_recall: _Optional[bool] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("instructions",)
@@ -587,3 +589,41 @@ class DeleteScheduleRequest(_message.Message):
     agent_id: str
     name: str
     def __init__(self, agent_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class SearchHistoryRequest(_message.Message):
+    __slots__ = ("agent_id", "query", "from_sequence", "since", "until", "page")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    query: str
+    from_sequence: int
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    page: int
+    def __init__(self, agent_id: _Optional[str] = ..., query: _Optional[str] = ..., from_sequence: _Optional[int] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page: _Optional[int] = ...) -> None: ...
+
+class SearchHit(_message.Message):
+    __slots__ = ("sequence_id", "time", "kind", "code", "excerpt")
+    SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    EXCERPT_FIELD_NUMBER: _ClassVar[int]
+    sequence_id: int
+    time: _timestamp_pb2.Timestamp
+    kind: str
+    code: str
+    excerpt: str
+    def __init__(self, sequence_id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., code: _Optional[str] = ..., excerpt: _Optional[str] = ...) -> None: ...
+
+class SearchHistoryResponse(_message.Message):
+    __slots__ = ("hits", "more")
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    hits: _containers.RepeatedCompositeFieldContainer[SearchHit]
+    more: bool
+    def __init__(self, hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...

@@ -100,6 +100,11 @@ class AgentServiceStub:
                 request_serializer=engram_dot_v1_dot_agent__pb2.DeleteScheduleRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.SearchHistory = channel.unary_unary(
+                '/dura.api.v1.AgentService/SearchHistory',
+                request_serializer=engram_dot_v1_dot_agent__pb2.SearchHistoryRequest.SerializeToString,
+                response_deserializer=engram_dot_v1_dot_agent__pb2.SearchHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -195,6 +200,15 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchHistory(self, request, context):
+        """Added by Engram: full-text search over the agent's whole transcript (user
+        messages, replies, tool calls and results), best matches first, a page at a
+        time: what the agent's `recall` tool searches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -262,6 +276,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.DeleteSchedule,
                     request_deserializer=engram_dot_v1_dot_agent__pb2.DeleteScheduleRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'SearchHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchHistory,
+                    request_deserializer=engram_dot_v1_dot_agent__pb2.SearchHistoryRequest.FromString,
+                    response_serializer=engram_dot_v1_dot_agent__pb2.SearchHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -615,6 +634,33 @@ class AgentService:
             '/dura.api.v1.AgentService/DeleteSchedule',
             engram_dot_v1_dot_agent__pb2.DeleteScheduleRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dura.api.v1.AgentService/SearchHistory',
+            engram_dot_v1_dot_agent__pb2.SearchHistoryRequest.SerializeToString,
+            engram_dot_v1_dot_agent__pb2.SearchHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

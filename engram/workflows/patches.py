@@ -176,6 +176,12 @@ ANNOUNCE_WITH_TOOL = Patch(
     "tool runs, instead of an `announce` activity before it: six events fewer per tool call.",
     added_in="0.7.0",
 )
+RECALL = Patch(
+    "recall",
+    "The model is offered the `recall` tool (unless AgentConfig.disable_recall): a call archives "
+    "the events earlier turns left in state and runs the read-only `recall` search activity.",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -193,6 +199,7 @@ PATCHES = (
     MANDATORY_APPROVALS,
     QUIET_THINKING,
     ANNOUNCE_WITH_TOOL,
+    RECALL,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is

@@ -28,6 +28,8 @@ class AgentSettings:
     enable_thinking: bool = False
     enable_observation: bool = False
     double_texting: DoubleTexting = DoubleTexting.QUEUE
+    # The model gets no `recall` tool (workflows/recall.py).
+    disable_recall: bool = False
 
 
 def settings_from_config(config: dict[str, Any]) -> AgentSettings:
@@ -42,6 +44,7 @@ def settings_from_config(config: dict[str, Any]) -> AgentSettings:
         enable_thinking=bool(config.get("enableThinking")),
         enable_observation=bool(config.get("enableObservation")),
         double_texting=DoubleTexting(config.get("doubleTexting") or DoubleTexting.QUEUE),
+        disable_recall=bool(config.get("disableRecall")),
     )
 
 

@@ -2,11 +2,12 @@
 
 A call goes through the same steps whatever runs it: its `tool_call` event; the approval policy
 (run, refuse, or ask a person and wait, durably, for as long as it takes or until its deadline);
-then `remember` inside the workflow, a worker or MCP tool as its own activity, or a client tool by
-waiting for the client's result; last its `tool_result` event. Waiting holds no worker: the
-workflow sleeps on a condition and may be evicted, and a decision arriving a week later, after
-every process restarted, resumes it here. What already ran is in history and never runs again.
-Everything here is workflow code: deterministic, with time from `workflow.now()`.
+then `remember` inside the workflow, `recall` as a search activity, a worker or MCP tool as its
+own activity, or a client tool by waiting for the client's result; last its `tool_result` event.
+Waiting holds no worker: the workflow sleeps on a condition and may be evicted, and a decision
+arriving a week later, after every process restarted, resumes it here. What already ran is in
+history and never runs again. Everything here is workflow code: deterministic, with time from
+`workflow.now()`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from engram.tools import (
     execute_tool_call,
 )
 from engram.vocabulary import ApprovalPolicy, ErrorType, EventKind, Notice, ToolKind, Waiting
-from engram.workflows import autonomy, memory, patches
+from engram.workflows import autonomy, memory, patches, recall
 from engram.workflows.agent_waits import Calls
 from engram.workflows.events import EventLog
 from engram.workflows.model_json import NotAnObject, UnusableJSON, parse_object
@@ -85,9 +86,13 @@ class ToolUse:
         self.agents = Calls()
 
     def offered(self, autonomous: bool = False) -> list[dict[str, Any]]:
-        """The function tools the model is offered: `remember`, a run's own, the agent's."""
+        """The function tools the model is offered: `remember`, `recall` (unless turned off), a
+        run's own, the agent's."""
         own = autonomy.TOOLS if autonomous else []
-        return [memory.REMEMBER_TOOL, *own, *(t.function for t in self.state.tools)]
+        engram = [memory.REMEMBER_TOOL]
+        if recall.offered(self.state):
+            engram.append(recall.RECALL_TOOL)
+        return [*engram, *own, *(t.function for t in self.state.tools)]
 
     def take_finished(self) -> autonomy.Finished | None:
         finished, self.finished = self.finished, None
@@ -116,7 +121,7 @@ class ToolUse:
             made.append(call)
             self.state.tool_calls += 1
             self.log.tool_call(call, message_id=message_id, now=_now())
-            outcome = await self._carry_out(call, message_id, hooks)
+            outcome = await self._carry_out(call, message_id, hooks, self._turn_start(message_id))
             self.log.tool_result(
                 call.call_id,
                 outcome.output,
@@ -134,11 +139,23 @@ class ToolUse:
             outputs.append(_for_prompt(outcome.output))
         return made, outputs, self.log.between(first, self.state.next_seq - 1)
 
-    async def _carry_out(self, call: ToolCall, message_id: str, hooks: TurnHooks) -> Outcome:
+    def _turn_start(self, message_id: str) -> int:
+        """The first seq of the turn in progress: recall searches what came before it."""
+        turn = next((t for t in reversed(self.state.turns) if t.message_id == message_id), None)
+        return turn.first_seq if turn is not None else self.state.next_seq
+
+    async def _carry_out(
+        self, call: ToolCall, message_id: str, hooks: TurnHooks, first_seq: int
+    ) -> Outcome:
         if call.name == memory.REMEMBER:
             try:
                 return Outcome(memory.apply(self.state.notes, call, _now()))
             except memory.NoteError as err:
+                return Outcome(f"error: {err}", is_error=True)
+        if call.name == recall.RECALL and recall.offered(self.state):
+            try:
+                return Outcome(await recall.recall(self.state, self.log, call, first_seq))
+            except recall.RecallError as err:
                 return Outcome(f"error: {err}", is_error=True)
         run = self.state.run
         if run is not None and call.name in autonomy.NAMES:

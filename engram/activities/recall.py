@@ -1,0 +1,40 @@
+"""The `recall` tool's search: read-only, against the transcript store, for one agent only."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from temporalio import activity
+
+from engram.transcripts import SearchStore
+from engram.transcripts.search import SearchPage, SearchQuery
+
+
+@dataclass(kw_only=True)
+class RecallInput:
+    """What the model asked for; `agent_id` is the calling agent's own, set by its workflow."""
+
+    agent_id: str
+    query: str
+    from_sequence: int = 0
+    since: float = 0.0
+    until: float = 0.0
+    page: int = 0
+
+
+class RecallActivities:
+    def __init__(self, store: SearchStore) -> None:
+        self.store = store
+
+    @activity.defn(name="recall")
+    async def recall(self, request: RecallInput) -> SearchPage:
+        query = SearchQuery(
+            agent_id=request.agent_id,
+            text=request.query,
+            from_sequence=request.from_sequence,
+            since=request.since,
+            until=request.until,
+        )
+        query.offset = max(0, request.page) * query.limit
+        return await asyncio.to_thread(self.store.search, query)
