@@ -54,7 +54,10 @@ def test_no_sequence_of_calls_wedges_an_agent(tmp_path: Path) -> None:
         for t in checkers:
             t.start()
         for t in checkers:
-            t.join(120)
+            t.join(max(1.0, started + 600 - time.monotonic()))
+        final_problems += [
+            f"{t.name}: the final check never ended" for t in checkers if t.is_alive()
+        ]
         failed_tasks = asyncio.run(failed_workflow_tasks(driver.cluster.temporal_address))
         print(
             f"wedge hunt: {sum(driver.stats.ops.values())} ops in {ran:.0f} s, "
@@ -64,7 +67,9 @@ def test_no_sequence_of_calls_wedges_an_agent(tmp_path: Path) -> None:
             f"{ {k: round(v) for k, v in driver.stats.seconds.items()} }; "
             f"total {time.monotonic() - started:.0f} s"
         )
-        assert (driver.problems, final_problems, failed_tasks) == ([], [], [])
+        assert (driver.problems, final_problems, failed_tasks) == ([], [], []), internal_errors(
+            tmp_path
+        )
         assert sum(driver.stats.ops.values()) >= OPS
         assert set(driver.stats.kills) == {"worker", "gateway", "temporal"}, driver.stats.kills
     finally:
@@ -76,6 +81,15 @@ def check_agent(
     driver: Driver, stub: agent_pb2_grpc.AgentServiceStub, agent_id: str, problems: list[str]
 ) -> None:
     """The agent answers GetAgent and a new message, and holds every acknowledged message once."""
+    try:
+        check_one(driver, stub, agent_id, problems)
+    except Exception as err:
+        problems.append(f"{agent_id}: {type(err).__name__}: {err}")
+
+
+def check_one(
+    driver: Driver, stub: agent_pb2_grpc.AgentServiceStub, agent_id: str, problems: list[str]
+) -> None:
     info = stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id), timeout=30)
     if info.status == "needs_attention":
         problems.append(f"{agent_id} needs attention: {info.attention}")
@@ -107,7 +121,15 @@ def check_agent(
     doubled = sorted(m for m, n in found.items() if n > 1)
     lost = sorted(m for m in driver.acked.get(agent_id, set()) if m not in found)
     if doubled or lost:
-        problems.append(f"{agent_id}: doubled {doubled[:10]}, lost {lost[:10]}")
+        shown = [
+            (m.sequence_id, m.message_id, m.user_message.content[:60])
+            for m in stored
+            if m.HasField("user_message") and any(d in m.user_message.content for d in doubled)
+        ]
+        ops = {d: driver.op_of.get(".".join(d[4:-1].split(".")[:2])) for d in doubled + lost}
+        problems.append(
+            f"{agent_id}: doubled {doubled[:10]}, lost {lost[:10]}; made by {ops}; stored {shown}"
+        )
 
 
 async def agent_ids(address: str) -> list[str]:
@@ -167,3 +189,14 @@ def _message(agent_id: str, content: str) -> agent_pb2.ClientMessage:
 def test_an_update_aborted_by_the_closing_workflow_means_deleted() -> None:
     err = RPCError("workflow update was aborted by closing workflow", RPCStatusCode.NOT_FOUND, b"")
     assert from_temporal(err, "a1").code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def internal_errors(data_dir: Path) -> str:
+    """What the gateways logged of the calls they answered INTERNAL (with the cause)."""
+    found = []
+    for log in sorted(data_dir.glob("gateway-*.log")):
+        lines = log.read_text(errors="replace").splitlines()
+        for i, line in enumerate(lines):
+            if "request for agent" in line and "failed" in line:
+                found.append(f"{log.name}: " + "\n".join(lines[i : i + 40]))
+    return "\n\n".join(found[:3])

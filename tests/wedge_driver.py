@@ -127,7 +127,9 @@ class Driver:
         self.lanes: list[Lane] = []
         self.scheduled = ""
         self.schedules: set[str] = set()
-        self.done_ops = 0
+        self.started_ops = self.done_ops = 0
+        # operation tag (lane.number, the start of each marker) -> the operation's kind
+        self.op_of: dict[str, str] = {}
         self.kill_windows: list[tuple[float, float]] = []
         self._stubs: dict[str, agent_pb2_grpc.AgentServiceStub] = {}
         self.kills_done = threading.Event()
@@ -245,10 +247,8 @@ class Driver:
     # --- the run -------------------------------------------------------------------------
 
     def run(self, kills: int = 6) -> None:
-        per_lane = -(-self.total_ops // self.lane_count)
         threads = [
-            threading.Thread(target=self._lane, args=(lane, per_lane), daemon=True)
-            for lane in self.lanes
+            threading.Thread(target=self._lane, args=(lane,), daemon=True) for lane in self.lanes
         ]
         chaos = threading.Thread(target=self._chaos, args=(kills,), daemon=True)
         for t in threads:
@@ -260,15 +260,27 @@ class Driver:
                 self.problem(f"lane thread {t.name} never finished")
         self.kills_done.wait(180)
 
-    def _lane(self, lane: Lane, count: int) -> None:
+    def _take(self) -> bool:
+        """Whether an operation is left to run: lanes share the count, so a lane held up by a
+        slow operation leaves more of them to the others."""
+        with self.lock:
+            if self.started_ops >= self.total_ops:
+                return False
+            self.started_ops += 1
+            return True
+
+    def _lane(self, lane: Lane) -> None:
         r = random.Random(f"{self.seed}-lane-{lane.index}")
         ops = self.operations()
         names, weights = zip(*[(name, w) for name, (w, _) in ops.items()], strict=True)
-        for n in range(count):
+        n = -1
+        while self._take():
+            n += 1
             name = r.choices(names, weights)[0]
             tag = f"{lane.index}.{n}"
             with self.lock:
                 self.stats.ops[name] += 1
+                self.op_of[tag] = name
             began = time.monotonic()
             try:
                 ops[name][1](r, lane, tag)
@@ -341,7 +353,7 @@ class Driver:
             "pause": (1, self.op_pause),
             "edit": (12, self.op_edit),
             "withdraw": (1, self.op_withdraw),
-            "delegate": (2, self.op_delegate),
+            "delegate": (1, self.op_delegate),
             "limits": (10, self.op_limits),
             "schedule": (3, self.op_schedule),
             "read": (32, self.op_read),
@@ -716,7 +728,7 @@ class Driver:
         else:
             task = json.dumps({"task": f"sub task [wh:{tag}.task]"})
             content = f"call agent_{lane.sub} {task} [wh:{tag}]"
-        self.send(r, lane.tools, [content], timeout=30)
+        self.send(r, lane.tools, [content], timeout=15)
 
     def op_control(self, r: random.Random, lane: Lane, tag: str) -> None:
         stub = self.stub(r)
@@ -949,7 +961,8 @@ def stored_markers(
     """How often each message marker is among an agent's stored user messages."""
     found: Counter[str] = Counter()
     for m in messages:
-        if m.HasField("user_message"):
+        # A retry (ControlAgent retry) runs a failed turn's message again, as asked.
+        if m.HasField("user_message") and "#retry" not in m.message_id:
             for marker in MARKER.findall(m.user_message.content)[:1]:
                 found[marker] += 1
     return found
