@@ -35,7 +35,9 @@ def from_temporal(err: BaseException, agent_id: str) -> GatewayError:
         return GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
     if isinstance(err, RPCError):
         if err.status == RPCStatusCode.NOT_FOUND:
-            if "completed" in err.message.lower():
+            # An update sent as the agent's workflow closes (just deleted) is aborted with
+            # "workflow update was aborted by closing workflow".
+            if any(word in err.message.lower() for word in ("completed", "closing workflow")):
                 return GatewayError(
                     grpc.StatusCode.FAILED_PRECONDITION, f"agent {agent_id} has been deleted"
                 )
