@@ -208,3 +208,9 @@ def internal_errors(data_dir: Path) -> str:
             if "request for agent" in line and "failed" in line:
                 found.append(f"{log.name}: " + "\n".join(lines[i : i + 40]))
     return "\n\n".join(found[:3])
+
+
+def test_a_connection_to_temporal_cut_mid_call_is_unavailable_not_internal() -> None:
+    err = RPCError("transport error: connection reset", RPCStatusCode.UNKNOWN, b"")
+    refused = from_temporal(err, "a1")
+    assert refused.code == grpc.StatusCode.UNAVAILABLE and "try again" in refused.message

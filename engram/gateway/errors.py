@@ -51,6 +51,12 @@ def from_temporal(err: BaseException, agent_id: str) -> GatewayError:
             RPCStatusCode.CANCELLED,
         ):
             return GatewayError(grpc.StatusCode.UNAVAILABLE, "Temporal is unavailable; try again")
+        if err.status == RPCStatusCode.UNKNOWN:
+            # How a connection to Temporal cut mid-call (its server restarting) is reported: the
+            # agent is untouched, and the call can be made again.
+            return GatewayError(
+                grpc.StatusCode.UNAVAILABLE, f"Temporal is unavailable ({err.message}); try again"
+            )
         if err.status == RPCStatusCode.RESOURCE_EXHAUSTED:
             # Temporal's per-workflow limits (updates in flight, or the server's rate limits):
             # the agent is fine, and a call a moment later gets through.
