@@ -177,6 +177,7 @@ def build_worker(
             llm.announce,
             archive.archive_events,
             archive.archive_turns,
+            archive.forget_after,
             # Every `tool:<name>` activity, so each call shows in the Web UI as the tool it ran.
             tools.call_tool,
             tools.list_tools,

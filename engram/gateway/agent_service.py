@@ -33,6 +33,7 @@ from engram.gateway import (
 )
 from engram.gateway.agent_calls import AgentCommand, AgentHandle, turn_ended
 from engram.gateway.errors import GatewayError, from_temporal, invalid
+from engram.gateway.forks import Forks
 from engram.gateway.schedules import Schedules
 from engram.gateway.tenancy import AgentAccess
 from engram.gateway.token_hub import TokenHub, TurnFeed
@@ -127,6 +128,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self.settings = settings
         self.store = store
         self.transcript = TranscriptReader(store)
+        self.forks = Forks(client, store)
         self.schedules = Schedules(client)
         # Where workers send the tokens of turns this gateway streams.
         self.reply_to = settings.advertise_address
@@ -379,6 +381,25 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         page = await agent_calls.history(await self._owned(agent_id, read=True))
         turns = await self.transcript.turns(agent_id, page)
         return agent_pb2.GetHistoryResponse(turns=[proto_mapping.turn_message(t) for t in turns])
+
+    @_reports_errors
+    async def ForkAgent(
+        self, request: agent_pb2.ForkAgentRequest, context: Context
+    ) -> agent_pb2.ForkAgentResponse:
+        handle = await self._owned(validation.agent_id(request.agent_id))
+        await self.access.check_quota()
+        forked = await self.forks.fork(handle, request.at_sequence, self.access.tenant())
+        return agent_pb2.ForkAgentResponse(agent_id=forked)
+
+    @_reports_errors
+    async def RewindAgent(
+        self, request: agent_pb2.RewindAgentRequest, context: Context
+    ) -> agent_pb2.RewindAgentResponse:
+        agent_id = validation.agent_id(request.agent_id)
+        handle = await self._owned(agent_id)
+        await self.access.check_quota()
+        branch = await self.forks.rewind(handle, request.to_sequence, self.access.tenant())
+        return agent_pb2.RewindAgentResponse(agent_id=agent_id, branch_agent_id=branch)
 
     # --- streams --------------------------------------------------------------------------
 

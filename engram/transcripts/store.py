@@ -36,6 +36,10 @@ class EventStore(Protocol):
     def turns(self, agent_id: str, count: int) -> list[Turn]:
         """The agent's first `count` turns, in order."""
 
+    def forget_after(self, agent_id: str, seq: int, turn_index: int) -> None:
+        """Drop the agent's events after `seq` and turns from `turn_index` on (a rewind, whose
+        branch agent keeps a copy); dropping them again changes nothing."""
+
 
 class BlobStore(Protocol):
     """Attachments' bytes, by hash (the gateway writes, the LLM activity reads)."""
