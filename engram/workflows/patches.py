@@ -176,6 +176,13 @@ ANNOUNCE_WITH_TOOL = Patch(
     "tool runs, instead of an `announce` activity before it: six events fewer per tool call.",
     added_in="0.7.0",
 )
+FORK_SUMMARIES = Patch(
+    "fork-summaries",
+    "A compaction archives the last turn it folds with the summary it made "
+    "(`Turn.summary_after`), so a fork or rewind to an older point can start from the summary "
+    "of the turns before it (workflows/fork.py).",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -193,6 +200,7 @@ PATCHES = (
     MANDATORY_APPROVALS,
     QUIET_THINKING,
     ANNOUNCE_WITH_TOOL,
+    FORK_SUMMARIES,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is
