@@ -4,6 +4,9 @@ with nothing re-run (no model call, no tool call). On the real engine."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -15,7 +18,10 @@ from engram.workflows import fork
 from engram.workflows.types import AgentSpec, AgentState, Event, MemoryNote, Turn
 from tests.conftest import chat, create_agent, without_time
 from tests.effect_tools import effects
+from tests.engine import Engine
 from tests.fake_llm import FakeLLM, note_taker
+
+ENGRAM = str(Path(sys.executable).with_name("engram"))
 
 
 def history(stub: agent_pb2_grpc.AgentServiceStub, agent_id: str) -> list[tuple[str, str]]:
@@ -181,3 +187,27 @@ def test_notes_are_replayed_up_to_the_point() -> None:
     current = [MemoryNote("x", "two"), MemoryNote("y", "late"), MemoryNote("client", "edit")]
     notes = fork.notes_at(current, events, at=4)
     assert [(n.name, n.content) for n in notes] == [("client", "edit"), ("x", "one")]
+
+
+def test_the_terminal_forks_shows_and_rewinds(
+    stub: agent_pb2_grpc.AgentServiceStub, engine: Engine
+) -> None:
+    agent_id = create_agent(stub)
+    ends = [chat(stub, agent_id, f"terminal turn {n}")[-1].sequence_id for n in range(3)]
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [ENGRAM, "agents", *args, "--address", engine.address],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        assert done.returncode == 0, done.stderr + done.stdout
+        return done.stdout
+
+    forked = run("fork", agent_id, "--at", str(ends[0])).split()[-1]
+    assert len(history(stub, forked)) == 1
+    assert f"{agent_id} after message {ends[0]}" in run("show", forked)
+    branch = run("rewind", agent_id, "--to", str(ends[1])).split()[-1]
+    assert len(history(stub, agent_id)) == 2 and len(history(stub, branch)) == 3
