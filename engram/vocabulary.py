@@ -281,6 +281,8 @@ class Query(StrEnum):
     TURN_STATE = "turn_state"
     """Where a message stands (`TurnStateInput` -> `TurnState`): what a caller told "later" polls,
     at no cost to the agent's update budget."""
+    STATE = "state"
+    """The whole `AgentState`: what a fork or rewind is rebuilt from (engram/gateway/forks.py)."""
 
 
 class TurnState(StrEnum):
@@ -325,6 +327,9 @@ class Update(StrEnum):
     FOLLOW_RUN = "follow_run"
     """A scheduled wake-up follows the run it started (`FollowRunInput`): answered at once
     (`RunEnded`, empty while the run goes on); the wake-up is signalled `run_ended` when it ends."""
+    REWIND = "rewind"
+    """Forget everything after a point (`RewindInput`): only while idle, and only if nothing
+    happened since the gateway read the state the rewind was built from."""
     WAIT_TURN = "wait_turn"
     """`WAIT_FOR_TURN` with a bare message id: kept for old histories and callers."""
     CONTROL = "control"

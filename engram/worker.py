@@ -180,6 +180,7 @@ def build_worker(
             archive.archive_events,
             archive.archive_turns,
             recall.recall,
+            archive.forget_after,
             # Every `tool:<name>` activity, so each call shows in the Web UI as the tool it ran.
             tools.call_tool,
             tools.list_tools,

@@ -351,6 +351,7 @@ SCENARIOS: dict[str, Callable[[Engine, FakeLLM], dict[str, str]]] = {
     "long-texts": lambda engine, llm: {"-long-texts": long_texts_scenario(engine, llm)},
     "woken": lambda engine, llm: {"-woken": woken_scenario(engine, llm)},
     "recall": lambda engine, llm: {"-recall": recall_scenario(engine, llm)},
+    "fork": lambda engine, llm: {"-fork": fork_scenario(engine, llm)},
     # WakeUpWorkflow histories (their workflow ids), not agents'.
     "wake-up": lambda engine, llm: {f"-{o}": w for o, w in wake_up_scenario(engine, llm).items()},
 }
@@ -380,6 +381,19 @@ def recall_scenario(engine: Engine, llm: FakeLLM) -> str:
     chat(stub, agent_id, "What was the vault code?")
     chat(stub, agent_id, "Search for nothing.")
     llm.reply = default_reply
+    return agent_id
+
+
+def fork_scenario(engine: Engine, llm: FakeLLM) -> str:
+    """An agent that compacts (each archived batch with its summary), is rewound to before the
+    compactions (the store forgets the tail), and goes on."""
+    stub = engine.stub()
+    agent_id = create_agent(stub, config=agent_pb2.AgentConfig(max_context_tokens=200))
+    ends = [
+        chat(stub, agent_id, f"turn {n} of the fork scenario")[-1].sequence_id for n in range(8)
+    ]
+    stub.RewindAgent(agent_pb2.RewindAgentRequest(agent_id=agent_id, to_sequence=ends[2]))
+    chat(stub, agent_id, "after the rewind")
     return agent_id
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from temporalio import activity
 
 from engram.transcripts import EventStore
+from engram.workflows.fork import ForgetInput
 from engram.workflows.types import Event, Turn
 
 
@@ -37,4 +38,11 @@ class ArchiveActivities:
     async def archive_turns(self, request: TurnsArchiveInput) -> None:
         await asyncio.to_thread(
             self.store.append_turns, request.agent_id, request.first_index, request.turns
+        )
+
+    @activity.defn(name="forget_after")
+    async def forget_after(self, request: ForgetInput) -> None:
+        """A rewind: its branch agent holds what is dropped here."""
+        await asyncio.to_thread(
+            self.store.forget_after, request.agent_id, request.after_seq, request.from_turn
         )

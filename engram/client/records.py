@@ -55,6 +55,9 @@ class AgentInfo:
     # The agent this one is a sub-agent of, and its own sub-agents ("Agents as tools").
     parent_id: str = ""
     children: tuple[str, ...] = ()
+    # The agent this one was forked from, after its message `fork_sequence` (ForkAgent).
+    forked_from: str = ""
+    fork_sequence: int = 0
 
     @staticmethod
     def of(agent: agent_pb2.Agent) -> AgentInfo:
@@ -88,6 +91,8 @@ class AgentInfo:
             metadata=dict(agent.metadata),
             parent_id=agent.parent_id,
             children=tuple(agent.children),
+            forked_from=agent.forked_from,
+            fork_sequence=agent.fork_sequence,
         )
 
 

@@ -309,6 +309,16 @@ class Agent:
             "DeleteAgent", agent_pb2.DeleteAgentRequest(agent_id=self.agent_id, force=force)
         )
 
+    def fork(self, at_sequence: int) -> str:
+        """A new agent that remembers this one's transcript up to message `at_sequence`; its id."""
+        request = agent_pb2.ForkAgentRequest(agent_id=self.agent_id, at_sequence=at_sequence)
+        return str(self.engram._unary("ForkAgent", request, idempotent=False).agent_id)
+
+    def rewind(self, to_sequence: int) -> str:
+        """Forget everything after message `to_sequence`; the id of the branch keeping it."""
+        request = agent_pb2.RewindAgentRequest(agent_id=self.agent_id, to_sequence=to_sequence)
+        return str(self.engram._unary("RewindAgent", request, idempotent=False).branch_agent_id)
+
     # --- reads ----------------------------------------------------------------------------
 
     def info(self) -> AgentInfo:

@@ -41,7 +41,7 @@ from engram.workflows.types import AgentTool, Event, Turn
 
 PREFIX = "enc:v1:"
 EVENT_FIELDS = ("text",)
-TURN_FIELDS = ("user", "reply", "error")
+TURN_FIELDS = ("user", "reply", "error", "summary_after")
 # A sealed Event.structured is {STRUCTURED_KEY: <sealed JSON text>}.
 STRUCTURED_KEY = "enc:v1"
 
@@ -96,6 +96,9 @@ class EncryptedTranscriptStore:
     def turns(self, agent_id: str, count: int) -> list[Turn]:
         turns = self._inner.turns(agent_id, count)
         return [self._open(agent_id, _turn_place(t), t) for t in turns]
+
+    def forget_after(self, agent_id: str, seq: int, turn_index: int) -> None:
+        self._inner.forget_after(agent_id, seq, turn_index)
 
     def put_blob(self, sha256: str, data: bytes) -> None:
         key_id, key = self._keyring.newest

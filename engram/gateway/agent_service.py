@@ -36,6 +36,7 @@ from engram.gateway import (
 )
 from engram.gateway.agent_calls import AgentCommand, AgentHandle, turn_ended
 from engram.gateway.errors import GatewayError, from_temporal, invalid
+from engram.gateway.forks import Forks
 from engram.gateway.schedules import Schedules
 from engram.gateway.tenancy import AgentAccess
 from engram.gateway.token_hub import TokenHub, TurnFeed
@@ -132,6 +133,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         self.settings = settings
         self.store = store
         self.transcript = TranscriptReader(store)
+        self.forks = Forks(client, store)
         self.schedules = Schedules(client)
         # Where workers send the tokens of turns this gateway streams.
         self.reply_to = settings.advertise_address
@@ -403,6 +405,27 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
         query = history_search.query_of(request, agent_id)
         held = await agent_calls.events_since(await self._owned(agent_id, read=True), 0)
         return history_search.response(await history_search.search(self.store, query, held))
+
+    @_reports_errors
+    async def ForkAgent(
+        self, request: agent_pb2.ForkAgentRequest, context: Context
+    ) -> agent_pb2.ForkAgentResponse:
+        handle = await self._owned(validation.agent_id(request.agent_id))
+        async with self.access.creating() as started:
+            forked = await self.forks.fork(handle, request.at_sequence, self.access.tenant())
+            started(forked)
+        return agent_pb2.ForkAgentResponse(agent_id=forked)
+
+    @_reports_errors
+    async def RewindAgent(
+        self, request: agent_pb2.RewindAgentRequest, context: Context
+    ) -> agent_pb2.RewindAgentResponse:
+        agent_id = validation.agent_id(request.agent_id)
+        handle = await self._owned(agent_id)
+        async with self.access.creating() as started:
+            branch = await self.forks.rewind(handle, request.to_sequence, self.access.tenant())
+            started(branch)
+        return agent_pb2.RewindAgentResponse(agent_id=agent_id, branch_agent_id=branch)
 
     # --- streams --------------------------------------------------------------------------
 

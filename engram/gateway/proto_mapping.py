@@ -148,6 +148,8 @@ def agent_message(info: AgentInfo) -> agent_pb2.Agent:
         run=run_info(info.run, info.status) if info.run is not None else None,
         parent_id=spec.parent_id,
         children=info.children,
+        forked_from=spec.forked_from,
+        fork_sequence=spec.fork_sequence,
     )
 
 

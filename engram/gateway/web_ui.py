@@ -18,6 +18,8 @@ def summary(spec: AgentSpec) -> str:
     if spec.parent_id:
         # The parent's full id is in the details: the summary line is short.
         return f"{goal} · {spec.model} · sub-agent of {spec.parent_id[:8]}"
+    if spec.forked_from:
+        return f"{goal} · {spec.model} · fork of {spec.forked_from[:8]} at {spec.fork_sequence}"
     return f"{goal} · {spec.model}"
 
 
@@ -36,6 +38,11 @@ def details(spec: AgentSpec, tools: list[AgentTool], tenant: str) -> str:
         lines.append(f"**Tenant** {tenant}")
     if spec.parent_id:
         lines.append(f"**Sub-agent of** `{WORKFLOW_ID_PREFIX}{spec.parent_id}`")
+    if spec.forked_from:
+        lines.append(
+            f"**Fork of** `{WORKFLOW_ID_PREFIX}{spec.forked_from}` after message"
+            f" {spec.fork_sequence}"
+        )
     if spec.goal:
         lines.append(f"**Goal** {spec.goal}")
     if spec.system_prompt:

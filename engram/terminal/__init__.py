@@ -43,7 +43,15 @@ def add_commands(commands: Any) -> None:
     rm = actions.add_parser("rm", help="delete an agent (its transcript stays readable)")
     rm.add_argument("agent_id", metavar="ID")
     rm.add_argument("--force", action="store_true", help="terminate at once")
-    for parser in (ls, show, rm):
+    fork = actions.add_parser("fork", help="a new agent remembering this one up to a message")
+    fork.add_argument("agent_id", metavar="ID")
+    fork.add_argument("--at", type=int, required=True, metavar="N", help="the last message kept")
+    rewind = actions.add_parser(
+        "rewind", help="forget everything after a message (kept in a branch agent)"
+    )
+    rewind.add_argument("agent_id", metavar="ID")
+    rewind.add_argument("--to", type=int, required=True, metavar="N", help="the last message kept")
+    for parser in (ls, show, rm, fork, rewind):
         _connection_arguments(parser)
     agents.set_defaults(terminal=_run("engram.terminal.agents", "run_agents"))
     upgrade = actions.add_parser(

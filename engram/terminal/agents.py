@@ -1,4 +1,5 @@
-"""`engram agents ls|show|rm`, `engram history ID [--grep TEXT]`, `engram replay ID --from N`."""
+"""`engram agents ls|show|rm|fork|rewind`, `engram history ID [--grep TEXT]`,
+`engram replay ID --from N`."""
 
 from __future__ import annotations
 
@@ -40,6 +41,12 @@ def run_agents(args: argparse.Namespace) -> int:
         elif args.action == "rm":
             engram.agent(args.agent_id).delete(force=args.force)
             console.print(f"deleted {args.agent_id}")
+        elif args.action == "fork":
+            forked = engram.agent(args.agent_id).fork(args.at)
+            console.print(f"forked {args.agent_id} after message {args.at}: {forked}")
+        elif args.action == "rewind":
+            branch = engram.agent(args.agent_id).rewind(args.to)
+            console.print(f"rewound {args.agent_id} to message {args.to}; the rest is in {branch}")
     except EngramError as err:
         console.print(f"[red]{escape(err.details)}[/] ({err.code.name})")
         return 1
@@ -97,6 +104,8 @@ def _show(console: Console, info: AgentInfo) -> None:
         ("last sequence id", str(info.last_sequence_id)),
         ("tools", ", ".join(info.tools) or "-"),
     ]
+    if info.forked_from:
+        rows.append(("forked from", f"{info.forked_from} after message {info.fork_sequence}"))
     rows += [(f"note {n.name}", n.content) for n in info.notes]
     rows += [
         (f"pending {p.call_id}", f"{p.tool_name} {p.input_json} waits for {p.waiting_for}")

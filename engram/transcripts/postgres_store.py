@@ -154,6 +154,15 @@ class PostgresTranscriptStore:
             ).fetchall()
         return [Turn(**row[0]) for row in rows]
 
+    def forget_after(self, agent_id: str, seq: int, turn_index: int) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(
+                "DELETE FROM engram_events WHERE agent_id = %s AND seq > %s", (agent_id, seq)
+            )
+            conn.execute(
+                "DELETE FROM engram_turns WHERE agent_id = %s AND idx >= %s", (agent_id, turn_index)
+            )
+
     def put_blob(self, sha256: str, data: bytes) -> None:
         with self._pool.connection() as conn:
             conn.execute(

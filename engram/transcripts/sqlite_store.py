@@ -162,6 +162,15 @@ class SqliteTranscriptStore:
             ).fetchall()
         return [Turn(**json.loads(row[0])) for row in rows]
 
+    def forget_after(self, agent_id: str, seq: int, turn_index: int) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM events WHERE agent_id = ? AND seq > ?", (agent_id, seq))
+            self._db.execute(
+                "DELETE FROM turns WHERE agent_id = ? AND idx >= ?", (agent_id, turn_index)
+            )
+            self._db.execute("COMMIT")
+
     def put_blob(self, sha256: str, data: bytes) -> None:
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?)", (sha256, data))

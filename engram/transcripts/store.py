@@ -38,6 +38,10 @@ class EventStore(Protocol):
     def turns(self, agent_id: str, count: int) -> list[Turn]:
         """The agent's first `count` turns, in order."""
 
+    def forget_after(self, agent_id: str, seq: int, turn_index: int) -> None:
+        """Drop the agent's events after `seq` and turns from `turn_index` on (a rewind, whose
+        branch agent keeps a copy); dropping them again changes nothing."""
+
 
 class SearchStore(Protocol):
     """Full-text search over an agent's archived events (the recall activity, SearchHistory)."""

@@ -108,7 +108,7 @@ class RunInfo(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., steps: _Optional[int] = ..., tokens: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sleeping_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Agent(_message.Message):
-    __slots__ = ("agent_id", "goal", "status", "created_at", "updated_at", "metadata", "stats", "model", "system_prompt", "tools", "config", "queued_messages", "last_sequence_id", "memory", "pending_calls", "run", "parent_id", "children", "attention")
+    __slots__ = ("agent_id", "goal", "status", "created_at", "updated_at", "metadata", "stats", "model", "system_prompt", "tools", "config", "queued_messages", "last_sequence_id", "memory", "pending_calls", "run", "parent_id", "children", "attention", "forked_from", "fork_sequence")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +135,8 @@ class Agent(_message.Message):
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
     ATTENTION_FIELD_NUMBER: _ClassVar[int]
+    FORKED_FROM_FIELD_NUMBER: _ClassVar[int]
+    FORK_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     goal: str
     status: str
@@ -154,7 +156,9 @@ class Agent(_message.Message):
     parent_id: str
     children: _containers.RepeatedScalarFieldContainer[str]
     attention: str
-    def __init__(self, agent_id: _Optional[str] = ..., goal: _Optional[str] = ..., status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., stats: _Optional[_Union[AgentStats, _Mapping]] = ..., model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., config: _Optional[_Union[AgentConfig, _Mapping]] = ..., queued_messages: _Optional[int] = ..., last_sequence_id: _Optional[int] = ..., memory: _Optional[_Iterable[_Union[MemoryNote, _Mapping]]] = ..., pending_calls: _Optional[_Iterable[_Union[PendingToolCall, _Mapping]]] = ..., run: _Optional[_Union[RunInfo, _Mapping]] = ..., parent_id: _Optional[str] = ..., children: _Optional[_Iterable[str]] = ..., attention: _Optional[str] = ...) -> None: ...
+    forked_from: str
+    fork_sequence: int
+    def __init__(self, agent_id: _Optional[str] = ..., goal: _Optional[str] = ..., status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., stats: _Optional[_Union[AgentStats, _Mapping]] = ..., model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., config: _Optional[_Union[AgentConfig, _Mapping]] = ..., queued_messages: _Optional[int] = ..., last_sequence_id: _Optional[int] = ..., memory: _Optional[_Iterable[_Union[MemoryNote, _Mapping]]] = ..., pending_calls: _Optional[_Iterable[_Union[PendingToolCall, _Mapping]]] = ..., run: _Optional[_Union[RunInfo, _Mapping]] = ..., parent_id: _Optional[str] = ..., children: _Optional[_Iterable[str]] = ..., attention: _Optional[str] = ..., forked_from: _Optional[str] = ..., fork_sequence: _Optional[int] = ...) -> None: ...
 
 class MemoryNote(_message.Message):
     __slots__ = ("name", "content", "updated_at")
@@ -627,3 +631,33 @@ class SearchHistoryResponse(_message.Message):
     hits: _containers.RepeatedCompositeFieldContainer[SearchHit]
     more: bool
     def __init__(self, hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class ForkAgentRequest(_message.Message):
+    __slots__ = ("agent_id", "at_sequence")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    at_sequence: int
+    def __init__(self, agent_id: _Optional[str] = ..., at_sequence: _Optional[int] = ...) -> None: ...
+
+class ForkAgentResponse(_message.Message):
+    __slots__ = ("agent_id",)
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    def __init__(self, agent_id: _Optional[str] = ...) -> None: ...
+
+class RewindAgentRequest(_message.Message):
+    __slots__ = ("agent_id", "to_sequence")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TO_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    to_sequence: int
+    def __init__(self, agent_id: _Optional[str] = ..., to_sequence: _Optional[int] = ...) -> None: ...
+
+class RewindAgentResponse(_message.Message):
+    __slots__ = ("agent_id", "branch_agent_id")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    BRANCH_AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    branch_agent_id: str
+    def __init__(self, agent_id: _Optional[str] = ..., branch_agent_id: _Optional[str] = ...) -> None: ...

@@ -105,6 +105,16 @@ class AgentServiceStub:
                 request_serializer=engram_dot_v1_dot_agent__pb2.SearchHistoryRequest.SerializeToString,
                 response_deserializer=engram_dot_v1_dot_agent__pb2.SearchHistoryResponse.FromString,
                 _registered_method=True)
+        self.ForkAgent = channel.unary_unary(
+                '/dura.api.v1.AgentService/ForkAgent',
+                request_serializer=engram_dot_v1_dot_agent__pb2.ForkAgentRequest.SerializeToString,
+                response_deserializer=engram_dot_v1_dot_agent__pb2.ForkAgentResponse.FromString,
+                _registered_method=True)
+        self.RewindAgent = channel.unary_unary(
+                '/dura.api.v1.AgentService/RewindAgent',
+                request_serializer=engram_dot_v1_dot_agent__pb2.RewindAgentRequest.SerializeToString,
+                response_deserializer=engram_dot_v1_dot_agent__pb2.RewindAgentResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -209,6 +219,25 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForkAgent(self, request, context):
+        """Added by Engram: a new agent whose transcript is this one's up to and
+        including at_sequence, and whose memory (summary, notes, settings) is
+        rebuilt as it was there. Nothing is re-run; the fork starts idle. A point
+        inside a turn (or a turn still going) is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RewindAgent(self, request, context):
+        """Added by Engram: the agent forgets everything after to_sequence, in place.
+        What it forgets stays readable in a branch: a fork of the agent as it was
+        before the rewind, named in the response. Only an idle agent rewinds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -281,6 +310,16 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.SearchHistory,
                     request_deserializer=engram_dot_v1_dot_agent__pb2.SearchHistoryRequest.FromString,
                     response_serializer=engram_dot_v1_dot_agent__pb2.SearchHistoryResponse.SerializeToString,
+            ),
+            'ForkAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForkAgent,
+                    request_deserializer=engram_dot_v1_dot_agent__pb2.ForkAgentRequest.FromString,
+                    response_serializer=engram_dot_v1_dot_agent__pb2.ForkAgentResponse.SerializeToString,
+            ),
+            'RewindAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RewindAgent,
+                    request_deserializer=engram_dot_v1_dot_agent__pb2.RewindAgentRequest.FromString,
+                    response_serializer=engram_dot_v1_dot_agent__pb2.RewindAgentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -661,6 +700,60 @@ class AgentService:
             '/dura.api.v1.AgentService/SearchHistory',
             engram_dot_v1_dot_agent__pb2.SearchHistoryRequest.SerializeToString,
             engram_dot_v1_dot_agent__pb2.SearchHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForkAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dura.api.v1.AgentService/ForkAgent',
+            engram_dot_v1_dot_agent__pb2.ForkAgentRequest.SerializeToString,
+            engram_dot_v1_dot_agent__pb2.ForkAgentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RewindAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dura.api.v1.AgentService/RewindAgent',
+            engram_dot_v1_dot_agent__pb2.RewindAgentRequest.SerializeToString,
+            engram_dot_v1_dot_agent__pb2.RewindAgentResponse.FromString,
             options,
             channel_credentials,
             insecure,

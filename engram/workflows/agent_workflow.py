@@ -19,6 +19,7 @@ from temporalio.exceptions import (
 # Activities run outside the sandbox; the workflow's own modules below are imported into it, so
 # a sandbox that does not pass them through (the replay and in-process tests') checks them too.
 with workflow.unsafe.imports_passed_through():
+    from engram.activities.archive import ArchiveActivities
     from engram.activities.llm_stream import LLMActivities
 from engram.vocabulary import (
     STATUS_ATTRIBUTE,
@@ -33,14 +34,14 @@ from engram.vocabulary import (
     TurnState,
     Update,
 )
-from engram.workflows import autonomy, double_texting, edits, patches, ui
+from engram.workflows import autonomy, double_texting, edits, fork, patches, ui
 from engram.workflows.agent_waits import Senders
 from engram.workflows.announce import announce
 from engram.workflows.describe import agent_info, link_child
 from engram.workflows.events import EventLog
 from engram.workflows.ledger import NothingToRetry, TurnLedger
 from engram.workflows.llm_outcome import LLM_RETRY, cancelled, failed_result
-from engram.workflows.maintenance import Maintenance
+from engram.workflows.maintenance import ARCHIVE_RETRY, Maintenance
 from engram.workflows.prompt import build_prompt, context_budget
 from engram.workflows.prompt_refs import PromptTexts
 from engram.workflows.tool_use import ToolUse, TurnCancelled, TurnHooks
@@ -93,6 +94,9 @@ class AgentWorkflow:
         self.upgrading = False
         # Agents waiting on this one's turns, told when they end.
         self.senders = Senders(state, self.ledger)
+        # A rewind waiting for the loop to be between turns, and how it went ("" done).
+        self.rewinding: fork.RewindInput | None = None
+        self.rewind_refused = ""
 
     @workflow.run
     async def run(self, state: AgentState) -> str:
@@ -102,6 +106,7 @@ class AgentWorkflow:
             await workflow.wait_condition(
                 lambda: (
                     ledger.deleting
+                    or self.rewinding is not None
                     or self._run_may_step()
                     or self._ready()
                     or self._history_is_long()
@@ -111,6 +116,9 @@ class AgentWorkflow:
             )
             if ledger.deleting:
                 break
+            if self.rewinding is not None:
+                await self._rewind(self.rewinding)
+                continue
             if self._run_may_step():
                 turn = self.turn.current
                 assert turn is not None
@@ -139,6 +147,7 @@ class AgentWorkflow:
                     or self._ready()
                     or self._run_may_step()
                     or ledger.deleting
+                    or self.rewinding is not None
                 )
             )
             # No await between this check and continuing: a message arriving in between would
@@ -148,6 +157,7 @@ class AgentWorkflow:
                 and not self._ready()
                 and not self._run_may_step()
                 and not ledger.deleting
+                and self.rewinding is None
             ):
                 workflow.continue_as_new(self.state)
 
@@ -159,7 +169,29 @@ class AgentWorkflow:
 
     def _ready(self) -> bool:
         """A queued message may start: none is in progress (a run takes its steps first)."""
-        return not self.turn.active and self.ledger.ready()
+        return not self.turn.active and self.rewinding is None and self.ledger.ready()
+
+    async def _rewind(self, rewind: fork.RewindInput) -> None:
+        """Go back to the point (here, between turns: no turn or upkeep is half done)."""
+        try:
+            fork.refuse_rewind(self.state, self.turn.active, rewind)
+        except ValueError as err:
+            self.rewind_refused = str(err)
+        else:
+            # The store forgets first: should this fail for good, nothing was rewound.
+            await workflow.execute_activity_method(
+                ArchiveActivities.forget_after,
+                fork.ForgetInput(
+                    agent_id=self.state.spec.agent_id,
+                    after_seq=rewind.at,
+                    from_turn=rewind.archived_turns,
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=ARCHIVE_RETRY,
+            )
+            fork.apply_rewind(self.state, rewind)
+            self._touch()
+        self.rewinding = None
 
     async def _handed_over(self) -> bool:
         """(Between two steps of a run) whether it may continue as new now. Whoever waits on a
@@ -457,6 +489,25 @@ class AgentWorkflow:
                 type=ErrorType.FAILED_PRECONDITION,
             )
 
+    @workflow.update(name=Update.REWIND)
+    async def rewind(self, rewind: fork.RewindInput) -> str:
+        """Forget everything after a point; the run loop does it between turns."""
+        self.rewinding, self.rewind_refused = rewind, ""
+        await workflow.wait_condition(lambda: self.rewinding is None)
+        if self.rewind_refused:
+            raise ApplicationError(self.rewind_refused, type=ErrorType.FAILED_PRECONDITION)
+        return self.state.status
+
+    @rewind.validator
+    def _validate_rewind(self, rewind: fork.RewindInput) -> None:
+        self._refuse_if_deleting()
+        if self.rewinding is not None:
+            raise ApplicationError("a rewind is in progress", type=ErrorType.FAILED_PRECONDITION)
+        try:
+            fork.refuse_rewind(self.state, self.turn.active, rewind)
+        except ValueError as err:
+            raise ApplicationError(str(err), type=ErrorType.FAILED_PRECONDITION) from None
+
     @workflow.signal(name=Signal.DELETE)
     def delete(self) -> None:
         """End the agent: stop the turn in progress and drop queued messages."""
@@ -489,6 +540,10 @@ class AgentWorkflow:
         return EventsPage(
             self.log.since(query.seq), self.turn.in_flight(), self.state.archived_through
         )
+
+    @workflow.query(name=Query.STATE)
+    def whole_state(self) -> AgentState:
+        return self.state
 
     @workflow.query(name=Query.HISTORY)
     def history(self) -> HistoryPage:

@@ -7,6 +7,7 @@ there too (a claim check), so the state each run starts from stays bounded over 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
@@ -100,16 +101,21 @@ class Maintenance:
         except ActivityError:
             workflow.logger.warning("could not summarize older turns; will retry next turn")
             return
-        await workflow.execute_activity_method(
-            ArchiveActivities.archive_turns,
-            TurnsArchiveInput(state.spec.agent_id, state.archived_turns, old),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=ARCHIVE_RETRY,
-        )
         limit = context_budget(state.spec) // 4 * CHARS_PER_TOKEN
         if len(summary) > limit:
             # A summary must leave room for the conversation itself.
             workflow.logger.warning("summary of %d chars cut to %d", len(summary), limit)
             summary = summary[:limit]
+        archived = old
+        if patches.check(patches.FORK_SUMMARIES):
+            # Summaries are otherwise not kept: this one is what a fork before the next
+            # compaction remembers of these turns and those before.
+            archived = [*old[:-1], replace(old[-1], summary_after=summary)]
+        await workflow.execute_activity_method(
+            ArchiveActivities.archive_turns,
+            TurnsArchiveInput(state.spec.agent_id, state.archived_turns, archived),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=ARCHIVE_RETRY,
+        )
         state.summary = summary
         self.ledger.forget_oldest(len(old))

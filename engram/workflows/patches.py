@@ -182,6 +182,13 @@ RECALL = Patch(
     "the events earlier turns left in state and runs the read-only `recall` search activity.",
     added_in="0.7.0",
 )
+FORK_SUMMARIES = Patch(
+    "fork-summaries",
+    "A compaction archives the last turn it folds with the summary it made "
+    "(`Turn.summary_after`), so a fork or rewind to an older point can start from the summary "
+    "of the turns before it (workflows/fork.py).",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -200,6 +207,7 @@ PATCHES = (
     QUIET_THINKING,
     ANNOUNCE_WITH_TOOL,
     RECALL,
+    FORK_SUMMARIES,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is

@@ -35,6 +35,10 @@ class AgentSpec:
     max_context_tokens: int = 0
     # The agent this one was created for, as its sub-agent ("" for any other agent).
     parent_id: str = ""
+    # The agent this one was forked from (ForkAgent, or a rewind's branch), and the sequence id
+    # of the original's message it was forked after.
+    forked_from: str = ""
+    fork_sequence: int = 0
     # What workflow code decides by. Left out, as by a state recorded before it existed, it is
     # made from `config` as the spec is loaded.
     settings: AgentSettings = _FROM_CONFIG
@@ -86,6 +90,9 @@ class Turn:
     added: list[str] = field(default_factory=list)
     # A message taken into another turn: that turn's message id (outcome JOINED).
     joined_to: str = ""
+    # Set only on an archived turn, the last of those one compaction folded: the summary made
+    # then, which a fork at a later point may start from (engram/workflows/fork.py).
+    summary_after: str = ""
 
 
 @dataclass
