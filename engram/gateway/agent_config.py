@@ -20,4 +20,5 @@ def agent_settings(config: agent_pb2.AgentConfig) -> AgentSettings:
         enable_thinking=config.enable_thinking,
         enable_observation=config.enable_observation,
         double_texting=DoubleTexting(config.double_texting or DoubleTexting.QUEUE),
+        fallback_models=list(config.fallback_models),
     )

@@ -176,6 +176,13 @@ ANNOUNCE_WITH_TOOL = Patch(
     "tool runs, instead of an `announce` activity before it: six events fewer per tool call.",
     added_in="0.7.0",
 )
+FAILOVER = Patch(
+    "failover",
+    "An LLM request carries the agent's fallback_models (the activity fails over along them) "
+    "and may come back out of quota: the turn then waits on a durable timer (status "
+    "waiting_for_quota) and calls the model again, instead of the activity retrying it.",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -193,6 +200,7 @@ PATCHES = (
     MANDATORY_APPROVALS,
     QUIET_THINKING,
     ANNOUNCE_WITH_TOOL,
+    FAILOVER,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is
