@@ -268,7 +268,7 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             failure = fake._take_failure()
             if failure is not None:
                 wait = failure.retry_after
-                headers = {} if wait is None else {"Retry-After": wait}
+                headers: dict[str, object] = {} if wait is None else {"Retry-After": wait}
                 self._json(failure.status, {"error": {"message": failure.message}}, headers)
                 return
             scenario = Scenario.from_model(str(body.get("model", "")))

@@ -51,16 +51,16 @@ class CircuitBreaker:
 
 @dataclass
 class Breakers:
-    """One breaker per endpoint, by base URL."""
+    """One breaker per endpoint, by its name and base URL."""
 
     failures: int = 3
     cooldown: float = 30.0
     clock: Callable[[], float] = time.monotonic
-    _by_url: dict[str, CircuitBreaker] = field(default_factory=dict)
+    _by_endpoint: dict[str, CircuitBreaker] = field(default_factory=dict)
 
-    def of(self, base_url: str) -> CircuitBreaker:
-        breaker = self._by_url.get(base_url)
+    def of(self, endpoint: str) -> CircuitBreaker:
+        breaker = self._by_endpoint.get(endpoint)
         if breaker is None:
             breaker = CircuitBreaker(self.failures, self.cooldown, self.clock)
-            self._by_url[base_url] = breaker
+            self._by_endpoint[endpoint] = breaker
         return breaker

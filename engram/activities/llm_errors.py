@@ -50,12 +50,14 @@ class LLMFailure:
     retry_after: float | None = None
     # A rate limit's whole Retry-After (not cut to MAX_RETRY_AFTER): how long its quota lasts.
     quota_wait: float | None = None
+    # The endpoint is down, faulty, slow or out of quota (not the request at fault): another
+    # endpoint may answer, and its circuit breaker counts it.
+    endpoint_fault: bool = True
 
     def fails_over(self, quota_wait_after: float) -> bool:
-        """Whether the next model of the chain should answer instead: the endpoint is down,
-        faulty, slow, or out of quota for longer than `quota_wait_after` seconds. A short
-        Retry-After is waited out on the same model, as the endpoint asked."""
-        if not self.retryable:
+        """Whether the next model of the chain should answer instead. A short Retry-After is
+        waited out on the same model, as the endpoint asked."""
+        if not self.endpoint_fault:
             return False
         return self.quota_wait is None or self.quota_wait > quota_wait_after
 
@@ -101,6 +103,7 @@ def classify(
         message=f"{where} {_describe(err)}",
         # Overload and server faults pass; anything else would fail the same way again.
         retryable=status == 429 or status >= 500,
+        endpoint_fault=status == 429 or status >= 500,
         retry_after=retry_after(headers) if status in RETRY_AFTER_STATUSES else None,
         quota_wait=retry_after(headers, longest=math.inf) if status in QUOTA_STATUSES else None,
     )

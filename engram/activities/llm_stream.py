@@ -81,7 +81,9 @@ class LLMActivities:
         self.client = self._client(self.endpoint)
 
     def _client(self, endpoint: LLMEndpoint) -> openai.AsyncOpenAI:
-        client = self._clients.get(endpoint.base_url)
+        # By name too: two names for one server may hold different keys.
+        key = f"{endpoint.name}={endpoint.base_url}"
+        client = self._clients.get(key)
         if client is None:
             client = openai.AsyncOpenAI(
                 base_url=endpoint.base_url,
@@ -91,7 +93,7 @@ class LLMActivities:
                 max_retries=0,
                 timeout=endpoint.timeout,
             )
-            self._clients[endpoint.base_url] = client
+            self._clients[key] = client
         return client
 
     @activity.defn(name="stream_chat")
@@ -193,7 +195,7 @@ class LLMActivities:
         why = ""
         for index, name in enumerate(chain):
             endpoint, model = self._route(name)
-            breaker = self.breakers.of(endpoint.base_url)
+            breaker = self.breakers.of(f"{endpoint.name}={endpoint.base_url}")
             last = index == len(chain) - 1
             # The last model is called even while failing: there is nothing else to try.
             if not breaker.allow() and not last:
@@ -211,7 +213,7 @@ class LLMActivities:
             except _ENDPOINT_ERRORS as err:
                 failure = classify(err, endpoint.base_url, info.attempt)
                 observe.error(failure.code)
-                if not failure.retryable:
+                if not failure.endpoint_fault:
                     # The request itself is at fault (a 4xx): another model would not mend it.
                     activity.logger.warning("turn failed: %s", failure.message)
                     return failed(pieces, failure.code, failure.message)
