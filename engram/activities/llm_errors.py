@@ -50,9 +50,13 @@ class LLMFailure:
     retry_after: float | None = None
     # A rate limit's whole Retry-After (not cut to MAX_RETRY_AFTER): how long its quota lasts.
     quota_wait: float | None = None
-    # The endpoint is down, faulty, slow or out of quota (not the request at fault): another
-    # endpoint may answer, and its circuit breaker counts it.
-    endpoint_fault: bool = True
+
+    @property
+    def endpoint_fault(self) -> bool:
+        """The endpoint is down, faulty, slow or out of quota (not the request at fault): another
+        endpoint may answer, and its circuit breaker counts it. Unreachable stays a fault when
+        it is no longer retried."""
+        return self.retryable or self.code in (ErrorCode.LLM_TIMEOUT, ErrorCode.LLM_UNREACHABLE)
 
     def fails_over(self, quota_wait_after: float) -> bool:
         """Whether the next model of the chain should answer instead. A short Retry-After is
@@ -103,7 +107,6 @@ def classify(
         message=f"{where} {_describe(err)}",
         # Overload and server faults pass; anything else would fail the same way again.
         retryable=status == 429 or status >= 500,
-        endpoint_fault=status == 429 or status >= 500,
         retry_after=retry_after(headers) if status in RETRY_AFTER_STATUSES else None,
         quota_wait=retry_after(headers, longest=math.inf) if status in QUOTA_STATUSES else None,
     )
