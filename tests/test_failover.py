@@ -12,10 +12,17 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.struct_pb2 import Struct
 
 from engram import llm_settings
 from engram.activities.failover import CircuitBreaker
+from engram.gateway import validation
+from engram.gateway.agent_config import agent_settings
+from engram.gateway.errors import GatewayError
 from engram.v1 import agent_pb2, agent_pb2_grpc
+from engram.workflows.settings import settings_from_config
+from engram.workflows.types import EditInput
 from tests.cluster import Cluster
 from tests.conftest import Reader, create_agent, eventually, finals, text_of, unique, user_message
 from tests.fake_llm import FakeLLM
@@ -72,6 +79,27 @@ def test_named_endpoints_come_from_flags_or_the_environment(
     assert set(llm_settings.endpoints_from_args(flags, default).named) == {"x"}
     with pytest.raises(SystemExit):
         llm_settings.endpoints_from_args(parser.parse_args(["--llm-endpoint", "nourl"]), default)
+
+
+def test_fallback_models_are_set_at_creation_and_by_an_edit() -> None:
+    config = agent_pb2.AgentConfig(fallback_models=["groq/llama", "gpt-4o-mini"])
+    settings = agent_settings(config)
+    assert settings.fallback_models == ["groq/llama", "gpt-4o-mini"]
+    # A state that kept only the config as proto3 JSON reads the same chain.
+    assert settings_from_config(MessageToDict(config)) == settings
+    request = agent_pb2.CreateAgentRequest(goal="g", model="m", config=config)
+    assert validation.create_request(request, "") == "m"
+    request.config.fallback_models.append("")
+    with pytest.raises(GatewayError):
+        validation.create_request(request, "")
+
+    patch = Struct()
+    patch.update({"fallback_models": ["b/small"]})
+    edit = validation.edit(agent_pb2.Edit(patch=patch))[0]
+    assert edit == EditInput(fallback_models=["b/small"])
+    patch.update({"fallback_models": "b/small"})
+    with pytest.raises(GatewayError, match="fallback_models"):
+        validation.edit(agent_pb2.Edit(patch=patch))
 
 
 # --- end to end -------------------------------------------------------------------------------
