@@ -21,13 +21,14 @@ from engram.gateway import validation
 from engram.gateway.agent_config import agent_settings
 from engram.gateway.errors import GatewayError
 from engram.v1 import agent_pb2, agent_pb2_grpc
+from engram.vocabulary import AgentStatus, EventKind, Notice
+from engram.workflows.llm_outcome import failed
 from engram.workflows.settings import settings_from_config
-from engram.workflows.types import EditInput
+from engram.workflows.types import EditInput, StreamPiece
 from tests.cluster import Cluster
 from tests.conftest import Reader, create_agent, eventually, finals, text_of, unique, user_message
 from tests.fake_llm import FakeLLM
-
-pytestmark = pytest.mark.chaos
+from tests.workflow_harness import Harness, echo
 
 REPLY = "".join(f"w{i} " for i in range(40))
 QUOTA_SECONDS = 20
@@ -100,6 +101,23 @@ def test_fallback_models_are_set_at_creation_and_by_an_edit() -> None:
     patch.update({"fallback_models": "b/small"})
     with pytest.raises(GatewayError, match="fallback_models"):
         validation.edit(agent_pb2.Edit(patch=patch))
+
+
+async def test_a_quota_wait_voids_what_the_call_streamed_and_calls_again(harness: Harness) -> None:
+    fake = harness.fake
+    quota = failed([StreamPiece(EventKind.TEXT, "half a ")], "LLM_HTTP_429", "out of quota")
+    quota.quota_wait = 1.0
+    replies = [quota]
+    fake.reply = lambda request: replies.pop() if replies else echo(request)
+    agent = await harness.create_agent(config={"fallbackModels": ["b/m"]})
+    turn = await agent.ask("hello", "m1")
+    assert [r.fallback_models for r in fake.requests] == [["b/m"], ["b/m"]]
+    assert all(r.wait_for_quota for r in fake.requests)
+    kinds = [(e.kind, e.code) for e in turn.events]
+    waiting = kinds.index((EventKind.STATUS, Notice.WAITING_FOR_QUOTA))
+    assert kinds[waiting - 1] == (EventKind.RESTART, "")
+    assert turn.events[-1].text == "You said: hello"
+    assert (await agent.describe()).status == AgentStatus.IDLE
 
 
 # --- end to end -------------------------------------------------------------------------------
@@ -231,6 +249,7 @@ def test_a_reply_cut_off_goes_on_on_the_next_model(
     assert endpoints.good.requests[-1]["messages"][-1]["role"] == "user"
 
 
+@pytest.mark.chaos
 def test_a_long_rate_limit_is_waited_out_on_a_timer(
     cluster: Cluster, stub: agent_pb2_grpc.AgentServiceStub, endpoints: Endpoints
 ) -> None:

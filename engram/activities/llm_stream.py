@@ -158,7 +158,7 @@ class LLMActivities:
         first_exchange = not request.tool_rounds and not any(
             m.role == "assistant" for m in request.messages
         )
-        if endpoint.serve_every_model_as and first_exchange:
+        if endpoint.serve_every_model_as and model != request.model and first_exchange:
             # Told once, on the agent's first exchange, rather than on every turn.
             notice = f"model {request.model} is not available here; {model} answers instead"
             publish(StreamPiece(kind=EventKind.STATUS, text=notice, code=Notice.MODEL_SUBSTITUTED))

@@ -26,6 +26,7 @@ from engram.vocabulary import (
     Command,
     ErrorCode,
     ErrorType,
+    EventKind,
     Notice,
     Query,
     Signal,
@@ -65,6 +66,7 @@ from engram.workflows.types import (
     RelayInput,
     RunEnded,
     RunInput,
+    StreamPiece,
     SubAgentInput,
     Turn,
     TurnResult,
@@ -252,6 +254,9 @@ class AgentWorkflow:
     async def _wait_for_quota(self, turn: Turn, result: LLMResult) -> bool:
         """Every model is out of quota: wait until it lifts, then the turn goes on (True), or
         it ends, cancelled meanwhile (False)."""
+        if result.reply:
+            # The next call answers from the start: what this one streamed is void.
+            result.pieces.append(StreamPiece(kind=EventKind.RESTART, text=""))
         self.turn.record(result, self._now(), step=False)
         waited = await quota_wait.wait(
             result.quota_wait,
