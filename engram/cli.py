@@ -214,7 +214,8 @@ async def run_worker(args: argparse.Namespace) -> None:
     )
     tools = tool_settings.tools_from_args(args)
     await join_workers(client, tools, store)
-    async with build_worker(client, endpoint, store, tools):
+    endpoints = llm_settings.endpoints_from_args(args, endpoint)
+    async with build_worker(client, endpoints, store, tools):
         await _until_stopped()
     log.info("worker stopped")
 
@@ -304,7 +305,8 @@ async def run_dev(args: argparse.Namespace) -> None:
         security = gateway_security.for_dev(store, args)
         tools = tool_settings.tools_from_args(args)
         await join_workers(client, tools, store)
-        async with build_worker(client, endpoint, store, tools):
+        endpoints = llm_settings.endpoints_from_args(args, endpoint)
+        async with build_worker(client, endpoints, store, tools):
             server = await start_gateway(
                 client, f"{args.host}:{args.port}", settings, store, security
             )

@@ -56,6 +56,12 @@ class Notice(StrEnum):
     """The reply restarts from the beginning (a retried LLM call): discard the text shown so far."""
     MODEL_SUBSTITUTED = "model_substituted"
     """Another model answers for the one the agent names (the local fallback); said once."""
+    MODEL_FAILOVER = "model_failover"
+    """The model failed mid-call and the next of the agent's fallback_models answers (the message
+    names both); the reply goes on, or restarts when that endpoint cannot continue it."""
+    WAITING_FOR_QUOTA = "waiting_for_quota"
+    """Every model is out of quota: the agent waits on a durable timer (the message says until
+    when), then calls the model again."""
     AWAITING_APPROVAL = "awaiting_approval"
     """A tool call waits for a person: approve, deny or respond to the call named in the message
     (its `call_id` is the preceding `tool_call`'s)."""
@@ -102,6 +108,8 @@ class AgentStatus(StrEnum):
     WAITING = "waiting"
     """A tool call waits for a person's approval or a client tool's result (`Agent.pending_calls`
     says which)."""
+    WAITING_FOR_QUOTA = "waiting_for_quota"
+    """A turn waits until the endpoint's rate limit lifts (a durable timer; no worker is held)."""
     DELETED = "deleted"
     """Ended by DeleteAgent; its transcript stays readable."""
     NEEDS_ATTENTION = "needs_attention"

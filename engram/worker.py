@@ -26,7 +26,7 @@ from engram.activities.llm_stream import LLMActivities
 from engram.activities.recall import RecallActivities
 from engram.activities.tool_calls import ToolActivities
 from engram.activities.wake_up import WakeUpActivities
-from engram.llm_settings import LLMEndpoint
+from engram.llm_settings import LLMEndpoint, LLMEndpoints
 from engram.tools import ToolCatalog, ToolRegistry
 from engram.tools.catalog import agent_tools
 from engram.tools.mcp_tools import McpServers, parse_mcp_servers
@@ -152,7 +152,7 @@ async def _publish(catalog: ToolCatalog, store: ToolCatalogStore) -> None:
 
 def build_worker(
     client: Client,
-    endpoint: LLMEndpoint,
+    endpoint: LLMEndpoint | LLMEndpoints,
     store: TranscriptStore,
     tools: ToolActivities | None = None,
 ) -> Worker:

@@ -142,6 +142,8 @@ class Failure:
     status: int
     message: str
     times: int
+    # Sent as the Retry-After header, when set.
+    retry_after: float | None = None
 
 
 @dataclass
@@ -164,9 +166,15 @@ class FakeLLM:
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
 
-    def fail_next(self, status: int, times: int = 1, message: str = "injected failure") -> None:
+    def fail_next(
+        self,
+        status: int,
+        times: int = 1,
+        message: str = "injected failure",
+        retry_after: float | None = None,
+    ) -> None:
         with self.lock:
-            self.failures.append(Failure(status, message, times))
+            self.failures.append(Failure(status, message, times, retry_after))
 
     def _take_failure(self) -> Failure | None:
         with self.lock:
@@ -259,7 +267,9 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                 return
             failure = fake._take_failure()
             if failure is not None:
-                self._json(failure.status, {"error": {"message": failure.message}})
+                wait = failure.retry_after
+                headers: dict[str, object] = {} if wait is None else {"Retry-After": wait}
+                self._json(failure.status, {"error": {"message": failure.message}}, headers)
                 return
             scenario = Scenario.from_model(str(body.get("model", "")))
             if scenario is None:
@@ -375,9 +385,13 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
 
-        def _json(self, status: int, payload: dict[str, Any]) -> None:
+        def _json(
+            self, status: int, payload: dict[str, Any], headers: dict[str, object] | None = None
+        ) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, str(value))
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

@@ -34,7 +34,8 @@ from engram.codec.claim_check import with_claim_check
 from engram.codec.payload_codec import PLAIN
 from engram.transcripts import open_transcript_store
 from engram.v1 import agent_pb2, agent_pb2_grpc
-from engram.vocabulary import Command, Signal, ToolKind, TurnOutcome, Update
+from engram.vocabulary import AgentStatus, Command, Signal, ToolKind, TurnOutcome, Update
+from engram.workflows.llm_outcome import failed
 from engram.workflows.types import (
     AgentTool,
     EditInput,
@@ -684,6 +685,33 @@ async def json_budget() -> dict[str, object]:
         return (await agent.handle.fetch_history()).to_json_dict()
 
 
+async def failover() -> dict[str, object]:
+    """An agent with fallback models (set at creation, changed by an edit): its requests carry
+    them; a call out of quota has the turn wait on a timer (waiting_for_quota), then call again;
+    a second quota wait is cancelled. In-process."""
+    async with local_environment() as env, running_harness(env) as harness:
+        fake = harness.fake
+        quota = failed([], "LLM_HTTP_429", "out of quota")
+        quota.quota_wait = 1.0
+        replies = [quota]
+        fake.reply = lambda request: replies.pop() if replies else echo(request)
+        agent = await harness.create_agent(config={"fallbackModels": ["b/test-model"]})
+        await agent.ask("hello", "m1")
+        await agent.edit(EditInput(fallback_models=["c/other"]))
+        quota.quota_wait = 3600.0
+        replies.append(quota)
+        waiting = await agent.send("wait for it", "m2")
+
+        async def waiting_for_quota() -> bool:
+            return (await agent.describe()).status == AgentStatus.WAITING_FOR_QUOTA
+
+        await eventually(waiting_for_quota, "the wait for quota")
+        await agent.control(Command.CANCEL)
+        await within(waiting.result())
+        await agent.ask("and now?", "m3")
+        return (await agent.handle.fetch_history()).to_json_dict()
+
+
 # Recorded without an engine: name -> what records it.
 IN_PROCESS: dict[str, Callable[[], Coroutine[Any, Any, dict[str, object]]]] = {
     "cancel-before-tool": cancel_before_tool,
@@ -694,6 +722,7 @@ IN_PROCESS: dict[str, Callable[[], Coroutine[Any, Any, dict[str, object]]]] = {
     "tool-rounds-with-tools": lambda: tool_rounds([_IDLE_TOOL]),
     "budgets": budgets,
     "json-budget": json_budget,
+    "failover": failover,
 }
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
+import httpx2
 import openai
 from temporalio.exceptions import ApplicationError
 
@@ -25,7 +26,9 @@ from engram.workflows.types import StreamPiece
 # backoff takes over if the endpoint is still busy.
 MAX_RETRY_AFTER = 60.0
 # Statuses whose Retry-After header says when the endpoint expects to answer again.
-RETRY_AFTER_STATUSES = frozenset({429, 503})
+RETRY_AFTER_STATUSES = frozenset({429, 503, 529})
+# Rate limits ("too many requests"; Anthropic's "overloaded"): a long Retry-After is a quota wait.
+QUOTA_STATUSES = frozenset({429, 529})
 
 NAMED_STATUSES = {
     401: ErrorCode.LLM_UNAUTHENTICATED,
@@ -45,6 +48,22 @@ class LLMFailure:
     retryable: bool
     # Seconds the endpoint asked to wait before the next attempt (Retry-After); None: the policy's.
     retry_after: float | None = None
+    # A rate limit's whole Retry-After (not cut to MAX_RETRY_AFTER): how long its quota lasts.
+    quota_wait: float | None = None
+
+    @property
+    def endpoint_fault(self) -> bool:
+        """The endpoint is down, faulty, slow or out of quota (not the request at fault): another
+        endpoint may answer, and its circuit breaker counts it. Unreachable stays a fault when
+        it is no longer retried."""
+        return self.retryable or self.code in (ErrorCode.LLM_TIMEOUT, ErrorCode.LLM_UNREACHABLE)
+
+    def fails_over(self, quota_wait_after: float) -> bool:
+        """Whether the next model of the chain should answer instead. A short Retry-After is
+        waited out on the same model, as the endpoint asked."""
+        if not self.endpoint_fault:
+            return False
+        return self.quota_wait is None or self.quota_wait > quota_wait_after
 
     def retry_error(self, pieces: Sequence[StreamPiece]) -> ApplicationError:
         """The error that has Temporal try again, carrying what this attempt streamed."""
@@ -55,10 +74,20 @@ class LLMFailure:
 
 
 def classify(
-    err: openai.APIConnectionError | openai.APIStatusError, base_url: str, attempt: int
+    err: openai.APIConnectionError | openai.APIStatusError | httpx2.TransportError,
+    base_url: str,
+    attempt: int,
 ) -> LLMFailure:
     """What `err`, raised by this activity's `attempt` (1 for the first) at `base_url`, means."""
     where = f"LLM endpoint {base_url}"
+    if isinstance(err, httpx2.TransportError):
+        # Raised while the stream is read: the endpoint stopped sending mid-reply.
+        code = ErrorCode.LLM_TIMEOUT if isinstance(err, httpx2.TimeoutException) else None
+        return LLMFailure(
+            code=code or ErrorCode.LLM_UNREACHABLE,
+            message=f"{where} broke off its reply ({type(err).__name__})",
+            retryable=True,
+        )
     if isinstance(err, openai.APITimeoutError):
         return LLMFailure(code=ErrorCode.LLM_TIMEOUT, message=f"{where} timed out", retryable=True)
     if isinstance(err, openai.APIConnectionError):
@@ -72,17 +101,21 @@ def classify(
             retryable=False,
         )
     status = err.status_code
+    headers = err.response.headers
     return LLMFailure(
         code=NAMED_STATUSES.get(status, ErrorCode.http(status)),
         message=f"{where} {_describe(err)}",
         # Overload and server faults pass; anything else would fail the same way again.
         retryable=status == 429 or status >= 500,
-        retry_after=retry_after(err.response.headers) if status in RETRY_AFTER_STATUSES else None,
+        retry_after=retry_after(headers) if status in RETRY_AFTER_STATUSES else None,
+        quota_wait=retry_after(headers, longest=math.inf) if status in QUOTA_STATUSES else None,
     )
 
 
-def retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
-    """The wait a response asks for, in seconds (at most MAX_RETRY_AFTER); None if it asks none.
+def retry_after(
+    headers: Mapping[str, str], now: datetime | None = None, longest: float = MAX_RETRY_AFTER
+) -> float | None:
+    """The wait a response asks for, in seconds (at most `longest`); None if it asks none.
 
     Retry-After is either seconds or an HTTP date; OpenAI's own retry-after-ms, when present, is
     the more precise of the two.
@@ -97,7 +130,7 @@ def retry_after(headers: Mapping[str, str], now: datetime | None = None) -> floa
             seconds = _seconds_until(value, now or datetime.now(UTC))
     if seconds is None or seconds <= 0:
         return None
-    return min(seconds, MAX_RETRY_AFTER)
+    return min(seconds, longest)
 
 
 def _number(value: str) -> float | None:

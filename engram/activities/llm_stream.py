@@ -12,6 +12,7 @@ import contextlib
 import time
 from typing import Any, cast
 
+import httpx2
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 from temporalio import activity
@@ -20,9 +21,10 @@ from temporalio.exceptions import ApplicationError
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.activities import attachments, prompt_texts, reply_checkpoint
-from engram.activities.llm_errors import classify
+from engram.activities.failover import Breakers
+from engram.activities.llm_errors import LLMFailure, classify
 from engram.activities.relay_publisher import RelayChannels, TurnRelay, received
-from engram.llm_settings import LLMEndpoint
+from engram.llm_settings import LLMEndpoint, LLMEndpoints
 from engram.messages import to_piece, to_server_message
 from engram.observability import llm as observe
 from engram.transcripts import BlobStore
@@ -54,30 +56,45 @@ MAX_COALESCED_CHARS = 16_384
 # The longest a token waits for the relay while the model's stream is read (seconds).
 YIELD_TO_RELAY_EVERY = 0.002
 _COALESCED = (EventKind.TEXT, EventKind.THOUGHT)
+# What an endpoint raises when it fails: before the stream (openai's) or while it is read.
+_ENDPOINT_ERRORS = (openai.APIConnectionError, openai.APIStatusError, httpx2.TransportError)
 
 
 class LLMActivities:
     def __init__(
         self,
-        endpoint: LLMEndpoint,
+        endpoint: LLMEndpoint | LLMEndpoints,
         relay: RelayChannels | None = None,
         temporal: Client | None = None,
         store: BlobStore | None = None,
     ) -> None:
-        self.endpoint = endpoint
+        self.endpoints = endpoint if isinstance(endpoint, LLMEndpoints) else LLMEndpoints(endpoint)
+        self.endpoint = self.endpoints.default
+        # One per endpoint, shared by every call this worker makes.
+        self.breakers = Breakers(self.endpoints.breaker_failures, self.endpoints.breaker_cooldown)
         # Where attachments' bytes are (the prompt carries only their hashes).
         self.store = store
         self.relay = relay or RelayChannels()
         # To find a turn's new gateway after its first one died.
         self.temporal = temporal
-        self.client = openai.AsyncOpenAI(
-            base_url=endpoint.base_url,
-            # Local servers need no key, but the client insists on one.
-            api_key=endpoint.api_key or "unused",
-            # Temporal retries durably, with backoff; the client's own retries would hide that.
-            max_retries=0,
-            timeout=endpoint.timeout,
-        )
+        self._clients: dict[str, openai.AsyncOpenAI] = {}
+        self.client = self._client(self.endpoint)
+
+    def _client(self, endpoint: LLMEndpoint) -> openai.AsyncOpenAI:
+        # By name too: two names for one server may hold different keys.
+        key = f"{endpoint.name}={endpoint.base_url}"
+        client = self._clients.get(key)
+        if client is None:
+            client = openai.AsyncOpenAI(
+                base_url=endpoint.base_url,
+                # Local servers need no key, but the client insists on one.
+                api_key=endpoint.api_key or "unused",
+                # Temporal retries durably, with backoff; the client's own retries would hide it.
+                max_retries=0,
+                timeout=endpoint.timeout,
+            )
+            self._clients[key] = client
+        return client
 
     @activity.defn(name="stream_chat")
     async def stream_chat(self, request: LLMRequest) -> LLMResult:
@@ -133,57 +150,137 @@ class LLMActivities:
 
         for event in request.prelude:
             relay.send(to_server_message(request.agent_id, event))
-        shown = self._continuable(pieces)
+        endpoint, model = self._route(request.model)
+        shown = self._continuable(pieces, endpoint)
         if pieces and shown is None:
             # An earlier attempt already streamed part of a reply that cannot be resumed.
             publish(StreamPiece(kind=EventKind.RESTART, text=""))
-        model = self.endpoint.serve_every_model_as or request.model
-        observe.call(request.agent_id, request.message_id, model)
         first_exchange = not request.tool_rounds and not any(
             m.role == "assistant" for m in request.messages
         )
-        if model != request.model and first_exchange:
+        if endpoint.serve_every_model_as and model != request.model and first_exchange:
             # Told once, on the agent's first exchange, rather than on every turn.
             notice = f"model {request.model} is not available here; {model} answers instead"
             publish(StreamPiece(kind=EventKind.STATUS, text=notice, code=Notice.MODEL_SUBSTITUTED))
 
         heartbeats = asyncio.create_task(self._keep_alive(request, pieces, relay))
         try:
-            refused = False
-            try:
-                tokens, calls = await self._generate(
-                    request, model, publish, request.tools, shown or ""
-                )
-            except openai.BadRequestError as err:
-                # Some models (many on Ollama) refuse any request that offers tools; the refusal
-                # comes before the stream starts.
-                if not request.tools or "tool" not in str(err.message).lower():
-                    raise
-                activity.logger.warning("model %s refuses tools: %s", model, err.message)
-                refused = True
-                tokens, calls = await self._generate(request, model, publish, [], shown or "")
-            return LLMResult(
-                outcome=TurnOutcome.COMPLETED,
-                pieces=pieces,
-                tokens=tokens or _count_text(pieces),
-                tool_calls=calls,
-                tools_refused=refused,
-            )
+            return await self._walk_chain(request, info, pieces, publish, shown or "")
         except asyncio.CancelledError:
             details = activity.cancellation_details()
             if details is None or not details.cancel_requested:
                 raise  # worker shutdown or timeout: let Temporal retry elsewhere
             return cancelled(pieces)
-        except (openai.APIConnectionError, openai.APIStatusError) as err:
-            failure = classify(err, self.endpoint.base_url, info.attempt)
-            observe.error(failure.code)
-            if failure.retryable:
-                raise failure.retry_error(pieces) from err
-            activity.logger.warning("turn failed: %s", failure.message)
-            return failed(pieces, failure.code, failure.message)
         finally:
             heartbeats.cancel()
             await relay.close()
+
+    def _route(self, name: str) -> tuple[LLMEndpoint, str]:
+        endpoint, model = self.endpoints.route(name)
+        return endpoint, endpoint.serve_every_model_as or model
+
+    async def _walk_chain(
+        self,
+        request: LLMRequest,
+        info: activity.Info,
+        pieces: list[StreamPiece],
+        publish: Any,
+        shown: str,
+    ) -> LLMResult:
+        """The reply from the agent's model or, when it fails, from the next of its fallbacks,
+        going on from what the failed one streamed. The last model's failure is the call's."""
+        chain = [request.model, *request.fallback_models]
+        threshold = self.endpoints.quota_wait_after
+        quota: float | None = None
+        why = ""
+        for index, name in enumerate(chain):
+            endpoint, model = self._route(name)
+            breaker = self.breakers.of(f"{endpoint.name}={endpoint.base_url}")
+            last = index == len(chain) - 1
+            # The last model is called even while failing: there is nothing else to try.
+            if not breaker.allow() and not last:
+                why = why or f"{name} is failing"
+                continue
+            if why:
+                text = f"{why}; {name} answers instead"
+                publish(StreamPiece(kind=EventKind.STATUS, text=text, code=Notice.MODEL_FAILOVER))
+                shown = self._continuable(pieces, endpoint) or ""
+                if not shown and _streamed_since_restart(pieces):
+                    publish(StreamPiece(kind=EventKind.RESTART, text=""))
+            observe.call(request.agent_id, request.message_id, model)
+            try:
+                result = await self._answer(request, endpoint, model, pieces, publish, shown)
+            except _ENDPOINT_ERRORS as err:
+                failure = classify(err, endpoint.base_url, info.attempt)
+                observe.error(failure.code)
+                if not failure.endpoint_fault:
+                    # The request itself is at fault (a 4xx): another model would not mend it.
+                    activity.logger.warning("turn failed: %s", failure.message)
+                    return failed(pieces, failure.code, failure.message)
+                breaker.failed()
+                if failure.quota_wait is not None and failure.quota_wait > threshold:
+                    quota = min(quota or failure.quota_wait, failure.quota_wait)
+                if last or not failure.fails_over(threshold):
+                    return self._chain_failed(request, pieces, failure, quota, err)
+                activity.logger.warning("%s failed over: %s", name, failure.message)
+                why = f"{name} failed ({failure.message})"
+                continue
+            except BaseException:
+                breaker.released()
+                raise
+            breaker.succeeded()
+            return result
+        raise AssertionError("the chain's last model is always called")
+
+    def _chain_failed(
+        self,
+        request: LLMRequest,
+        pieces: list[StreamPiece],
+        failure: LLMFailure,
+        quota: float | None,
+        err: BaseException,
+    ) -> LLMResult:
+        """No model of the chain answered: wait out a quota on the workflow's timer, have Temporal
+        try again, or end the turn."""
+        if quota is not None and request.wait_for_quota:
+            activity.logger.warning("out of quota for %.0f s: %s", quota, failure.message)
+            result = failed(pieces, failure.code, failure.message)
+            result.quota_wait = quota
+            return result
+        if failure.retryable:
+            raise failure.retry_error(pieces) from err
+        activity.logger.warning("turn failed: %s", failure.message)
+        return failed(pieces, failure.code, failure.message)
+
+    async def _answer(
+        self,
+        request: LLMRequest,
+        endpoint: LLMEndpoint,
+        model: str,
+        pieces: list[StreamPiece],
+        publish: Any,
+        shown: str,
+    ) -> LLMResult:
+        refused = False
+        try:
+            tokens, calls = await self._generate(
+                request, endpoint, model, publish, request.tools, shown
+            )
+        except openai.BadRequestError as err:
+            # Some models (many on Ollama) refuse any request that offers tools; the refusal
+            # comes before the stream starts.
+            if not request.tools or "tool" not in str(err.message).lower():
+                raise
+            activity.logger.warning("model %s refuses tools: %s", model, err.message)
+            refused = True
+            tokens, calls = await self._generate(request, endpoint, model, publish, [], shown)
+        return LLMResult(
+            outcome=TurnOutcome.COMPLETED,
+            pieces=pieces,
+            tokens=tokens or _count_text(pieces),
+            tool_calls=calls,
+            tools_refused=refused,
+        )
 
     @activity.defn(name="load_reply")
     async def load_reply(self, checkpoint: ReplyCheckpoint) -> list[StreamPiece]:
@@ -210,10 +307,9 @@ class LLMActivities:
                 f"New exchanges:\n{transcript}",
             },
         ]
+        endpoint, model = self._route(request.model)
         request_task = asyncio.ensure_future(
-            self.client.chat.completions.create(
-                model=self.endpoint.serve_every_model_as or request.model, messages=messages
-            )
+            self._client(endpoint).chat.completions.create(model=model, messages=messages)
         )
         try:
             # Heartbeat while waiting, so a crashed worker's summary is retried within seconds.
@@ -224,7 +320,7 @@ class LLMActivities:
             if completion.usage is not None:
                 observe.usage(completion.usage.prompt_tokens, completion.usage.completion_tokens)
         except openai.APIError as err:
-            raise ApplicationError(f"summary failed at {self.endpoint.base_url}: {err}") from err
+            raise ApplicationError(f"summary failed at {endpoint.base_url}: {err}") from err
         finally:
             request_task.cancel()
         return (completion.choices[0].message.content or "").strip() if completion.choices else ""
@@ -299,9 +395,9 @@ class LLMActivities:
             prompt = [{"role": m.role, "content": m.content} for m in request.messages]
         return cast(list[ChatCompletionMessageParam], prompt + _tool_rounds(request))
 
-    def _continuable(self, pieces: list[StreamPiece]) -> str | None:
-        """The reply shown so far, if the endpoint can go on from it; None to regenerate."""
-        if not pieces or self.endpoint.continuation == "off":
+    def _continuable(self, pieces: list[StreamPiece], endpoint: LLMEndpoint) -> str | None:
+        """The reply shown so far, if `endpoint` can go on from it; None to regenerate."""
+        if not pieces or endpoint.continuation == "off":
             return None
         restart = max((i for i, p in enumerate(pieces) if p.kind == EventKind.RESTART), default=-1)
         return "".join(p.text for p in pieces[restart + 1 :] if p.kind == EventKind.TEXT)
@@ -309,6 +405,7 @@ class LLMActivities:
     async def _generate(
         self,
         request: LLMRequest,
+        endpoint: LLMEndpoint,
         model: str,
         publish: Any,
         tools: list[dict[str, Any]],
@@ -320,7 +417,7 @@ class LLMActivities:
         extra: dict[str, Any] = {}
         if shown:
             messages.append({"role": "assistant", "content": shown})
-            if self.endpoint.continuation == "vllm":
+            if endpoint.continuation == "vllm":
                 extra = {"continue_final_message": True, "add_generation_prompt": False}
         body: dict[str, Any] = {
             "model": model,
@@ -339,7 +436,7 @@ class LLMActivities:
         # the engine's CPU on a long reply). The same client's `post` sends the request as it is
         # and streams each chunk as the JSON it came as, with the same auth, errors and SSE
         # handling.
-        stream = await self.client.post(
+        stream = await self._client(endpoint).post(
             "/chat/completions",
             body=body,
             options={"security": {"bearer_auth": True}},
@@ -455,6 +552,16 @@ def _tool_rounds(request: LLMRequest) -> list[dict[str, Any]]:
         ]
         messages += [{"role": "user", "content": text} for text in round_.then]
     return messages
+
+
+def _streamed_since_restart(pieces: list[StreamPiece]) -> bool:
+    """Whether text or thought of a reply not yet voided by a RESTART was streamed."""
+    for piece in reversed(pieces):
+        if piece.kind == EventKind.RESTART:
+            return False
+        if piece.kind in _COALESCED:
+            return True
+    return False
 
 
 def _count_text(pieces: list[StreamPiece]) -> int:

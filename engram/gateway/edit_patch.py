@@ -24,6 +24,10 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 # The limit on a goal or system prompt, in an Edit and at CreateAgent.
 MAX_FIELD_BYTES = 64 * 1024
 MAX_CONTEXT_TOKENS = 2**31 - 1
+# A chain of fallback models, and each model's name.
+MAX_FALLBACK_MODELS = 8
+MAX_MODEL_CHARS = 256
+MUST_BE_FALLBACKS = f"a list of at most {MAX_FALLBACK_MODELS} model names, none empty"
 
 
 def _at_most_max_field_bytes(value: str) -> str:
@@ -52,6 +56,14 @@ class EditPatch(BaseModel):
     approvals: dict[str, Literal["always", "never", "ask"]] | None = None
     # What becomes of a message sent while the agent works (AgentConfig.double_texting).
     double_texting: Literal["queue", "steer", "interrupt", "reject"] | None = None
+    # The models tried in order when the agent's model fails (AgentConfig.fallback_models).
+    fallback_models: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=MAX_MODEL_CHARS)]],
+            Field(max_length=MAX_FALLBACK_MODELS),
+        ]
+        | None
+    ) = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -87,6 +99,7 @@ _MUST_BE = {
     "tools": "a list of tool names or Tool objects, as in CreateAgent.tools",
     "approvals": 'map tool names to "always", "never" or "ask"',
     "double_texting": '"queue", "steer", "interrupt" or "reject"',
+    "fallback_models": MUST_BE_FALLBACKS,
 }
 
 

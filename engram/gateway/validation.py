@@ -77,6 +77,11 @@ def create_request(req: agent_pb2.CreateAgentRequest, default_model: str) -> str
         raise invalid("an autonomous agent needs a goal to work on")
     if config.double_texting and config.double_texting not in set(DoubleTexting):
         raise invalid(f"config.double_texting must be one of {', '.join(DoubleTexting)}")
+    fallbacks = config.fallback_models
+    if len(fallbacks) > edit_patch.MAX_FALLBACK_MODELS or not all(
+        0 < len(m) <= edit_patch.MAX_MODEL_CHARS for m in fallbacks
+    ):
+        raise invalid(f"config.fallback_models must be {edit_patch.MUST_BE_FALLBACKS}")
     names = [t.name for t in req.tools]
     if any(not n for n in names) or len(set(names)) != len(names):
         raise invalid("every tool needs a unique, non-empty name")
@@ -117,6 +122,7 @@ def edit(request: agent_pb2.Edit) -> tuple[EditInput, list[agent_pb2.Tool] | Non
         memory={name: content or "" for name, content in (patch.memory or {}).items()},
         approvals=dict(patch.approvals or {}),
         double_texting=patch.double_texting,
+        fallback_models=patch.fallback_models,
         description=request.description[:1000],
     ), tools
 

@@ -60,7 +60,7 @@ class CreateAgentResponse(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ...) -> None: ...
 
 class AgentConfig(_message.Message):
-    __slots__ = ("max_steps", "max_duration", "temperature", "max_context_tokens", "enable_thinking", "enable_observation", "auto_approve_read_only", "autonomous", "max_run_tokens", "double_texting", "disable_recall")
+    __slots__ = ("max_steps", "max_duration", "temperature", "max_context_tokens", "enable_thinking", "enable_observation", "auto_approve_read_only", "autonomous", "max_run_tokens", "double_texting", "disable_recall", "fallback_models")
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     MAX_DURATION_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,7 @@ class AgentConfig(_message.Message):
     MAX_RUN_TOKENS_FIELD_NUMBER: _ClassVar[int]
     DOUBLE_TEXTING_FIELD_NUMBER: _ClassVar[int]
     DISABLE_RECALL_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_MODELS_FIELD_NUMBER: _ClassVar[int]
     max_steps: int
     max_duration: _duration_pb2.Duration
     temperature: float
@@ -83,7 +84,8 @@ class AgentConfig(_message.Message):
     max_run_tokens: int
     double_texting: str
     disable_recall: bool
-    def __init__(self, max_steps: _Optional[int] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., temperature: _Optional[float] = ..., max_context_tokens: _Optional[int] = ..., enable_thinking: _Optional[bool] = ..., enable_observation: _Optional[bool] = ..., auto_approve_read_only: _Optional[bool] = ..., autonomous: _Optional[bool] = ..., max_run_tokens: _Optional[int] = ..., double_texting: _Optional[str] = ..., disable_recall: _Optional[bool] = ...) -> None: ...
+    fallback_models: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, max_steps: _Optional[int] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., temperature: _Optional[float] = ..., max_context_tokens: _Optional[int] = ..., enable_thinking: _Optional[bool] = ..., enable_observation: _Optional[bool] = ..., auto_approve_read_only: _Optional[bool] = ..., autonomous: _Optional[bool] = ..., max_run_tokens: _Optional[int] = ..., double_texting: _Optional[str] = ..., disable_recall: _Optional[bool] = ..., fallback_models: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("instructions",)

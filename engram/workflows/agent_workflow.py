@@ -27,6 +27,7 @@ from engram.vocabulary import (
     Command,
     ErrorCode,
     ErrorType,
+    EventKind,
     Notice,
     Query,
     Signal,
@@ -34,7 +35,7 @@ from engram.vocabulary import (
     TurnState,
     Update,
 )
-from engram.workflows import autonomy, double_texting, edits, fork, patches, ui
+from engram.workflows import autonomy, double_texting, edits, fork, patches, quota_wait, ui
 from engram.workflows.agent_waits import Senders
 from engram.workflows.announce import announce
 from engram.workflows.describe import agent_info, link_child
@@ -66,6 +67,7 @@ from engram.workflows.types import (
     RelayInput,
     RunEnded,
     RunInput,
+    StreamPiece,
     SubAgentInput,
     Turn,
     TurnResult,
@@ -250,6 +252,8 @@ class AgentWorkflow:
             self._touch()
         call = self.turn.next_call()
         result = await self._call_llm(self._request(turn, call), interruptible=True)
+        if result.quota_wait:
+            return await self._wait_for_quota(turn, result)
         self.turn.record(result, self._now())
         if self.turn.cut_off(result, self._now()):
             return True
@@ -279,8 +283,29 @@ class AgentWorkflow:
             return False
         return True
 
+    async def _wait_for_quota(self, turn: Turn, result: LLMResult) -> bool:
+        """Every model is out of quota: wait until it lifts, then the turn goes on (True), or
+        it ends, cancelled meanwhile (False)."""
+        if result.reply:
+            # The next call answers from the start: what this one streamed is void.
+            result.pieces.append(StreamPiece(kind=EventKind.RESTART, text=""))
+        self.turn.record(result, self._now(), step=False)
+        waited = await quota_wait.wait(
+            result.quota_wait,
+            self.state,
+            self.log,
+            turn.message_id,
+            stopping=lambda: self.turn.cancelling or self.ledger.deleting,
+            status_changed=self._status_changed,
+            announce=self._announce,
+        )
+        if not waited:
+            self._end_turn(cancelled([]))
+        return waited
+
     def _request(self, turn: Turn, call: NextCall) -> LLMRequest:
         spec = self.state.spec
+        failover = patches.check(patches.FAILOVER)
         return LLMRequest(
             agent_id=spec.agent_id,
             message_id=turn.message_id,
@@ -302,6 +327,8 @@ class AgentWorkflow:
             tool_rounds=call.rounds,
             thinking=spec.settings.enable_thinking,
             context_tokens=context_budget(spec),
+            fallback_models=list(spec.settings.fallback_models) if failover else [],
+            wait_for_quota=failover,
         )
 
     def _end_turn(self, result: LLMResult, finished: autonomy.Finished | None = None) -> None:

@@ -54,6 +54,9 @@ def apply(state: AgentState, edit: EditInput, now: float) -> list[str]:
             double_texting=DoubleTexting(edit.double_texting or DoubleTexting.QUEUE),
         )
         spec.config["doubleTexting"] = edit.double_texting
+    if edit.fallback_models is not None:
+        spec.settings = replace(spec.settings, fallback_models=list(edit.fallback_models))
+        spec.config["fallbackModels"] = list(edit.fallback_models)
     for name, content in edit.memory.items():
         memory.write(state.notes, name, content, now)
     if edit.tools is not None:

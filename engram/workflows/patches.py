@@ -189,6 +189,13 @@ FORK_SUMMARIES = Patch(
     "of the turns before it (workflows/fork.py).",
     added_in="0.7.0",
 )
+FAILOVER = Patch(
+    "failover",
+    "An LLM request carries the agent's fallback_models (the activity fails over along them) "
+    "and may come back out of quota: the turn then waits on a durable timer (status "
+    "waiting_for_quota) and calls the model again, instead of the activity retrying it.",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -208,6 +215,7 @@ PATCHES = (
     ANNOUNCE_WITH_TOOL,
     RECALL,
     FORK_SUMMARIES,
+    FAILOVER,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is

@@ -8,7 +8,7 @@ when such a state is loaded, as pure data, so an old history replays with the sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engram.vocabulary import DoubleTexting
@@ -30,6 +30,8 @@ class AgentSettings:
     double_texting: DoubleTexting = DoubleTexting.QUEUE
     # The model gets no `recall` tool (workflows/recall.py).
     disable_recall: bool = False
+    # Tried in order when `model` fails (the LLM activity walks the chain).
+    fallback_models: list[str] = field(default_factory=list)
 
 
 def settings_from_config(config: dict[str, Any]) -> AgentSettings:
@@ -45,6 +47,7 @@ def settings_from_config(config: dict[str, Any]) -> AgentSettings:
         enable_observation=bool(config.get("enableObservation")),
         double_texting=DoubleTexting(config.get("doubleTexting") or DoubleTexting.QUEUE),
         disable_recall=bool(config.get("disableRecall")),
+        fallback_models=[str(m) for m in config.get("fallbackModels") or []],
     )
 
 

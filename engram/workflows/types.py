@@ -299,6 +299,8 @@ class AgentState:
     updated_at: float = 0.0
     status: str = AgentStatus.IDLE
     paused: bool = False
+    # While a turn waits out a rate limit (workflows/quota_wait.py): until when; 0 otherwise.
+    quota_until: float = 0.0
     next_seq: int = 1
     events: list[Event] = field(default_factory=list)
     turns: list[Turn] = field(default_factory=list)
@@ -365,6 +367,8 @@ class EditInput:
     approvals: dict[str, str] = field(default_factory=dict)
     # A DoubleTexting policy.
     double_texting: str | None = None
+    # The whole new chain of fallback models ([]: none).
+    fallback_models: list[str] | None = None
     description: str = ""
 
 
@@ -546,6 +550,10 @@ class LLMRequest:
     context_tokens: int = 0
     # Store long texts sent inline, and say so in the result (workflows/prompt_refs.py).
     store_texts: bool = False
+    # Models to try in order when `model` fails (AgentConfig.fallback_models).
+    fallback_models: list[str] = field(default_factory=list)
+    # The workflow waits out a long rate limit on a timer: the activity may return `quota_wait`.
+    wait_for_quota: bool = False
 
 
 @dataclass(kw_only=True)
@@ -592,6 +600,9 @@ class LLMResult:
     checkpoint: ReplyCheckpoint | None = None
     # Hashes of the long texts of the request that the activity put in the blob store.
     stored: list[str] = field(default_factory=list)
+    # Seconds every model of the chain is out of quota for (a FAILED call the workflow waits out
+    # and makes again); 0: none.
+    quota_wait: float = 0.0
 
     @property
     def reply(self) -> str:

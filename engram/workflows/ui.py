@@ -24,6 +24,8 @@ def status(state: AgentState, *, turn_in_progress: bool) -> AgentStatus:
         return AgentStatus.WAITING
     if run is not None and run.sleeping_until:
         return AgentStatus.SLEEPING
+    if state.quota_until:
+        return AgentStatus.WAITING_FOR_QUOTA
     if run is not None:
         return AgentStatus.WORKING
     return AgentStatus.THINKING
@@ -48,6 +50,8 @@ def current_details(state: AgentState, completed_turns: int) -> str:
         lines.append(line)
         if run.sleeping_until:
             lines.append(f"sleeping until {_when(run.sleeping_until)}")
+    if state.quota_until:
+        lines.append(f"out of quota: waiting until {_when(state.quota_until)}")
     for call in state.pending:
         lines.append(
             f"waiting for {call.waiting_for} of `{call.tool}` ({call.call_id}) "
