@@ -51,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "continue a partial assistant message: prefill (llama.cpp server, Ollama) or vllm; "
         "off regenerates it (default: ENGRAM_LLM_CONTINUATION, else off)",
     )
+    group.add_argument(
+        "--prices",
+        default=os.environ.get("ENGRAM_PRICES") or None,
+        help="a TOML or JSON price table (USD per million tokens per model) replacing the "
+        "shipped one, engram/prices/default-2026-12.toml (default: ENGRAM_PRICES)",
+    )
 
 
 def configured_base_url(args: argparse.Namespace) -> str | None:

@@ -21,4 +21,5 @@ def agent_settings(config: agent_pb2.AgentConfig) -> AgentSettings:
         enable_observation=config.enable_observation,
         double_texting=DoubleTexting(config.double_texting or DoubleTexting.QUEUE),
         disable_recall=config.disable_recall,
+        max_cost_usd=config.max_cost_usd,
     )

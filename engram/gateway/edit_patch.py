@@ -52,6 +52,8 @@ class EditPatch(BaseModel):
     approvals: dict[str, Literal["always", "never", "ask"]] | None = None
     # What becomes of a message sent while the agent works (AgentConfig.double_texting).
     double_texting: Literal["queue", "steer", "interrupt", "reject"] | None = None
+    # USD the agent may spend over its life (AgentConfig.max_cost_usd); 0: no budget.
+    max_cost_usd: Annotated[float, Field(ge=0)] | None = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -87,6 +89,7 @@ _MUST_BE = {
     "tools": "a list of tool names or Tool objects, as in CreateAgent.tools",
     "approvals": 'map tool names to "always", "never" or "ask"',
     "double_texting": '"queue", "steer", "interrupt" or "reject"',
+    "max_cost_usd": "a number of USD >= 0",
 }
 
 

@@ -54,6 +54,9 @@ def apply(state: AgentState, edit: EditInput, now: float) -> list[str]:
             double_texting=DoubleTexting(edit.double_texting or DoubleTexting.QUEUE),
         )
         spec.config["doubleTexting"] = edit.double_texting
+    if edit.max_cost_usd is not None:
+        spec.settings = replace(spec.settings, max_cost_usd=edit.max_cost_usd)
+        spec.config["maxCostUsd"] = edit.max_cost_usd
     for name, content in edit.memory.items():
         memory.write(state.notes, name, content, now)
     if edit.tools is not None:

@@ -182,6 +182,13 @@ RECALL = Patch(
     "the events earlier turns left in state and runs the read-only `recall` search activity.",
     added_in="0.7.0",
 )
+COST_BUDGET = Patch(
+    "cost-budget",
+    "An agent with AgentConfig.max_cost_usd sends each LLM call the budget it has left; a call the "
+    "worker refuses as over budget leaves the turn waiting (status budget_exhausted, a notice) "
+    "until an Edit raises the budget, then the call is made again.",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -200,6 +207,7 @@ PATCHES = (
     QUIET_THINKING,
     ANNOUNCE_WITH_TOOL,
     RECALL,
+    COST_BUDGET,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is

@@ -30,6 +30,8 @@ class AgentSettings:
     double_texting: DoubleTexting = DoubleTexting.QUEUE
     # The model gets no `recall` tool (workflows/recall.py).
     disable_recall: bool = False
+    # USD the agent may spend over its life (0: no budget; workflows/cost.py).
+    max_cost_usd: float = 0.0
 
 
 def settings_from_config(config: dict[str, Any]) -> AgentSettings:
@@ -45,6 +47,7 @@ def settings_from_config(config: dict[str, Any]) -> AgentSettings:
         enable_observation=bool(config.get("enableObservation")),
         double_texting=DoubleTexting(config.get("doubleTexting") or DoubleTexting.QUEUE),
         disable_recall=bool(config.get("disableRecall")),
+        max_cost_usd=float(config.get("maxCostUsd") or 0),
     )
 
 

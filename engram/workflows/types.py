@@ -86,6 +86,8 @@ class Turn:
     added: list[str] = field(default_factory=list)
     # A message taken into another turn: that turn's message id (outcome JOINED).
     joined_to: str = ""
+    # USD its LLM calls cost, as priced by the worker (workflows/cost.py).
+    cost_usd: float = 0.0
 
 
 @dataclass
@@ -138,6 +140,7 @@ class RunState:
     # ask_user was called: the user's next message answers, and the run goes on.
     waiting_for_user: bool = False
     sleeping_until: float = 0.0
+    cost_usd: float = 0.0
 
 
 @dataclass(kw_only=True)
@@ -332,6 +335,10 @@ class AgentState:
     senders: dict[str, Sender] = field(default_factory=dict)
     # Runs scheduled wake-ups wait on: run id -> the wake-up's workflow, signalled when it ends.
     run_followers: dict[str, str] = field(default_factory=dict)
+    # USD spent on LLM calls over the agent's life; the next call would cross max_cost_usd: the
+    # turn waits for a larger budget (workflows/cost.py).
+    cost_usd: float = 0.0
+    budget_exhausted: bool = False
 
 
 @dataclass
@@ -359,6 +366,8 @@ class EditInput:
     # A DoubleTexting policy.
     double_texting: str | None = None
     description: str = ""
+    # AgentConfig.max_cost_usd (0: no budget).
+    max_cost_usd: float | None = None
 
 
 @dataclass(kw_only=True)
@@ -467,6 +476,7 @@ class AgentInfo:
     # Steps: a chat turn counts one, a run each of its LLM calls.
     steps: int = 0
     children: list[str] = field(default_factory=list)
+    cost_usd: float = 0.0
 
 
 @dataclass
@@ -539,6 +549,10 @@ class LLMRequest:
     context_tokens: int = 0
     # Store long texts sent inline, and say so in the result (workflows/prompt_refs.py).
     store_texts: bool = False
+    # USD the agent may still spend (None: no budget): a call whose worst case costs more is not
+    # sent, and the result says BUDGET_EXHAUSTED. The worst case counts `max_output_tokens`.
+    budget_usd: float | None = None
+    max_output_tokens: int = 0
 
 
 @dataclass(kw_only=True)
@@ -585,6 +599,13 @@ class LLMResult:
     checkpoint: ReplyCheckpoint | None = None
     # Hashes of the long texts of the request that the activity put in the blob store.
     stored: list[str] = field(default_factory=list)
+    # What the endpoint reported the call used (cached tokens are part of prompt_tokens,
+    # reasoning tokens part of completion_tokens), and what that cost, by the worker's prices.
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
 
     @property
     def reply(self) -> str:
