@@ -29,6 +29,7 @@ from engram.gateway.server import GRACE_SECONDS, start_gateway
 from engram.local_model import LocalModelServer
 from engram.observability import options as observability
 from engram.observability import tracing
+from engram.prices import PriceTable
 from engram.probe import add_arguments as add_probe_arguments
 from engram.probe import probe_gateway, probe_worker
 from engram.processes import free_port, wait_for_port
@@ -215,7 +216,7 @@ async def run_worker(args: argparse.Namespace) -> None:
     tools = tool_settings.tools_from_args(args)
     await join_workers(client, tools, store)
     endpoints = llm_settings.endpoints_from_args(args, endpoint)
-    async with build_worker(client, endpoints, store, tools):
+    async with build_worker(client, endpoints, store, tools, PriceTable.load(args.prices)):
         await _until_stopped()
     log.info("worker stopped")
 
@@ -306,7 +307,7 @@ async def run_dev(args: argparse.Namespace) -> None:
         tools = tool_settings.tools_from_args(args)
         await join_workers(client, tools, store)
         endpoints = llm_settings.endpoints_from_args(args, endpoint)
-        async with build_worker(client, endpoints, store, tools):
+        async with build_worker(client, endpoints, store, tools, PriceTable.load(args.prices)):
             server = await start_gateway(
                 client, f"{args.host}:{args.port}", settings, store, security
             )

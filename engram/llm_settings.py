@@ -116,6 +116,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a rate limit asking to wait longer than this many seconds, with no fallback, has "
         "the agent wait on a durable timer (status waiting_for_quota)",
     )
+    group.add_argument(
+        "--prices",
+        default=os.environ.get("ENGRAM_PRICES") or None,
+        help="a TOML or JSON price table (USD per million tokens per model) replacing the "
+        "shipped one, engram/prices/default-2026-12.toml (default: ENGRAM_PRICES)",
+    )
 
 
 def configured_base_url(args: argparse.Namespace) -> str | None:

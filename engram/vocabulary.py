@@ -90,6 +90,11 @@ class Notice(StrEnum):
     INTERRUPTED = "interrupted"
     """The LLM call in progress was cut off by a new message (`interrupt`): the text shown since
     the last notice is discarded, and the turn goes on with the message."""
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    """The next LLM call could cross the agent's max_cost_usd: it was not sent. The message says
+    what was spent and what the call could cost; an Edit raising the budget resumes the turn."""
+    BUDGET_RAISED = "budget_raised"
+    """An Edit raised max_cost_usd past what the waiting call could cost: the turn goes on."""
 
 
 class AgentStatus(StrEnum):
@@ -112,6 +117,9 @@ class AgentStatus(StrEnum):
     """A turn waits until the endpoint's rate limit lifts (a durable timer; no worker is held)."""
     DELETED = "deleted"
     """Ended by DeleteAgent; its transcript stays readable."""
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    """Its next LLM call could cross `AgentConfig.max_cost_usd`: the call was not sent, and the
+    turn waits until an Edit raises the budget."""
     NEEDS_ATTENTION = "needs_attention"
     """Its workflow task fails, again on every retry (`Agent.attention` says why): it cannot
     answer until an operator repairs it. GetAgent shows it, read from Temporal, not the agent."""
@@ -188,6 +196,9 @@ class ErrorCode(StrEnum):
     TEXT_MISSING = "TEXT_MISSING"
     """A long text the prompt names by hash is not in the blob store; the workflow sends it
     inline instead, so no turn ends with it."""
+    BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
+    """(An LLM call's result, not a turn's end) the call could cross the agent's budget and was
+    not sent; the turn waits for an Edit to raise the budget."""
 
     @staticmethod
     def http(status: int) -> str:

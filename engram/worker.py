@@ -27,6 +27,7 @@ from engram.activities.recall import RecallActivities
 from engram.activities.tool_calls import ToolActivities
 from engram.activities.wake_up import WakeUpActivities
 from engram.llm_settings import LLMEndpoint, LLMEndpoints
+from engram.prices import PriceTable
 from engram.tools import ToolCatalog, ToolRegistry
 from engram.tools.catalog import agent_tools
 from engram.tools.mcp_tools import McpServers, parse_mcp_servers
@@ -155,8 +156,9 @@ def build_worker(
     endpoint: LLMEndpoint | LLMEndpoints,
     store: TranscriptStore,
     tools: ToolActivities | None = None,
+    prices: PriceTable | None = None,
 ) -> Worker:
-    llm = LLMActivities(endpoint, temporal=client, store=store)
+    llm = LLMActivities(endpoint, temporal=client, store=store, prices=prices)
     archive = ArchiveActivities(store)
     recall = RecallActivities(store)
     tools = tools or ToolActivities(ToolRegistry())

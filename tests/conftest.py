@@ -49,6 +49,7 @@ def llm(fake_llm: FakeLLM) -> Iterator[FakeLLM]:
     fake_llm.refuse_tools = False
     fake_llm.failures.clear()
     fake_llm.cut_after = None
+    fake_llm.cached_tokens = 0
 
 
 @pytest.fixture(scope="session")

@@ -157,6 +157,10 @@ class FakeLLM:
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     disconnects: int = 0
+    # Prompt tokens each streamed reply reports as cached (never more than the prompt), and the
+    # usage objects it reported, in order.
+    cached_tokens: int = 0
+    usages: list[dict[str, Any]] = field(default_factory=list)
     # Drop the connection after this many tokens of the next streamed reply (once), as a server
     # that dies mid-reply does.
     cut_after: int | None = None
@@ -366,11 +370,17 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                     prompt = sum(
                         len(m.get("content") or "") // 4 + 4 for m in body.get("messages", [])
                     )
+                    thought = len(tokens_of(reasoning)) if reasoning else 0
                     usage = {
                         "prompt_tokens": prompt,
-                        "completion_tokens": len(tokens),
-                        "total_tokens": prompt + len(tokens),
+                        "completion_tokens": len(tokens) + thought,
+                        "total_tokens": prompt + len(tokens) + thought,
+                        # As OpenAI reports them: parts of the two counts above.
+                        "prompt_tokens_details": {"cached_tokens": min(fake.cached_tokens, prompt)},
+                        "completion_tokens_details": {"reasoning_tokens": thought},
                     }
+                    with fake.lock:
+                        fake.usages.append(usage)
                     self._event({**base, "choices": [], "usage": usage})
                 self._chunk(b"data: [DONE]\n\n")
                 self._chunk(b"")

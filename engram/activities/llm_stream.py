@@ -27,6 +27,7 @@ from engram.activities.relay_publisher import RelayChannels, TurnRelay, received
 from engram.llm_settings import LLMEndpoint, LLMEndpoints
 from engram.messages import to_piece, to_server_message
 from engram.observability import llm as observe
+from engram.prices import PriceTable, quote
 from engram.transcripts import BlobStore
 from engram.v1 import agent_pb2
 from engram.vocabulary import ErrorCode, EventKind, Notice, Query, TurnOutcome
@@ -67,11 +68,14 @@ class LLMActivities:
         relay: RelayChannels | None = None,
         temporal: Client | None = None,
         store: BlobStore | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         self.endpoints = endpoint if isinstance(endpoint, LLMEndpoints) else LLMEndpoints(endpoint)
         self.endpoint = self.endpoints.default
         # One per endpoint, shared by every call this worker makes.
         self.breakers = Breakers(self.endpoints.breaker_failures, self.endpoints.breaker_cooldown)
+        # What each model costs: calls are priced, and budgets quoted, by it.
+        self.prices = prices or PriceTable.load()
         # Where attachments' bytes are (the prompt carries only their hashes).
         self.store = store
         self.relay = relay or RelayChannels()
@@ -108,6 +112,9 @@ class LLMActivities:
             except prompt_texts.TextMissing as err:
                 # The workflow sends the texts inline instead (workflows/prompt_refs.py).
                 return failed([], ErrorCode.TEXT_MISSING, str(err))
+        model = self.endpoint.serve_every_model_as or request.model
+        if (refused := quote.refused(self.prices, model, request)) is not None:
+            return refused  # never sent: the workflow waits for a larger budget
         storing = asyncio.ensure_future(self._store_texts(to_store))
         try:
             result = await self._stream_chat(request, info)
@@ -229,6 +236,8 @@ class LLMActivities:
                 breaker.released()
                 raise
             breaker.succeeded()
+            quote.priced(result, self.prices, model, observe.reported())
+            observe.cost(info.priority.fairness_key or "", model, result.cost_usd)
             return result
         raise AssertionError("the chain's last model is always called")
 
@@ -318,7 +327,7 @@ class LLMActivities:
                 await asyncio.wait({request_task}, timeout=HEARTBEAT_EVERY)
             completion = request_task.result()
             if completion.usage is not None:
-                observe.usage(completion.usage.prompt_tokens, completion.usage.completion_tokens)
+                observe.usage(completion.usage.model_dump())
         except openai.APIError as err:
             raise ApplicationError(f"summary failed at {endpoint.base_url}: {err}") from err
         finally:
@@ -455,7 +464,7 @@ class LLMActivities:
                 usage = chunk.get("usage")
                 if usage:
                     tokens = usage.get("total_tokens") or 0
-                    observe.usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+                    observe.usage(usage)
                 for choice in chunk.get("choices") or ():
                     delta = choice.get("delta")
                     if not delta:

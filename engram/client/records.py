@@ -58,6 +58,9 @@ class AgentInfo:
     # The agent this one was forked from, after its message `fork_sequence` (ForkAgent).
     forked_from: str = ""
     fork_sequence: int = 0
+    # USD spent over its life, and its budget (0: none).
+    cost_usd: float = 0.0
+    max_cost_usd: float = 0.0
 
     @staticmethod
     def of(agent: agent_pb2.Agent) -> AgentInfo:
@@ -72,6 +75,8 @@ class AgentInfo:
             turns=agent.stats.total_steps,
             tool_calls=agent.stats.tool_calls,
             tokens_used=agent.stats.tokens_used,
+            cost_usd=agent.stats.cost_usd,
+            max_cost_usd=agent.config.max_cost_usd,
             queued_messages=agent.queued_messages,
             last_sequence_id=agent.last_sequence_id,
             tools=tuple(t.name for t in agent.tools),

@@ -22,4 +22,5 @@ def agent_settings(config: agent_pb2.AgentConfig) -> AgentSettings:
         double_texting=DoubleTexting(config.double_texting or DoubleTexting.QUEUE),
         disable_recall=config.disable_recall,
         fallback_models=list(config.fallback_models),
+        max_cost_usd=config.max_cost_usd,
     )

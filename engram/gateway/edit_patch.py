@@ -64,6 +64,8 @@ class EditPatch(BaseModel):
         ]
         | None
     ) = None
+    # USD the agent may spend over its life (AgentConfig.max_cost_usd); 0: no budget.
+    max_cost_usd: Annotated[float, Field(ge=0)] | None = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -100,6 +102,7 @@ _MUST_BE = {
     "approvals": 'map tool names to "always", "never" or "ask"',
     "double_texting": '"queue", "steer", "interrupt" or "reject"',
     "fallback_models": MUST_BE_FALLBACKS,
+    "max_cost_usd": "a number of USD >= 0",
 }
 
 

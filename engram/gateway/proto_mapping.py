@@ -121,6 +121,7 @@ def agent_message(info: AgentInfo) -> agent_pb2.Agent:
             tool_calls=info.tool_calls,
             total_duration=duration,
             tokens_used=info.tokens_used,
+            cost_usd=info.cost_usd,
         ),
         model=spec.model,
         system_prompt=spec.system_prompt,
@@ -160,6 +161,7 @@ def run_info(run: RunState, status: str) -> agent_pb2.RunInfo:
         state=state,
         steps=run.steps,
         tokens=run.tokens,
+        cost_usd=run.cost_usd,
         started_at=timestamp(run.started_at),
         sleeping_until=timestamp(run.sleeping_until) if run.sleeping_until else None,
     )

@@ -69,7 +69,12 @@ def create_request(req: agent_pb2.CreateAgentRequest, default_model: str) -> str
     config = req.config
     if not 0 <= config.temperature <= 2:
         raise invalid("config.temperature must be between 0 and 2")
-    if config.max_context_tokens < 0 or config.max_steps < 0 or config.max_run_tokens < 0:
+    if (
+        config.max_context_tokens < 0
+        or config.max_steps < 0
+        or config.max_run_tokens < 0
+        or not config.max_cost_usd >= 0  # NaN too
+    ):
         raise invalid("config limits must not be negative")
     if config.max_duration.ToNanoseconds() < 0:
         raise invalid("config.max_duration must not be negative")
@@ -124,6 +129,7 @@ def edit(request: agent_pb2.Edit) -> tuple[EditInput, list[agent_pb2.Tool] | Non
         double_texting=patch.double_texting,
         fallback_models=patch.fallback_models,
         description=request.description[:1000],
+        max_cost_usd=patch.max_cost_usd,
     ), tools
 
 

@@ -102,6 +102,12 @@ LLM_ERRORS = Counter(
     "LLM calls that failed, per attempt, by the code the turn would report.",
     ["code"],
 )
+LLM_COST = Counter(
+    "engram_llm_cost_usd_total",
+    "USD the LLM calls cost, priced from the usage the endpoint reported (engram/prices), by the "
+    "agent's tenant (empty with auth off) and model. increase(...[1d]) is a tenant's daily spend.",
+    ["tenant", "model"],
+)
 TOOL_CALLS = Counter(
     "engram_tool_calls_total",
     "Attempts at worker and MCP tool calls, by tool and outcome.",
@@ -166,6 +172,11 @@ def relay_arrived(messages: Iterable[agent_pb2.ServerMessage]) -> None:
     for message in messages:
         if message.HasField("timestamp"):
             RELAY_LAG.observe(max(0.0, now - message.timestamp.ToNanoseconds() / 1e9))
+
+
+def llm_cost(tenant: str, model: str, usd: float) -> None:
+    """What an LLM call cost. Models are the operator's configured few, not the client's words."""
+    LLM_COST.labels(tenant=tenant, model=model).inc(usd)
 
 
 def llm_usage(prompt_tokens: int | None, completion_tokens: int | None) -> None:

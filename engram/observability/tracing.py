@@ -127,7 +127,7 @@ def end_turn_span(span: Span, outcome: str, code: str = "") -> None:
     span.end()
 
 
-def annotate(**attributes: str | int) -> None:
+def annotate(**attributes: str | int | float) -> None:
     """Set attributes on the current span (the activity's, inside an activity)."""
     span = trace.get_current_span()
     if span.is_recording():
@@ -141,6 +141,7 @@ _ATTRIBUTE_NAMES = {
     "input_tokens": INPUT_TOKENS,
     "output_tokens": OUTPUT_TOKENS,
     "error_code": ERROR_CODE,
+    "cost_usd": "engram.llm.cost_usd",
 }
 
 

@@ -70,6 +70,13 @@ def add_commands(commands: Any) -> None:
     # An operator's command: it talks to Temporal, not to a gateway.
     TemporalSettings.add_arguments(upgrade)
     upgrade.set_defaults(terminal=_run("engram.upgrade", "run_upgrade"))
+    stop = actions.add_parser(
+        "stop", help="the kill switch: pause every running agent of a tenant (or all) now"
+    )
+    stop.add_argument("--tenant", metavar="T", help="the tenant whose agents to pause")
+    stop.add_argument("--all", action="store_true", help="every running agent, of every tenant")
+    TemporalSettings.add_arguments(stop)
+    stop.set_defaults(terminal=_run("engram.terminal.stop", "run_stop"))
     repair = actions.add_parser(
         "repair",
         help="unwedge agents whose workflow task keeps failing: reset each to its last good point",

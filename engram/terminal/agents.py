@@ -100,6 +100,8 @@ def _show(console: Console, info: AgentInfo) -> None:
         ("turns", str(info.turns)),
         ("tool calls", str(info.tool_calls)),
         ("tokens used", str(info.tokens_used)),
+        ("cost", f"${info.cost_usd:.6f}"),
+        ("budget", f"${info.max_cost_usd:.6f}" if info.max_cost_usd else "none"),
         ("queued messages", str(info.queued_messages)),
         ("last sequence id", str(info.last_sequence_id)),
         ("tools", ", ".join(info.tools) or "-"),

@@ -60,7 +60,7 @@ class CreateAgentResponse(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ...) -> None: ...
 
 class AgentConfig(_message.Message):
-    __slots__ = ("max_steps", "max_duration", "temperature", "max_context_tokens", "enable_thinking", "enable_observation", "auto_approve_read_only", "autonomous", "max_run_tokens", "double_texting", "disable_recall", "fallback_models")
+    __slots__ = ("max_steps", "max_duration", "temperature", "max_context_tokens", "enable_thinking", "enable_observation", "auto_approve_read_only", "autonomous", "max_run_tokens", "double_texting", "disable_recall", "fallback_models", "max_cost_usd")
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     MAX_DURATION_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,7 @@ class AgentConfig(_message.Message):
     DOUBLE_TEXTING_FIELD_NUMBER: _ClassVar[int]
     DISABLE_RECALL_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_MODELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_COST_USD_FIELD_NUMBER: _ClassVar[int]
     max_steps: int
     max_duration: _duration_pb2.Duration
     temperature: float
@@ -85,7 +86,8 @@ class AgentConfig(_message.Message):
     double_texting: str
     disable_recall: bool
     fallback_models: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, max_steps: _Optional[int] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., temperature: _Optional[float] = ..., max_context_tokens: _Optional[int] = ..., enable_thinking: _Optional[bool] = ..., enable_observation: _Optional[bool] = ..., auto_approve_read_only: _Optional[bool] = ..., autonomous: _Optional[bool] = ..., max_run_tokens: _Optional[int] = ..., double_texting: _Optional[str] = ..., disable_recall: _Optional[bool] = ..., fallback_models: _Optional[_Iterable[str]] = ...) -> None: ...
+    max_cost_usd: float
+    def __init__(self, max_steps: _Optional[int] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., temperature: _Optional[float] = ..., max_context_tokens: _Optional[int] = ..., enable_thinking: _Optional[bool] = ..., enable_observation: _Optional[bool] = ..., auto_approve_read_only: _Optional[bool] = ..., autonomous: _Optional[bool] = ..., max_run_tokens: _Optional[int] = ..., double_texting: _Optional[str] = ..., disable_recall: _Optional[bool] = ..., fallback_models: _Optional[_Iterable[str]] = ..., max_cost_usd: _Optional[float] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("instructions",)
@@ -94,20 +96,22 @@ class Run(_message.Message):
     def __init__(self, instructions: _Optional[str] = ...) -> None: ...
 
 class RunInfo(_message.Message):
-    __slots__ = ("run_id", "state", "steps", "tokens", "started_at", "sleeping_until")
+    __slots__ = ("run_id", "state", "steps", "tokens", "started_at", "sleeping_until", "cost_usd")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     SLEEPING_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: str
     steps: int
     tokens: int
     started_at: _timestamp_pb2.Timestamp
     sleeping_until: _timestamp_pb2.Timestamp
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., steps: _Optional[int] = ..., tokens: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sleeping_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    cost_usd: float
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[str] = ..., steps: _Optional[int] = ..., tokens: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sleeping_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cost_usd: _Optional[float] = ...) -> None: ...
 
 class Agent(_message.Message):
     __slots__ = ("agent_id", "goal", "status", "created_at", "updated_at", "metadata", "stats", "model", "system_prompt", "tools", "config", "queued_messages", "last_sequence_id", "memory", "pending_calls", "run", "parent_id", "children", "attention", "forked_from", "fork_sequence")
@@ -173,16 +177,18 @@ class MemoryNote(_message.Message):
     def __init__(self, name: _Optional[str] = ..., content: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AgentStats(_message.Message):
-    __slots__ = ("total_steps", "tool_calls", "total_duration", "tokens_used")
+    __slots__ = ("total_steps", "tool_calls", "total_duration", "tokens_used", "cost_usd")
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_DURATION_FIELD_NUMBER: _ClassVar[int]
     TOKENS_USED_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
     total_steps: int
     tool_calls: int
     total_duration: _duration_pb2.Duration
     tokens_used: int
-    def __init__(self, total_steps: _Optional[int] = ..., tool_calls: _Optional[int] = ..., total_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tokens_used: _Optional[int] = ...) -> None: ...
+    cost_usd: float
+    def __init__(self, total_steps: _Optional[int] = ..., tool_calls: _Optional[int] = ..., total_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tokens_used: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
 
 class ClientMessage(_message.Message):
     __slots__ = ("agent_id", "client_timestamp", "user_input", "pause", "resume", "edit", "cancel", "tool_result", "approval", "run", "message_id")

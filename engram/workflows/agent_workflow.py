@@ -35,7 +35,16 @@ from engram.vocabulary import (
     TurnState,
     Update,
 )
-from engram.workflows import autonomy, double_texting, edits, fork, patches, quota_wait, ui
+from engram.workflows import (
+    autonomy,
+    cost,
+    double_texting,
+    edits,
+    fork,
+    patches,
+    quota_wait,
+    ui,
+)
 from engram.workflows.agent_waits import Senders
 from engram.workflows.announce import announce
 from engram.workflows.describe import agent_info, link_child
@@ -351,6 +360,47 @@ class AgentWorkflow:
         self._set_status(ui.status(self.state, turn_in_progress=self.turn.active))
 
     async def _call_llm(self, request: LLMRequest, *, interruptible: bool = False) -> LLMResult:
+        if not self.state.spec.settings.max_cost_usd or not patches.check(patches.COST_BUDGET):
+            return await self._priced_call(request, interruptible)
+        while True:
+            result = await self._priced_call(cost.budgeted(request, self.state), interruptible)
+            if result.error_code != ErrorCode.BUDGET_EXHAUSTED:
+                return result
+            if not await self._budget_raised(result.error_message):
+                return cancelled([])
+
+    async def _budget_raised(self, why: str) -> bool:
+        """The call was not sent: it could cross the budget. Wait for an Edit to raise the budget
+        (True) or for a cancel or delete (False)."""
+        budget = self.state.spec.settings.max_cost_usd
+        self.state.budget_exhausted = True
+        self._status_changed()
+        self.turn.status(
+            Notice.BUDGET_EXHAUSTED,
+            f"budget exhausted: {cost.usd(self.state.cost_usd)} spent of "
+            f"{cost.usd(budget)}; {why}. Raise max_cost_usd with an Edit to go on.",
+            self._now(),
+        )
+        await self._announce()
+        await workflow.wait_condition(
+            lambda: (
+                self.state.spec.settings.max_cost_usd != budget
+                or self.turn.cancelling
+                or self.ledger.deleting
+            )
+        )
+        self.state.budget_exhausted = False
+        self._status_changed()
+        if self.turn.cancelling or self.ledger.deleting:
+            return False
+        self.turn.status(
+            Notice.BUDGET_RAISED,
+            f"budget now {cost.usd(self.state.spec.settings.max_cost_usd)}: going on",
+            self._now(),
+        )
+        return True
+
+    async def _priced_call(self, request: LLMRequest, interruptible: bool) -> LLMResult:
         if not patches.check(patches.PROMPT_BY_REFERENCE):
             return await self._llm_activity(request, interruptible)
         sent = self.texts.referenced(request)

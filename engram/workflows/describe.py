@@ -29,6 +29,7 @@ def agent_info(state: AgentState, completed_turns: int) -> AgentInfo:
         + s.run_steps
         + (s.run.steps if s.run is not None else 0),
         children=s.children,
+        cost_usd=s.cost_usd,
     )
 
 

@@ -57,6 +57,9 @@ def apply(state: AgentState, edit: EditInput, now: float) -> list[str]:
     if edit.fallback_models is not None:
         spec.settings = replace(spec.settings, fallback_models=list(edit.fallback_models))
         spec.config["fallbackModels"] = list(edit.fallback_models)
+    if edit.max_cost_usd is not None:
+        spec.settings = replace(spec.settings, max_cost_usd=edit.max_cost_usd)
+        spec.config["maxCostUsd"] = edit.max_cost_usd
     for name, content in edit.memory.items():
         memory.write(state.notes, name, content, now)
     if edit.tools is not None:

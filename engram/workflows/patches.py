@@ -196,6 +196,13 @@ FAILOVER = Patch(
     "waiting_for_quota) and calls the model again, instead of the activity retrying it.",
     added_in="0.7.0",
 )
+COST_BUDGET = Patch(
+    "cost-budget",
+    "An agent with AgentConfig.max_cost_usd sends each LLM call the budget it has left; a call the "
+    "worker refuses as over budget leaves the turn waiting (status budget_exhausted, a notice) "
+    "until an Edit raises the budget, then the call is made again.",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -216,6 +223,7 @@ PATCHES = (
     RECALL,
     FORK_SUMMARIES,
     FAILOVER,
+    COST_BUDGET,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is

@@ -32,6 +32,8 @@ class AgentSettings:
     disable_recall: bool = False
     # Tried in order when `model` fails (the LLM activity walks the chain).
     fallback_models: list[str] = field(default_factory=list)
+    # USD the agent may spend over its life (0: no budget; workflows/cost.py).
+    max_cost_usd: float = 0.0
 
 
 def settings_from_config(config: dict[str, Any]) -> AgentSettings:
@@ -48,6 +50,7 @@ def settings_from_config(config: dict[str, Any]) -> AgentSettings:
         double_texting=DoubleTexting(config.get("doubleTexting") or DoubleTexting.QUEUE),
         disable_recall=bool(config.get("disableRecall")),
         fallback_models=[str(m) for m in config.get("fallbackModels") or []],
+        max_cost_usd=float(config.get("maxCostUsd") or 0),
     )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from engram.vocabulary import EventKind, Notice, TurnOutcome
-from engram.workflows import autonomy, double_texting
+from engram.workflows import autonomy, cost, double_texting
 from engram.workflows.events import EventLog
 from engram.workflows.ledger import TurnLedger
 from engram.workflows.prompt import context_budget
@@ -191,6 +191,7 @@ class TurnInProgress:
         for piece in result.pieces:
             self._emit(EventKind(piece.kind), now, text=piece.text, code=piece.code, at=piece.at)
         turn.tokens += result.tokens
+        cost.spent(self._state, turn, result)
         self._state.tools_refused |= result.tools_refused
         self._relayed_through = self._state.next_seq - 1
         run = self._state.run
@@ -237,6 +238,10 @@ class TurnInProgress:
         """A client follows the turn from another gateway: stream there from now on."""
         if self._turn is not None and self._turn.message_id == message_id:
             self._turn.reply_to = reply_to
+
+    def status(self, status: Notice, text: str, now: float) -> None:
+        """A status notice as part of the turn in progress, at once (the turn waits on it)."""
+        self._emit(EventKind.STATUS, now, text=text, code=status)
 
     def announced(self) -> None:
         self._relayed_through = self._state.next_seq - 1

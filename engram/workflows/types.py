@@ -93,6 +93,8 @@ class Turn:
     # Set only on an archived turn, the last of those one compaction folded: the summary made
     # then, which a fork at a later point may start from (engram/workflows/fork.py).
     summary_after: str = ""
+    # USD its LLM calls cost, as priced by the worker (workflows/cost.py).
+    cost_usd: float = 0.0
 
 
 @dataclass
@@ -145,6 +147,7 @@ class RunState:
     # ask_user was called: the user's next message answers, and the run goes on.
     waiting_for_user: bool = False
     sleeping_until: float = 0.0
+    cost_usd: float = 0.0
 
 
 @dataclass(kw_only=True)
@@ -341,6 +344,10 @@ class AgentState:
     senders: dict[str, Sender] = field(default_factory=dict)
     # Runs scheduled wake-ups wait on: run id -> the wake-up's workflow, signalled when it ends.
     run_followers: dict[str, str] = field(default_factory=dict)
+    # USD spent on LLM calls over the agent's life; the next call would cross max_cost_usd: the
+    # turn waits for a larger budget (workflows/cost.py).
+    cost_usd: float = 0.0
+    budget_exhausted: bool = False
 
 
 @dataclass
@@ -370,6 +377,8 @@ class EditInput:
     # The whole new chain of fallback models ([]: none).
     fallback_models: list[str] | None = None
     description: str = ""
+    # AgentConfig.max_cost_usd (0: no budget).
+    max_cost_usd: float | None = None
 
 
 @dataclass(kw_only=True)
@@ -478,6 +487,7 @@ class AgentInfo:
     # Steps: a chat turn counts one, a run each of its LLM calls.
     steps: int = 0
     children: list[str] = field(default_factory=list)
+    cost_usd: float = 0.0
 
 
 @dataclass
@@ -554,6 +564,10 @@ class LLMRequest:
     fallback_models: list[str] = field(default_factory=list)
     # The workflow waits out a long rate limit on a timer: the activity may return `quota_wait`.
     wait_for_quota: bool = False
+    # USD the agent may still spend (None: no budget): a call whose worst case costs more is not
+    # sent, and the result says BUDGET_EXHAUSTED. The worst case counts `max_output_tokens`.
+    budget_usd: float | None = None
+    max_output_tokens: int = 0
 
 
 @dataclass(kw_only=True)
@@ -603,6 +617,13 @@ class LLMResult:
     # Seconds every model of the chain is out of quota for (a FAILED call the workflow waits out
     # and makes again); 0: none.
     quota_wait: float = 0.0
+    # What the endpoint reported the call used (cached tokens are part of prompt_tokens,
+    # reasoning tokens part of completion_tokens), and what that cost, by the worker's prices.
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
 
     @property
     def reply(self) -> str:

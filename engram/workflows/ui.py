@@ -20,6 +20,8 @@ def status(state: AgentState, *, turn_in_progress: bool) -> AgentStatus:
     run = state.run
     if not turn_in_progress:
         return AgentStatus.PAUSED if state.paused else AgentStatus.IDLE
+    if state.budget_exhausted:
+        return AgentStatus.BUDGET_EXHAUSTED
     if state.pending:
         return AgentStatus.WAITING
     if run is not None and run.sleeping_until:
