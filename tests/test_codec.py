@@ -252,8 +252,9 @@ def test_compression_more_than_pays_for_encryption() -> None:
         f"({sealed / plain:.0%}); README-prose prompt {prompt.ByteSize()} -> {prompt_sealed} "
         f"bytes ({prompt_sealed / prompt.ByteSize():.0%})"
     )
-    # Measured: 13% for the recorded histories (their prompts repeat turns), ~40% for prose.
-    assert sealed < 0.25 * plain
+    # Measured: 26% for the recorded histories (13% before prompts named long texts by hash and
+    # stopped repeating them), 36% for prose.
+    assert sealed < 0.35 * plain
     assert prompt_sealed < 0.6 * prompt.ByteSize()
     # A payload too small to compress costs only its nonce, tag and metadata: under 100 bytes.
     tiny = Payload(metadata={"encoding": b"json/plain"}, data=b"1")

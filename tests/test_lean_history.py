@@ -165,9 +165,9 @@ def test_a_tool_step_costs_at_most_12_events(engine: Engine, stub: Stub, llm: Fa
         step = events[start:end]
         kinds = [EventType.Name(e.event_type) for e in step]
         assert len(step) <= 12, kinds
-        # Not yet 4 KB: a step's LLM input (its prompt and the tools' schemas) stays in history
-        # until it passes the claim check's 4 KiB, so a step holds up to that and 1.7 KB more.
-        assert sum(e.ByteSize() for e in step) <= HISTORY_INLINE_BYTES + 2_000, kinds
+        # At most 4 KB, whatever the prompt, the tools' schemas or the tool's output: each payload
+        # past the claim check's threshold is a reference.
+        assert sum(e.ByteSize() for e in step) <= 4_000, kinds
     # The calls were shown to the client by their tools' activities, not by announcements.
     scheduled = [
         e.activity_task_scheduled_event_attributes.activity_type.name

@@ -36,9 +36,10 @@ class Limits:
     stream_inputs: int = 8
     """Messages a Chat stream has read but not yet answered (a turn answered is one streamed to
     its end; a command, one applied)."""
-    agent_inputs: int = 10
-    """The same for one agent, over every stream on this gateway: Temporal holds at most 10
-    updates in flight per workflow by default, so more could only wait or fail later."""
+    agent_inputs: int = 16
+    """The same for one agent, over every stream on this gateway. Temporal holds at most 10
+    updates in flight per workflow, but only four callers wait on an agent's turns in updates
+    (workflows/waiters.py): the others are told `later` and poll, holding none."""
     tenant_inputs: int = 16
     """The same for one tenant, over all its agents on this gateway (with keys): a tenant's share
     of the engine's turns, so that a flood cannot queue more turns than the engine finishes in

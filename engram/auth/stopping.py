@@ -24,6 +24,23 @@ Status = tuple[grpc.StatusCode, str]
 _current: ContextVar[asyncio.Future[Status] | None] = ContextVar("engram_stream_stop", default=None)
 
 
+class StreamFailure(Exception):
+    """Raised by the code producing a stream's replies in place of `context.abort`: the call
+    ends with this status once every reply produced before it has been sent. (An abort from the
+    producing task itself would end the call at once, and the replies still on their way to the
+    client, those of a turn that ended well, would be lost.)"""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def in_stream() -> bool:
+    """Whether this code produces the replies of a stream `until_stopped` forwards."""
+    return _current.get() is not None
+
+
 def stop_current(code: grpc.StatusCode, message: str) -> bool:
     """End the streaming call this code serves with `code` at once; False if nothing can (the
     caller then reports the failure itself)."""
@@ -87,6 +104,8 @@ async def until_stopped(
             item = getter.result()
             if item is None:
                 return
+            if isinstance(item, StreamFailure):
+                await context.abort(item.code, item.message)
             if isinstance(item, Exception):
                 raise item
             yield item[0]

@@ -39,7 +39,7 @@ from engram.codec.payload_converter import QUERY_ANSWER
 
 # Payloads larger than this leave the history: a chat turn's history then costs about the same
 # whatever the size of its message, prompt, reply or tool output.
-HISTORY_INLINE_BYTES = 4 * 1024
+HISTORY_INLINE_BYTES = 2 * 1024
 # Query answers are never in history, and a follower asks for them again and again: they stay
 # inline up to this, well under Temporal's 256 KB warning.
 INLINE_BYTES = 128 * 1024

@@ -14,7 +14,7 @@ allowed is answered 421 before anything else: a page on another name rebound to 
 (DNS rebinding) gets nothing.
 
 Given the transcript store, it also shows what the claim check moved out of history (every payload
-over 4 KiB: codec/claim_check.py): a reference is read from the store and decoded. So `engram dev`
+over 2 KiB: codec/claim_check.py): a reference is read from the store and decoded. So `engram dev`
 runs one even without encryption.
 
 It is the standard library's threading HTTP server: two small JSON endpoints need no framework,

@@ -110,6 +110,9 @@ async def _abort(context: Context, err: Exception, agent_id: str) -> None:
     status = from_temporal(err, agent_id)
     if status.code == grpc.StatusCode.INTERNAL:
         log.error("request for agent %s failed", agent_id, exc_info=err)
+    if stopping.in_stream():
+        # Ended by the interceptor, after the replies already produced have gone out.
+        raise stopping.StreamFailure(status.code, status.message)
     await context.abort(status.code, status.message)
 
 
