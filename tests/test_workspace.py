@@ -13,15 +13,13 @@ from pathlib import Path
 import grpc
 import pytest
 
+from engram.tools import ToolContext, ToolError, workspace
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from tests.conftest import chat, create_agent, finals, user_message
 from tests.engine import Engine
 from tests.fake_llm import FakeLLM, note_taker
 
-pytestmark = [
-    pytest.mark.chaos,
-    pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap"),
-]
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
 TOOLS = ["write_file", "read_file", "run_command", "list_files", "git_log"]
 
@@ -53,6 +51,7 @@ def git(repo: Path, *args: str) -> str:
     ).stdout
 
 
+@pytest.mark.chaos
 def test_files_survive_a_kill_and_the_sandbox_holds(tmp_path: Path, llm: FakeLLM) -> None:
     llm.reply = note_taker
     data = tmp_path / "data"
@@ -127,6 +126,7 @@ def test_files_survive_a_kill_and_the_sandbox_holds(tmp_path: Path, llm: FakeLLM
         engine.stop()
 
 
+@pytest.mark.chaos
 def test_a_write_retried_after_a_crash_is_committed_once(tmp_path: Path, llm: FakeLLM) -> None:
     llm.reply = note_taker
     data = tmp_path / "data"
@@ -172,3 +172,28 @@ def test_a_write_retried_after_a_crash_is_committed_once(tmp_path: Path, llm: Fa
         assert git(repo, "show", "HEAD:plan.md") == "step one\n"
     finally:
         engine.stop()
+
+
+@pytest.mark.e2e
+def test_edits_must_match_once_and_the_size_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tools called directly (they start git and bwrap, so not a unit test)."""
+    monkeypatch.setenv("ENGRAM_WORKSPACE_DIR", str(tmp_path))
+    monkeypatch.setenv("ENGRAM_WORKSPACE_MAX_BYTES", "1000")
+
+    def ctx(call: str) -> ToolContext:
+        return ToolContext(call_id=call, agent_id="agent-1")
+
+    workspace.write_file(ctx("w1"), "a.txt", "x = 1\nx = 1\n")
+    with pytest.raises(ToolError, match="found 2 times"):
+        workspace.edit_file(ctx("e1"), "a.txt", "x = 1", "x = 2")
+    edited = workspace.edit_file(ctx("e2"), "a.txt", "x = 1\nx = 1", "x = 2")
+    assert workspace.read_file(ctx("r1"), "a.txt")["content"] == "x = 2\n"
+    with pytest.raises(ToolError, match="workspace full"):
+        workspace.run_command(ctx("c1"), "head -c 5000 /dev/zero > big")
+    with pytest.raises(ToolError, match="workspace full"):
+        workspace.write_file(ctx("w2"), "big.txt", "y" * 2000)
+    # The refused changes left nothing behind, and no commit.
+    assert workspace.list_files(ctx("l1"))["files"] == ["a.txt"]
+    assert workspace.git_log(ctx("g1"))["commits"][0]["commit"] == edited["commit"]
