@@ -35,6 +35,7 @@ from engram.probe import probe_gateway, probe_worker
 from engram.processes import free_port, wait_for_port
 from engram.temporal_connection import TemporalSettings
 from engram.terminal import add_commands as add_terminal_commands
+from engram.terminal.workspace import add_commands as add_workspace_commands
 from engram.tools.tool_set import DifferentTools
 from engram.transcripts import TranscriptStore, open_transcript_store
 from engram.worker import build_worker, ensure_search_attributes, join_workers
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     add_probe_arguments(probe)
 
     add_terminal_commands(commands)
+    add_workspace_commands(commands)
     codec_commands.add_commands(commands)
 
     args = parser.parse_args(argv)
@@ -271,6 +273,8 @@ def _open_store(location: str | Path) -> TranscriptStore:
 
 
 async def run_dev(args: argparse.Namespace) -> None:
+    # Tools that keep files (engram.tools.workspace) keep them in the engine's data directory.
+    os.environ["ENGRAM_DATA_DIR"] = str(args.data_dir.resolve())
     keyring = configured_keyring()
     store = _open_store(args.transcript_db or args.data_dir / "transcripts.db")
     # The Web UI reads payloads through a codec server of our own: it decrypts them when they are
