@@ -19,7 +19,7 @@ from engram.workflows.prompt import estimate_tokens
 from engram.workflows.types import ChatMessage
 from tests.conftest import create_agent, finals, user_message, without_time
 from tests.engine import Engine
-from tests.fake_llm import FakeLLM, note_taker
+from tests.fake_llm import FakeLLM, ToolUse, note_taker
 
 
 @pytest.fixture(scope="module")
@@ -145,12 +145,27 @@ def test_memory_notes_outlive_compaction_and_runs(short_runs: Engine, llm: FakeL
     ]
 
 
+BIKE_LOCK = "turn 2: the code of my bike lock is 2817."
+BIKE_QUESTION = "What was the code of my bike lock?"
+
+
+def recalling_llm(messages: list[dict[str, str]]) -> str | ToolUse:
+    """remembering_llm, whose summaries keep only names and locker codes; asked about the bike
+    lock, it looks the answer up with `recall` and quotes what it found."""
+    if messages[-1]["role"] == "tool":
+        return f"Found: {messages[-1]['content']}"
+    if messages[-1]["content"] == BIKE_QUESTION:
+        return ToolUse([("recall", '{"query": "bike lock"}')])
+    return remembering_llm(messages)
+
+
 def test_two_thousand_turns(short_runs: Engine, llm: FakeLLM) -> None:
-    llm.reply = remembering_llm
+    llm.reply = recalling_llm
     stub = short_runs.stub()
     agent_id = create_agent(stub, config=agent_pb2.AgentConfig(max_context_tokens=600))
-    contents = ["My name is Ada and my locker code is 4711."]
-    contents += [f"turn {i}" for i in range(1, 1999)] + ["What is my locker code?"]
+    contents = ["My name is Ada and my locker code is 4711.", "turn 1", BIKE_LOCK]
+    contents += [f"turn {i}" for i in range(3, 1998)]
+    contents += ["What is my locker code?", BIKE_QUESTION]
     for i in range(0, len(contents), 50):
         replies = list(
             stub.Chat(iter(user_message(agent_id, c) for c in contents[i : i + 50]), timeout=120)
@@ -162,6 +177,11 @@ def test_two_thousand_turns(short_runs: Engine, llm: FakeLLM) -> None:
     assert [t.user for t in turns] == contents
     sent = llm.requests_for("What is my locker code?")[-1]["messages"]
     assert "my locker code is 4711" in sent[0]["content"]
+    # The bike lock of turn 3 left the prompt and the summary 2,000 turns ago; `recall` finds
+    # it in the whole transcript, word for word.
+    asked = llm.requests_for(BIKE_QUESTION)[0]["messages"]
+    assert not any("2817" in str(m.get("content")) for m in asked)
+    assert BIKE_LOCK in turns[-1].reply
     # The state each run starts from stays small.
     sizes = asyncio.run(run_input_sizes(short_runs, agent_id))
     assert max(sizes) < 128 * 1024, sizes
