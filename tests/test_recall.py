@@ -198,3 +198,26 @@ def test_encrypted_rows_stay_out_of_the_index(tmp_path: Path) -> None:
     assert not store.search(SearchQuery(agent_id=uuid.uuid4().hex, text=word)).hits
     store.close()
     assert word.encode() not in b"".join(p.read_bytes() for p in tmp_path.iterdir())
+
+
+def test_recall_finds_nothing_after_a_fork_or_rewind_point(engine: Engine, llm: FakeLLM) -> None:
+    llm.reply = model
+    stub = engine.stub()
+    code = f"sloe{uuid.uuid4().hex[:10]}"
+    fact = f"the gate code is {code}"
+    agent_id = create_agent(stub)
+    point = chat(stub, agent_id, "Good morning.")[-1].sequence_id
+    chat(stub, agent_id, f"Please keep this in mind: {fact}.")
+    chat(stub, agent_id, "small talk: the weather is mild")
+    # Found before: a search moves the events it covers to the store, which must forget them.
+    assert fact in finals(chat(stub, agent_id, "recall gate code"))[0]
+    fork_id = stub.ForkAgent(agent_pb2.ForkAgentRequest(agent_id=agent_id, at_sequence=point))
+    rewound = stub.RewindAgent(agent_pb2.RewindAgentRequest(agent_id=agent_id, to_sequence=point))
+
+    for agent in (fork_id.agent_id, agent_id):
+        found = stub.SearchHistory(agent_pb2.SearchHistoryRequest(agent_id=agent, query=code))
+        assert found.hits == []
+        assert finals(chat(stub, agent, f"recall {code}")) == [f"Found: nothing found for {code!r}"]
+    # The branch holds the forgotten turns, and finds them.
+    answer = finals(chat(stub, rewound.branch_agent_id, "recall gate code"))
+    assert fact in answer[0]
