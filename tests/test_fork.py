@@ -16,10 +16,11 @@ from engram.v1 import agent_pb2, agent_pb2_grpc
 from engram.vocabulary import EventKind, TurnOutcome
 from engram.workflows import fork
 from engram.workflows.types import AgentSpec, AgentState, Event, MemoryNote, Turn
-from tests.conftest import chat, create_agent, without_time
+from tests.conftest import chat, chat_in_background, create_agent, finals, without_time
 from tests.effect_tools import effects
 from tests.engine import Engine
 from tests.fake_llm import FakeLLM, note_taker
+from tests.test_tool_use import approve, waiting_call
 
 ENGRAM = str(Path(sys.executable).with_name("engram"))
 
@@ -150,6 +151,86 @@ def test_a_point_inside_a_turn_is_refused(
         agent_pb2.ForkAgentRequest(agent_id=agent_id, at_sequence=first[-1].sequence_id)
     )
     assert len(history(stub, at_end.agent_id)) == 1
+
+
+def test_while_a_tool_waits_for_approval_only_points_before_its_turn_fork(
+    stub: agent_pb2_grpc.AgentServiceStub, llm: FakeLLM, effects_log: Path
+) -> None:
+    llm.reply = note_taker
+    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="deploy")])
+    before = chat(stub, agent_id, "remember service: api")[-1].sequence_id
+    waits = chat_in_background(stub, agent_id, 'call deploy {"service": "api"}')
+    call = waiting_call(waits)
+    waiting = stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=agent_id))
+    assert [p.call_id for p in waiting.pending_calls] == [call.call_id]
+    # Inside the waiting turn, at its call or at its newest message: no memory to rebuild there,
+    # and not snapped to a point that has one.
+    for at in (before + 1, waits.messages[-1].sequence_id, waiting.last_sequence_id):
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ForkAgent(agent_pb2.ForkAgentRequest(agent_id=agent_id, at_sequence=at))
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "has not ended" in (refused.value.details() or "")
+    # A rewind, even to before the turn, waits for the agent to be idle.
+    with pytest.raises(grpc.RpcError) as busy:
+        stub.RewindAgent(agent_pb2.RewindAgentRequest(agent_id=agent_id, to_sequence=before))
+    assert busy.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "busy" in (busy.value.details() or "")
+    # Before the turn is a point: the fork has the note and nothing of the waiting call.
+    fork_id = stub.ForkAgent(
+        agent_pb2.ForkAgentRequest(agent_id=agent_id, at_sequence=before)
+    ).agent_id
+    forked = stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=fork_id))
+    assert forked.status == "idle" and not forked.pending_calls
+    assert [(n.name, n.content) for n in forked.memory] == [("service", "api")]
+    assert history(stub, fork_id) == history(stub, agent_id)[:1]
+
+    # The original goes on as if nothing happened; its call runs once, the fork's never.
+    approve(stub, agent_id, call_id=call.call_id, approved=True)
+    assert waits.done.wait(30) and finals(waits.messages) == ["Done: deployed api: done."]
+    assert effects(agent_id, effects_log) == ["deployed api"]
+    assert effects(fork_id, effects_log) == []
+    assert finals(chat(stub, fork_id, "and now?")) == ["Sure."]
+    assert effects(fork_id, effects_log) == []
+
+
+@pytest.mark.chaos
+def test_a_fork_and_its_original_survive_sigkill_of_the_whole_engine(
+    tmp_path: Path, llm: FakeLLM
+) -> None:
+    llm.reply = note_taker
+    engine = Engine(tmp_path / "data", llm.url).start()
+    try:
+        stub = engine.stub()
+        original = create_agent(stub)
+        ends = [chat(stub, original, message(n))[-1].sequence_id for n in range(1, 6)]
+        fork_id = stub.ForkAgent(
+            agent_pb2.ForkAgentRequest(agent_id=original, at_sequence=ends[2])
+        ).agent_id
+        chat(stub, fork_id, "the fork's own turn")
+        before = {a: (history(stub, a), replay(stub, a)) for a in (original, fork_id)}
+        engine.kill()  # engine, worker, gateway and Temporal server, all at once
+
+        engine.start()
+        stub = engine.stub()
+        for agent_id, (turns, messages) in before.items():
+            assert history(stub, agent_id) == turns
+            assert replay(stub, agent_id) == messages
+            again = chat(stub, agent_id, f"still there, {agent_id}?")
+            assert finals(again) == ["Sure."]
+            assert again[0].sequence_id == messages[-1].sequence_id + 1
+        shown = stub.GetAgent(agent_pb2.GetAgentRequest(agent_id=fork_id))
+        assert (shown.forked_from, shown.fork_sequence) == (original, ends[2])
+        assert [(n.name, n.content) for n in shown.memory] == [("early", "kept before the point")]
+        assert [u for u, _ in history(stub, fork_id)] == [
+            *(message(n) for n in range(1, 4)),
+            "the fork's own turn",
+            f"still there, {fork_id}?",
+        ]
+        # The restarted engine still forks, from either.
+        again = stub.ForkAgent(agent_pb2.ForkAgentRequest(agent_id=fork_id, at_sequence=ends[0]))
+        assert len(history(stub, again.agent_id)) == 1
+    finally:
+        engine.stop()
 
 
 # --- the plan, on its own ----------------------------------------------------------------------
