@@ -100,8 +100,8 @@ def test_another_tenant_cannot_fork_rewind_or_search_and_a_fork_is_the_callers(
         }
 
     theirs, nobody = attempts(agent), attempts(missing)
-    for name, call in theirs.items():
-        foreign = code_of(lambda c=call: c(globex))  # type: ignore[misc]
+    for name, attempt in theirs.items():
+        foreign = code_of(lambda c=attempt: c(globex))  # type: ignore[misc]
         absent = code_of(lambda c=nobody[name]: c(globex))  # type: ignore[misc]
         assert foreign[0] == absent[0] == grpc.StatusCode.NOT_FOUND, (name, foreign, absent)
         assert foreign[1].replace(agent, "ID") == absent[1].replace(missing, "ID"), name
