@@ -77,6 +77,15 @@ def add_commands(commands: Any) -> None:
     stop.add_argument("--all", action="store_true", help="every running agent, of every tenant")
     TemporalSettings.add_arguments(stop)
     stop.set_defaults(terminal=_run("engram.terminal.stop", "run_stop"))
+    resume = actions.add_parser(
+        "resume",
+        help="resume every running agent of a tenant (or all): after stop, or once the tenant's "
+        "daily budget was raised",
+    )
+    resume.add_argument("--tenant", metavar="T", help="the tenant whose agents to resume")
+    resume.add_argument("--all", action="store_true", help="every running agent, of every tenant")
+    TemporalSettings.add_arguments(resume)
+    resume.set_defaults(terminal=_run("engram.terminal.stop", "run_resume"))
     repair = actions.add_parser(
         "repair",
         help="unwedge agents whose workflow task keeps failing: reset each to its last good point",
