@@ -6,6 +6,7 @@ agent resumed.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import threading
 import time
@@ -23,7 +24,7 @@ from engram.activities.llm_stream import LLMActivities
 from engram.activities.tenant_budget import TenantBudgets
 from engram.llm_settings import LLMEndpoint
 from engram.terminal.stop import control_agents
-from engram.transcripts import TranscriptStore, open_transcript_store
+from engram.transcripts import TranscriptStore, budget_commands, open_transcript_store
 from engram.transcripts.spend import HOLD_SECONDS, Hold, utc_day
 from engram.vocabulary import (
     STATUS_ATTRIBUTE,
@@ -345,3 +346,37 @@ async def test_agents_of_a_tenant_calling_at_once_never_overshoot_its_budget(
     assert len(llm.requests) - before == AT_ONCE + 1
     costs = await asyncio.gather(*(a.describe() for a in agents))
     assert budgeted.spent_today(tenant) == pytest.approx(sum(c.cost_usd for c in costs), abs=1e-9)
+
+
+# --- engram keys budget -------------------------------------------------------------------------
+
+
+def _keys_budget(store: TranscriptStore, *argv: str) -> int:
+    """`engram keys budget ARGV...` against `store`."""
+    parser = argparse.ArgumentParser()
+    budget_commands.add_arguments(parser)
+    return budget_commands.run(parser.parse_args(argv), store)
+
+
+def test_engram_keys_budget_sets_shows_and_clears_a_tenant_s_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = open_transcript_store(tmp_path / "transcripts.db")
+    try:
+        assert _keys_budget(store, "acme", "--daily-usd", "50") == 0
+        out = capsys.readouterr().out
+        assert "acme's daily budget is $50.00" in out
+        assert "engram agents resume --tenant acme" in out
+        store.settle_spend(_hold("acme", 0.0, day=utc_day()), 1.25)
+        store.settle_spend(_hold("globex", 0.0, day=utc_day()), 0.5)
+        assert _keys_budget(store) == 0
+        rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()}
+        assert rows["acme"] == ["$50.00", "$1.25", "$0.00"]
+        assert rows["globex"] == ["workers'", "default", "$0.5", "$0.00"]
+        assert _keys_budget(store, "acme", "--clear") == 0
+        assert "the workers' default applies" in capsys.readouterr().out
+        assert _keys_budget(store, "acme", "--daily-usd", "-1") == 2
+        assert _keys_budget(store, "--daily-usd", "5") == 2
+        assert "name the tenant" in capsys.readouterr().err
+    finally:
+        store.close()
