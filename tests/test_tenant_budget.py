@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from engram.llm_settings import LLMEndpoint
 from engram.terminal.stop import control_agents
 from engram.transcripts import TranscriptStore, budget_commands, open_transcript_store
 from engram.transcripts.spend import HOLD_SECONDS, Hold, utc_day
+from engram.v1 import agent_pb2
 from engram.vocabulary import (
     STATUS_ATTRIBUTE,
     TENANT_ATTRIBUTE,
@@ -38,8 +40,11 @@ from engram.worker import ensure_search_attributes
 from engram.workflows.agent_workflow import AgentWorkflow
 from engram.workflows.cost import DAY_SECONDS, until_next_utc_day
 from engram.workflows.types import AgentSpec, AgentState
+from tests.conftest import finals, user_message
+from tests.engine import Engine
 from tests.fake_llm import FakeLLM
 from tests.postgres import PostgresServer
+from tests.test_auth import bearer, create_key, engram_cli
 from tests.test_cost import PRICES
 from tests.workflow_harness import Agent, FakeActivities, Harness, eventually, within
 
@@ -380,3 +385,59 @@ def test_engram_keys_budget_sets_shows_and_clears_a_tenant_s_budget(
         assert "name the tenant" in capsys.readouterr().err
     finally:
         store.close()
+
+
+# --- a deployment, as the README sets it up ------------------------------------------------------
+
+
+def test_a_tenant_s_daily_budget_as_the_readme_sets_it(llm: FakeLLM, tmp_path: Path) -> None:
+    """An engine whose workers give tenants $0.001 a day, below a gpt-4o-mini call's worst case
+    (4096 tokens of output at $0.60 a million, about $0.0025): an agent created with a tenant's
+    key waits, its call never sent; `engram keys budget` and `engram agents resume` as the README
+    writes them let it go on, and the spend shows."""
+    tenant = _tenant()
+    key = create_key(tmp_path, tenant)
+    engine = Engine(tmp_path, llm.url, ENGRAM_TENANT_DAILY_BUDGET_USD="0.001").start()
+    try:
+        stub = engine.stub()
+        agent_id = stub.CreateAgent(
+            agent_pb2.CreateAgentRequest(goal="Help the user.", model="gpt-4o-mini"),
+            metadata=bearer(key),
+        ).agent_id
+        before = len(llm.requests)
+        with ThreadPoolExecutor(1) as pool:
+            turn = pool.submit(
+                lambda: list(
+                    stub.Chat(
+                        iter([user_message(agent_id, "Hello there")]),
+                        metadata=bearer(key),
+                        timeout=120,
+                    )
+                )
+            )
+
+            def status() -> str:
+                request = agent_pb2.GetAgentRequest(agent_id=agent_id)
+                return str(stub.GetAgent(request, metadata=bearer(key)).status)
+
+            deadline = time.monotonic() + 60
+            while status() != AgentStatus.BUDGET_EXHAUSTED:
+                assert time.monotonic() < deadline, f"still {status()}"
+                time.sleep(0.2)
+            assert len(llm.requests) == before, "the call over the tenant's budget was sent"
+
+            data_dir = ("--data-dir", str(tmp_path))
+            temporal = ("--temporal-address", f"localhost:{engine.temporal_port}")
+            raised = engram_cli("keys", "budget", tenant, "--daily-usd", "50", *data_dir)
+            assert raised.returncode == 0, raised.stderr
+            resumed = engram_cli("agents", "resume", "--tenant", tenant, *temporal)
+            assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+            assert f"{agent_id}  resumed" in resumed.stdout
+            messages = turn.result(timeout=120)
+        assert finals(messages), messages
+        assert len(llm.requests) == before + 1
+        listing = engram_cli("keys", "budget", tenant, *data_dir)
+        (row,) = [line.split() for line in listing.stdout.splitlines() if line.startswith(tenant)]
+        assert row[1] == "$50.00" and row[2] != "$0.00", listing.stdout
+    finally:
+        engine.stop()
