@@ -272,6 +272,12 @@ class PostgresTranscriptStore:
 
     def hold_spend(self, hold: Hold, default_budget_usd: float) -> DaySpend:
         with self._pool.connection() as conn, conn.transaction():
+            own = conn.execute(
+                "SELECT daily_usd FROM engram_tenant_budgets WHERE tenant = %s", (hold.tenant,)
+            ).fetchone()
+            budget = effective_budget(None if own is None else float(own[0]), default_budget_usd)
+            if budget is None:
+                return DaySpend(granted=True, budget_usd=None, spent_usd=0.0, held_usd=0.0)
             # The day's row, locked: every other hold (or settling) of this tenant's day waits
             # for this transaction, in any process.
             conn.execute(
@@ -284,10 +290,6 @@ class PostgresTranscriptStore:
                 (hold.tenant, hold.day),
             ).fetchone()
             spent = float(row[0]) if row else 0.0
-            own = conn.execute(
-                "SELECT daily_usd FROM engram_tenant_budgets WHERE tenant = %s", (hold.tenant,)
-            ).fetchone()
-            budget = effective_budget(None if own is None else float(own[0]), default_budget_usd)
             conn.execute(
                 "DELETE FROM engram_spend_holds WHERE tenant = %s AND held_at <= %s",
                 (hold.tenant, hold.held_at - HOLD_SECONDS),
@@ -299,7 +301,7 @@ class PostgresTranscriptStore:
             ).fetchone()
             held = float(total[0]) if total else 0.0
             granted = grants(budget, spent, held, hold.amount_usd)
-            if granted and budget is not None:
+            if granted:
                 conn.execute(
                     "INSERT INTO engram_spend_holds VALUES (%s, %s, %s, %s, %s)",
                     (hold.hold_id, hold.tenant, hold.day, hold.amount_usd, hold.held_at),

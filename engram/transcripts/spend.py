@@ -86,7 +86,8 @@ class SpendStore(Protocol):
     def hold_spend(self, hold: Hold, default_budget_usd: float) -> DaySpend:
         """Take `hold` if the day stays within the tenant's budget with it (atomically: no other
         hold of the tenant is taken in between); what the day looked like either way. Holds older
-        than HOLD_SECONDS do not count."""
+        than HOLD_SECONDS do not count. Without a budget it is granted at once, and neither kept
+        nor counted (spent and held read 0)."""
 
     def settle_spend(self, hold: Hold, cost_usd: float) -> None:
         """Drop the hold (if it is still there) and add `cost_usd` to its tenant's day."""

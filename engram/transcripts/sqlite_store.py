@@ -277,8 +277,10 @@ class SqliteTranscriptStore:
                     "SELECT daily_usd FROM tenant_budgets WHERE tenant = ?", (hold.tenant,)
                 ).fetchone()
                 budget = effective_budget(None if own is None else own[0], default_budget_usd)
-                spent, held = self._day(hold.tenant, hold.day, hold.held_at)
-                granted = grants(budget, spent, held, hold.amount_usd)
+                spent, held, granted = 0.0, 0.0, True
+                if budget is not None:
+                    spent, held = self._day(hold.tenant, hold.day, hold.held_at)
+                    granted = grants(budget, spent, held, hold.amount_usd)
                 if granted and budget is not None:
                     self._db.execute(
                         "INSERT INTO spend_holds VALUES (?, ?, ?, ?, ?)",
