@@ -1,5 +1,6 @@
 """Engram for people: `engram chat`, `engram agents ls|show|rm`, `engram history`, `engram replay`;
-and `engram agents upgrade` and `repair`, operators' commands that talk to Temporal.
+and `engram agents upgrade`, `stop`, `resume` and `repair`, operators' commands that talk to
+Temporal.
 
 Only the argument definitions live here, so that `engram worker` and friends start without loading
 the terminal's libraries; each command's module is imported when it runs.
