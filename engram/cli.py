@@ -37,7 +37,7 @@ from engram.temporal_connection import TemporalSettings
 from engram.terminal import add_commands as add_terminal_commands
 from engram.terminal.workspace import add_commands as add_workspace_commands
 from engram.tools.tool_set import DifferentTools
-from engram.transcripts import TranscriptStore, open_transcript_store
+from engram.transcripts import TranscriptStore, budget_commands, open_transcript_store
 from engram.worker import build_worker, ensure_search_attributes, join_workers
 
 log = logging.getLogger("engram")
@@ -74,7 +74,14 @@ def main(argv: list[str] | None = None) -> None:
     _transcript_argument(gateway)
     observability.add_arguments(gateway)
 
-    key_commands.add_arguments(commands.add_parser("keys", help="create, list and revoke API keys"))
+    key_actions = key_commands.add_arguments(
+        commands.add_parser("keys", help="create, list and revoke API keys; tenants' budgets")
+    )
+    budget = key_actions.add_parser(
+        "budget", help="tenants' daily budgets (USD per UTC day) and what each spent today"
+    )
+    budget_commands.add_arguments(budget)
+    key_commands.add_store_arguments(budget)
 
     probe = commands.add_parser("probe", help="health check: exit 0 when the part is healthy")
     add_probe_arguments(probe)
@@ -218,7 +225,14 @@ async def run_worker(args: argparse.Namespace) -> None:
     tools = tool_settings.tools_from_args(args)
     await join_workers(client, tools, store)
     endpoints = llm_settings.endpoints_from_args(args, endpoint)
-    async with build_worker(client, endpoints, store, tools, PriceTable.load(args.prices)):
+    async with build_worker(
+        client,
+        endpoints,
+        store,
+        tools,
+        PriceTable.load(args.prices),
+        args.tenant_daily_budget_usd,
+    ):
         await _until_stopped()
     log.info("worker stopped")
 
@@ -243,7 +257,10 @@ async def run_gateway(args: argparse.Namespace) -> None:
 async def run_keys(args: argparse.Namespace) -> None:
     store = open_transcript_store(key_commands.store_location(args))
     try:
-        code = key_commands.run(args, store)
+        if args.action == "budget":
+            code = budget_commands.run(args, store)
+        else:
+            code = key_commands.run(args, store)
     finally:
         store.close()
     if code:
@@ -311,7 +328,14 @@ async def run_dev(args: argparse.Namespace) -> None:
         tools = tool_settings.tools_from_args(args)
         await join_workers(client, tools, store)
         endpoints = llm_settings.endpoints_from_args(args, endpoint)
-        async with build_worker(client, endpoints, store, tools, PriceTable.load(args.prices)):
+        async with build_worker(
+            client,
+            endpoints,
+            store,
+            tools,
+            PriceTable.load(args.prices),
+            args.tenant_daily_budget_usd,
+        ):
             server = await start_gateway(
                 client, f"{args.host}:{args.port}", settings, store, security
             )

@@ -122,6 +122,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a TOML or JSON price table (USD per million tokens per model) replacing the "
         "shipped one, engram/prices/default-2026-12.toml (default: ENGRAM_PRICES)",
     )
+    group.add_argument(
+        "--tenant-daily-budget-usd",
+        type=float,
+        default=float(os.environ.get("ENGRAM_TENANT_DAILY_BUDGET_USD") or 0),
+        metavar="USD",
+        help="the daily budget (UTC days) of a tenant without one of its own (`engram keys "
+        "budget`); 0: none (default: ENGRAM_TENANT_DAILY_BUDGET_USD or 0)",
+    )
 
 
 def configured_base_url(args: argparse.Namespace) -> str | None:

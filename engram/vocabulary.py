@@ -91,10 +91,13 @@ class Notice(StrEnum):
     """The LLM call in progress was cut off by a new message (`interrupt`): the text shown since
     the last notice is discarded, and the turn goes on with the message."""
     BUDGET_EXHAUSTED = "budget_exhausted"
-    """The next LLM call could cross the agent's max_cost_usd: it was not sent. The message says
-    what was spent and what the call could cost; an Edit raising the budget resumes the turn."""
+    """The next LLM call could cross the agent's max_cost_usd, or its tenant's daily budget: it
+    was not sent. The message says which budget, what was spent and what the call could cost; an
+    Edit raising max_cost_usd resumes the turn, and for the tenant's budget a resume (or an Edit,
+    or the next UTC day) tries the call again."""
     BUDGET_RAISED = "budget_raised"
-    """An Edit raised max_cost_usd past what the waiting call could cost: the turn goes on."""
+    """An Edit raised max_cost_usd past what the waiting call could cost, or an agent waiting for
+    its tenant's daily budget was resumed (or a new UTC day began): the call is tried again."""
 
 
 class AgentStatus(StrEnum):
@@ -118,8 +121,9 @@ class AgentStatus(StrEnum):
     DELETED = "deleted"
     """Ended by DeleteAgent; its transcript stays readable."""
     BUDGET_EXHAUSTED = "budget_exhausted"
-    """Its next LLM call could cross `AgentConfig.max_cost_usd`: the call was not sent, and the
-    turn waits until an Edit raises the budget."""
+    """Its next LLM call could cross `AgentConfig.max_cost_usd` (the turn waits until an Edit
+    raises it) or its tenant's daily budget (the turn waits for a resume, an Edit or the next UTC
+    day): the call was not sent."""
     NEEDS_ATTENTION = "needs_attention"
     """Its workflow task fails, again on every retry (`Agent.attention` says why): it cannot
     answer until an operator repairs it. GetAgent shows it, read from Temporal, not the agent."""
@@ -199,6 +203,10 @@ class ErrorCode(StrEnum):
     BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
     """(An LLM call's result, not a turn's end) the call could cross the agent's budget and was
     not sent; the turn waits for an Edit to raise the budget."""
+    TENANT_BUDGET_EXHAUSTED = "TENANT_BUDGET_EXHAUSTED"
+    """(An LLM call's result) the call could cross its tenant's daily budget and was not sent;
+    the turn waits for a resume, an Edit or the next UTC day, then tries it again. A turn of an
+    agent on code from before the tenant budget ends with it."""
 
     @staticmethod
     def http(status: int) -> str:

@@ -24,6 +24,7 @@ from engram.activities.archive import ArchiveActivities
 from engram.activities.delegation import Delegation
 from engram.activities.llm_stream import LLMActivities
 from engram.activities.recall import RecallActivities
+from engram.activities.tenant_budget import TenantBudgets
 from engram.activities.tool_calls import ToolActivities
 from engram.activities.wake_up import WakeUpActivities
 from engram.llm_settings import LLMEndpoint, LLMEndpoints
@@ -157,8 +158,10 @@ def build_worker(
     store: TranscriptStore,
     tools: ToolActivities | None = None,
     prices: PriceTable | None = None,
+    tenant_daily_budget_usd: float = 0.0,
 ) -> Worker:
-    llm = LLMActivities(endpoint, temporal=client, store=store, prices=prices)
+    budgets = TenantBudgets(store, tenant_daily_budget_usd)
+    llm = LLMActivities(endpoint, temporal=client, store=store, prices=prices, budgets=budgets)
     archive = ArchiveActivities(store)
     recall = RecallActivities(store)
     tools = tools or ToolActivities(ToolRegistry())

@@ -34,7 +34,15 @@ from engram.codec.claim_check import with_claim_check
 from engram.codec.payload_codec import PLAIN
 from engram.transcripts import open_transcript_store
 from engram.v1 import agent_pb2, agent_pb2_grpc
-from engram.vocabulary import AgentStatus, Command, Signal, ToolKind, TurnOutcome, Update
+from engram.vocabulary import (
+    AgentStatus,
+    Command,
+    ErrorCode,
+    Signal,
+    ToolKind,
+    TurnOutcome,
+    Update,
+)
 from engram.workflows.llm_outcome import failed
 from engram.workflows.types import (
     AgentTool,
@@ -712,6 +720,40 @@ async def failover() -> dict[str, object]:
         return (await agent.handle.fetch_history()).to_json_dict()
 
 
+async def spending() -> dict[str, object]:
+    """Both budgets: an agent with max_cost_usd whose call the worker refuses (BUDGET_EXHAUSTED)
+    waits until an Edit raises it; a call refused for its tenant's daily budget
+    (TENANT_BUDGET_EXHAUSTED) waits on the next-UTC-day timer until a resume, then again until a
+    cancel. In-process."""
+    async with local_environment() as env, running_harness(env) as harness:
+        fake = harness.fake
+        over = failed([], ErrorCode.BUDGET_EXHAUSTED, "the next call could cost up to $0.04")
+        tenant = failed([], ErrorCode.TENANT_BUDGET_EXHAUSTED, "tenant acme has spent $1.00")
+        replies: list[LLMResult] = [over]
+        fake.reply = lambda request: replies.pop(0) if replies else echo(request)
+        agent = await harness.create_agent(config={"maxCostUsd": 0.01})
+
+        async def exhausted() -> bool:
+            return (await agent.describe()).status == AgentStatus.BUDGET_EXHAUSTED
+
+        first = await agent.send("hello", "m1")
+        await eventually(exhausted, "the agent's budget to be exhausted")
+        await agent.edit(EditInput(max_cost_usd=10.0))
+        await within(first.result())
+        replies.append(tenant)
+        second = await agent.send("and again", "m2")
+        await eventually(exhausted, "the tenant's budget to be exhausted")
+        await agent.control(Command.RESUME)
+        await within(second.result())
+        replies.append(tenant)
+        third = await agent.send("once more", "m3")
+        await eventually(exhausted, "the tenant's budget to be exhausted again")
+        await agent.control(Command.CANCEL)
+        await within(third.result())
+        await agent.ask("and now?", "m4")
+        return (await agent.handle.fetch_history()).to_json_dict()
+
+
 # Recorded without an engine: name -> what records it.
 IN_PROCESS: dict[str, Callable[[], Coroutine[Any, Any, dict[str, object]]]] = {
     "cancel-before-tool": cancel_before_tool,
@@ -723,6 +765,7 @@ IN_PROCESS: dict[str, Callable[[], Coroutine[Any, Any, dict[str, object]]]] = {
     "budgets": budgets,
     "json-budget": json_budget,
     "failover": failover,
+    "spending": spending,
 }
 
 

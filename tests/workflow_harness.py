@@ -28,7 +28,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.json_format import MessageToDict, ParseDict
 from temporalio import activity
@@ -148,6 +148,8 @@ class FakeActivities:
     announce_gate: asyncio.Event | None = None
     # Calls of the worker tool `work` (ToolCallInput), and how many were started.
     tool_calls: list[ToolCallInput] = field(default_factory=list)
+    # How often a held call heartbeats (and so how soon it sees a cancel).
+    heartbeat_every: float = HEARTBEAT_EVERY
 
     @activity.defn(name="stream_chat")
     async def stream_chat(self, request: LLMRequest) -> LLMResult:
@@ -159,13 +161,13 @@ class FakeActivities:
             answer = self.reply(request)
             if isinstance(answer, LLMResult):
                 if self.gate is not None and self.hold_calls and answer.tool_calls:
-                    await self._hold(self.gate, pieces)
+                    await self._hold(self.gate, pieces, self.heartbeat_every)
                 return answer
             words = _words(answer)
             if self.gate is not None and words:
                 # Show a partial reply before holding, as a real model would have.
                 pieces.append(StreamPiece(kind=EventKind.TEXT, text=words.pop(0)))
-                await self._hold(self.gate, pieces)
+                await self._hold(self.gate, pieces, self.heartbeat_every)
             pieces += [StreamPiece(kind=EventKind.TEXT, text=w) for w in words]
             return LLMResult(outcome=TurnOutcome.COMPLETED, pieces=pieces, tokens=len(pieces))
         except asyncio.CancelledError:
@@ -213,12 +215,12 @@ class FakeActivities:
         return self.requests
 
     @staticmethod
-    async def _hold(gate: asyncio.Event, pieces: list[StreamPiece]) -> None:
+    async def _hold(gate: asyncio.Event, pieces: list[StreamPiece], every: float) -> None:
         while not gate.is_set():
             # Heartbeats carry what was streamed, as the real activity's do.
             activity.heartbeat(pieces_detail(pieces))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(gate.wait(), HEARTBEAT_EVERY)
+                await asyncio.wait_for(gate.wait(), every)
 
 
 def _words(text: str) -> list[str]:
@@ -405,8 +407,10 @@ class Harness:
         self.agents: list[Agent] = []
         self.tools: ToolActivities = load_tools(TEST_TOOLS, [])
 
-    def worker(self) -> Worker:
+    def worker(self, **options: Any) -> Worker:
+        """The harness's worker; `options` are Worker's own (more activities at once, say)."""
         fake = self.fake
+        throttle = timedelta(seconds=fake.heartbeat_every)
         return Worker(
             self.client,
             task_queue=self.task_queue,
@@ -422,8 +426,9 @@ class Harness:
                 self.tools.call_tool,
             ],
             workflow_runner=workflow_runner(strict=True),
-            max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_EVERY),
-            default_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_EVERY),
+            max_heartbeat_throttle_interval=throttle,
+            default_heartbeat_throttle_interval=throttle,
+            **options,
         )
 
     async def create_agent(

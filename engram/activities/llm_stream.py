@@ -20,10 +20,11 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from engram import WORKFLOW_ID_PREFIX
-from engram.activities import attachments, prompt_texts, reply_checkpoint
+from engram.activities import attachments, prompt_texts, reply_checkpoint, tenant_budget
 from engram.activities.failover import Breakers
 from engram.activities.llm_errors import LLMFailure, classify
 from engram.activities.relay_publisher import RelayChannels, TurnRelay, received
+from engram.activities.tenant_budget import TenantBudgetExhausted, TenantBudgets
 from engram.llm_settings import LLMEndpoint, LLMEndpoints
 from engram.messages import to_piece, to_server_message
 from engram.observability import llm as observe
@@ -69,6 +70,7 @@ class LLMActivities:
         temporal: Client | None = None,
         store: BlobStore | None = None,
         prices: PriceTable | None = None,
+        budgets: TenantBudgets | None = None,
     ) -> None:
         self.endpoints = endpoint if isinstance(endpoint, LLMEndpoints) else LLMEndpoints(endpoint)
         self.endpoint = self.endpoints.default
@@ -76,6 +78,8 @@ class LLMActivities:
         self.breakers = Breakers(self.endpoints.breaker_failures, self.endpoints.breaker_cooldown)
         # What each model costs: calls are priced, and budgets quoted, by it.
         self.prices = prices or PriceTable.load()
+        # Each tenant's daily budget, held call by call in the store (none: spend is not kept).
+        self.budgets = budgets or TenantBudgets(None)
         # Where attachments' bytes are (the prompt carries only their hashes).
         self.store = store
         self.relay = relay or RelayChannels()
@@ -115,11 +119,18 @@ class LLMActivities:
         model = self.endpoint.serve_every_model_as or request.model
         if (refused := quote.refused(self.prices, model, request)) is not None:
             return refused  # never sent: the workflow waits for a larger budget
-        storing = asyncio.ensure_future(self._store_texts(to_store))
+        tenant = request.tenant or info.priority.fairness_key or ""
+        worst = quote.worst_case(self.prices, model, request)
         try:
-            result = await self._stream_chat(request, info)
-        finally:
-            stored = await storing
+            async with self.budgets.spending(tenant, model, worst) as spending:
+                storing = asyncio.ensure_future(self._store_texts(to_store))
+                try:
+                    result = await self._stream_chat(request, info)
+                finally:
+                    stored = await storing
+                spending.cost_usd = result.cost_usd
+        except TenantBudgetExhausted as err:
+            return tenant_budget.refused(err)  # never sent: the workflow waits
         result.stored = stored
         return result
 
@@ -237,7 +248,7 @@ class LLMActivities:
                 raise
             breaker.succeeded()
             quote.priced(result, self.prices, model, observe.reported())
-            observe.cost(info.priority.fairness_key or "", model, result.cost_usd)
+            observe.cost(request.tenant or info.priority.fairness_key or "", model, result.cost_usd)
             return result
         raise AssertionError("the chain's last model is always called")
 

@@ -12,13 +12,16 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from engram.auth import keys
 from engram.auth.key_store import KeyStore
 from engram.auth.records import TENANT_PATTERN, Role
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> Any:
+    """`engram keys`' actions; returns their subparsers, for the caller to add more to (each
+    with `add_store_arguments`)."""
     actions = parser.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="make a key and print it (once)")
     create.add_argument("--tenant", required=True, help="the tenant whose agents the key uses")
@@ -30,18 +33,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     revoke = actions.add_parser("revoke", help="refuse a key from now on (within seconds)")
     revoke.add_argument("key_id", metavar="ID")
     for sub in (create, listing, revoke):
-        sub.add_argument(
-            "--data-dir",
-            type=Path,
-            default=Path(os.environ.get("ENGRAM_DATA_DIR", ".engram")),
-            help="the engine's data directory (engram dev), for its transcripts.db",
-        )
-        sub.add_argument(
-            "--transcript-db",
-            default=os.environ.get("ENGRAM_TRANSCRIPT_DB", ""),
-            help="the store the gateways use: a PostgreSQL URL or a SQLite file "
-            "(default <data dir>/transcripts.db)",
-        )
+        add_store_arguments(sub)
+    return actions
+
+
+def add_store_arguments(sub: argparse.ArgumentParser) -> None:
+    """Where the store is: the flags `store_location` reads."""
+    sub.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("ENGRAM_DATA_DIR", ".engram")),
+        help="the engine's data directory (engram dev), for its transcripts.db",
+    )
+    sub.add_argument(
+        "--transcript-db",
+        default=os.environ.get("ENGRAM_TRANSCRIPT_DB", ""),
+        help="the store the gateways use: a PostgreSQL URL or a SQLite file "
+        "(default <data dir>/transcripts.db)",
+    )
 
 
 def store_location(args: argparse.Namespace) -> str | Path:

@@ -37,6 +37,7 @@ from engram.codec.cipher import seal, unseal
 from engram.codec.keyring import EncryptionKeyError, Keyring
 from engram.transcripts import TranscriptStore, search
 from engram.transcripts.search import SearchPage, SearchQuery
+from engram.transcripts.spend import DaySpend, Hold, TenantDay
 from engram.workflows.types import AgentTool, Event, Turn
 
 PREFIX = "enc:v1:"
@@ -137,6 +138,19 @@ class EncryptedTranscriptStore:
 
     def revoke_api_key(self, key_id: str, at: float) -> bool:
         return self._inner.revoke_api_key(key_id, at)
+
+    # Budgets and spend are amounts, not text: kept as they are.
+    def set_tenant_budget(self, tenant: str, daily_usd: float | None) -> None:
+        self._inner.set_tenant_budget(tenant, daily_usd)
+
+    def hold_spend(self, hold: Hold, default_budget_usd: float) -> DaySpend:
+        return self._inner.hold_spend(hold, default_budget_usd)
+
+    def settle_spend(self, hold: Hold, cost_usd: float) -> None:
+        self._inner.settle_spend(hold, cost_usd)
+
+    def tenant_days(self, day: str) -> list[TenantDay]:
+        return self._inner.tenant_days(day)
 
     def close(self) -> None:
         self._inner.close()

@@ -1,10 +1,11 @@
-"""Before an LLM call is sent: could it cross the agent's budget? Then it is not sent."""
+"""Before an LLM call is sent: could it cross the agent's budget? Then it is not sent. (Its
+tenant's daily budget is held against the same worst case: activities/tenant_budget.py.)"""
 
 from __future__ import annotations
 
 from engram.prices import PriceTable, Usage
 from engram.vocabulary import ErrorCode, TurnOutcome
-from engram.workflows.cost import estimated_input_tokens, usd
+from engram.workflows.cost import DEFAULT_MAX_OUTPUT_TOKENS, estimated_input_tokens, usd
 from engram.workflows.types import LLMRequest, LLMResult
 
 
@@ -13,7 +14,7 @@ def refused(prices: PriceTable, model: str, request: LLMRequest) -> LLMResult | 
     may be sent (or has no budget)."""
     if request.budget_usd is None:
         return None
-    worst = prices.worst_case(model, estimated_input_tokens(request), request.max_output_tokens)
+    worst = worst_case(prices, model, request)
     if worst <= request.budget_usd:
         return None
     return LLMResult(
@@ -25,6 +26,13 @@ def refused(prices: PriceTable, model: str, request: LLMRequest) -> LLMResult | 
             f"{usd(request.budget_usd)} left of the budget"
         ),
     )
+
+
+def worst_case(prices: PriceTable, model: str, request: LLMRequest) -> float:
+    """The most the call could cost: its prompt's estimated tokens, and the output tokens the
+    request bounds it to (DEFAULT_MAX_OUTPUT_TOKENS if it names none)."""
+    output = request.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
+    return prices.worst_case(model, estimated_input_tokens(request), output)
 
 
 def priced(result: LLMResult, prices: PriceTable, model: str, usage: Usage) -> LLMResult:

@@ -1,5 +1,6 @@
 """Engram for people: `engram chat`, `engram agents ls|show|rm`, `engram history`, `engram replay`;
-and `engram agents upgrade` and `repair`, operators' commands that talk to Temporal.
+and `engram agents upgrade`, `stop`, `resume` and `repair`, operators' commands that talk to
+Temporal.
 
 Only the argument definitions live here, so that `engram worker` and friends start without loading
 the terminal's libraries; each command's module is imported when it runs.
@@ -77,6 +78,15 @@ def add_commands(commands: Any) -> None:
     stop.add_argument("--all", action="store_true", help="every running agent, of every tenant")
     TemporalSettings.add_arguments(stop)
     stop.set_defaults(terminal=_run("engram.terminal.stop", "run_stop"))
+    resume = actions.add_parser(
+        "resume",
+        help="resume every running agent of a tenant (or all): after stop, or once the tenant's "
+        "daily budget was raised",
+    )
+    resume.add_argument("--tenant", metavar="T", help="the tenant whose agents to resume")
+    resume.add_argument("--all", action="store_true", help="every running agent, of every tenant")
+    TemporalSettings.add_arguments(resume)
+    resume.set_defaults(terminal=_run("engram.terminal.stop", "run_resume"))
     repair = actions.add_parser(
         "repair",
         help="unwedge agents whose workflow task keeps failing: reset each to its last good point",

@@ -8,6 +8,7 @@ append from what engram/transcripts/search.py lets into the index.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 
 from psycopg.types.json import Jsonb
@@ -16,6 +17,14 @@ from psycopg_pool import ConnectionPool
 from engram.auth.records import ApiKey, Role
 from engram.transcripts import search
 from engram.transcripts.search import SearchPage, SearchQuery
+from engram.transcripts.spend import (
+    HOLD_SECONDS,
+    DaySpend,
+    Hold,
+    TenantDay,
+    effective_budget,
+    grants,
+)
 from engram.workflows.types import AgentTool, Event, Turn
 
 SCHEMA = """
@@ -49,6 +58,24 @@ CREATE TABLE IF NOT EXISTS engram_api_keys (
     expires_at DOUBLE PRECISION,
     revoked_at DOUBLE PRECISION
 );
+CREATE TABLE IF NOT EXISTS engram_tenant_budgets (
+    tenant TEXT PRIMARY KEY,
+    daily_usd DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS engram_tenant_spend (
+    tenant TEXT NOT NULL,
+    day TEXT NOT NULL,
+    spent_usd DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (tenant, day)
+);
+CREATE TABLE IF NOT EXISTS engram_spend_holds (
+    hold_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    day TEXT NOT NULL,
+    amount_usd DOUBLE PRECISION NOT NULL,
+    held_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS engram_spend_holds_by_day ON engram_spend_holds (tenant, day);
 """
 # Full-text search: the 'simple' configuration (lower case, no stemming) matches as SQLite's FTS5
 # does. Events stored before the column existed are indexed once, when it is added.
@@ -231,6 +258,89 @@ class PostgresTranscriptStore:
                 (at, key_id),
             )
             return cursor.rowcount == 1
+
+    def set_tenant_budget(self, tenant: str, daily_usd: float | None) -> None:
+        with self._pool.connection() as conn:
+            if daily_usd is None:
+                conn.execute("DELETE FROM engram_tenant_budgets WHERE tenant = %s", (tenant,))
+            else:
+                conn.execute(
+                    "INSERT INTO engram_tenant_budgets VALUES (%s, %s)"
+                    " ON CONFLICT (tenant) DO UPDATE SET daily_usd = EXCLUDED.daily_usd",
+                    (tenant, daily_usd),
+                )
+
+    def hold_spend(self, hold: Hold, default_budget_usd: float) -> DaySpend:
+        with self._pool.connection() as conn, conn.transaction():
+            own = conn.execute(
+                "SELECT daily_usd FROM engram_tenant_budgets WHERE tenant = %s", (hold.tenant,)
+            ).fetchone()
+            budget = effective_budget(None if own is None else float(own[0]), default_budget_usd)
+            if budget is None:
+                return DaySpend(granted=True, budget_usd=None, spent_usd=0.0, held_usd=0.0)
+            # The day's row, locked: every other hold (or settling) of this tenant's day waits
+            # for this transaction, in any process.
+            conn.execute(
+                "INSERT INTO engram_tenant_spend VALUES (%s, %s, 0) ON CONFLICT DO NOTHING",
+                (hold.tenant, hold.day),
+            )
+            row = conn.execute(
+                "SELECT spent_usd FROM engram_tenant_spend WHERE tenant = %s AND day = %s"
+                " FOR UPDATE",
+                (hold.tenant, hold.day),
+            ).fetchone()
+            spent = float(row[0]) if row else 0.0
+            conn.execute(
+                "DELETE FROM engram_spend_holds WHERE tenant = %s AND held_at <= %s",
+                (hold.tenant, hold.held_at - HOLD_SECONDS),
+            )
+            total = conn.execute(
+                "SELECT coalesce(sum(amount_usd), 0) FROM engram_spend_holds"
+                " WHERE tenant = %s AND day = %s",
+                (hold.tenant, hold.day),
+            ).fetchone()
+            held = float(total[0]) if total else 0.0
+            granted = grants(budget, spent, held, hold.amount_usd)
+            if granted:
+                conn.execute(
+                    "INSERT INTO engram_spend_holds VALUES (%s, %s, %s, %s, %s)",
+                    (hold.hold_id, hold.tenant, hold.day, hold.amount_usd, hold.held_at),
+                )
+        return DaySpend(granted=granted, budget_usd=budget, spent_usd=spent, held_usd=held)
+
+    def settle_spend(self, hold: Hold, cost_usd: float) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("DELETE FROM engram_spend_holds WHERE hold_id = %s", (hold.hold_id,))
+            if cost_usd:
+                conn.execute(
+                    "INSERT INTO engram_tenant_spend VALUES (%s, %s, %s)"
+                    " ON CONFLICT (tenant, day)"
+                    " DO UPDATE SET spent_usd = engram_tenant_spend.spent_usd + EXCLUDED.spent_usd",
+                    (hold.tenant, hold.day, cost_usd),
+                )
+
+    def tenant_days(self, day: str) -> list[TenantDay]:
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT t.tenant, b.daily_usd, coalesce(s.spent_usd, 0),"
+                " (SELECT coalesce(sum(amount_usd), 0) FROM engram_spend_holds h"
+                "  WHERE h.tenant = t.tenant AND h.day = %s AND h.held_at > %s)"
+                " FROM (SELECT tenant FROM engram_tenant_budgets"
+                "       UNION SELECT tenant FROM engram_tenant_spend WHERE day = %s) t"
+                " LEFT JOIN engram_tenant_budgets b ON b.tenant = t.tenant"
+                " LEFT JOIN engram_tenant_spend s ON s.tenant = t.tenant AND s.day = %s"
+                " ORDER BY t.tenant",
+                (day, time.time() - HOLD_SECONDS, day, day),
+            ).fetchall()
+        return [
+            TenantDay(
+                tenant=r[0],
+                own_budget_usd=None if r[1] is None else float(r[1]),
+                spent_usd=float(r[2]),
+                held_usd=float(r[3]),
+            )
+            for r in rows
+        ]
 
     def close(self) -> None:
         self._pool.close()

@@ -16,6 +16,14 @@ from pathlib import Path
 from engram.auth.records import ApiKey, Role
 from engram.transcripts import search
 from engram.transcripts.search import SearchPage, SearchQuery
+from engram.transcripts.spend import (
+    HOLD_SECONDS,
+    DaySpend,
+    Hold,
+    TenantDay,
+    effective_budget,
+    grants,
+)
 from engram.workflows.types import AgentTool, Event, Turn
 
 SCHEMA = """
@@ -49,6 +57,24 @@ CREATE TABLE IF NOT EXISTS api_keys (
     expires_at REAL,
     revoked_at REAL
 );
+CREATE TABLE IF NOT EXISTS tenant_budgets (
+    tenant TEXT PRIMARY KEY,
+    daily_usd REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tenant_spend (
+    tenant TEXT NOT NULL,
+    day TEXT NOT NULL,
+    spent_usd REAL NOT NULL,
+    PRIMARY KEY (tenant, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS spend_holds (
+    hold_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    day TEXT NOT NULL,
+    amount_usd REAL NOT NULL,
+    held_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spend_holds_by_day ON spend_holds (tenant, day);
 """
 # The events' words, by agent and seq. Its own copy of the text (events are WITHOUT ROWID, so no
 # external-content table can point at them) holds only what search.index_texts lets in.
@@ -232,6 +258,87 @@ class SqliteTranscriptStore:
                 (at, key_id),
             )
         return cursor.rowcount == 1
+
+    def set_tenant_budget(self, tenant: str, daily_usd: float | None) -> None:
+        with self._lock:
+            if daily_usd is None:
+                self._db.execute("DELETE FROM tenant_budgets WHERE tenant = ?", (tenant,))
+            else:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO tenant_budgets VALUES (?, ?)", (tenant, daily_usd)
+                )
+
+    def hold_spend(self, hold: Hold, default_budget_usd: float) -> DaySpend:
+        # BEGIN IMMEDIATE takes the database's write lock: every other process's hold waits.
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                own = self._db.execute(
+                    "SELECT daily_usd FROM tenant_budgets WHERE tenant = ?", (hold.tenant,)
+                ).fetchone()
+                budget = effective_budget(None if own is None else own[0], default_budget_usd)
+                spent, held, granted = 0.0, 0.0, True
+                if budget is not None:
+                    spent, held = self._day(hold.tenant, hold.day, hold.held_at)
+                    granted = grants(budget, spent, held, hold.amount_usd)
+                if granted and budget is not None:
+                    self._db.execute(
+                        "INSERT INTO spend_holds VALUES (?, ?, ?, ?, ?)",
+                        (hold.hold_id, hold.tenant, hold.day, hold.amount_usd, hold.held_at),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return DaySpend(granted=granted, budget_usd=budget, spent_usd=spent, held_usd=held)
+
+    def _day(self, tenant: str, day: str, now: float) -> tuple[float, float]:
+        """What the tenant's day spent and holds (live holds only; dead ones are dropped)."""
+        self._db.execute(
+            "DELETE FROM spend_holds WHERE tenant = ? AND held_at <= ?",
+            (tenant, now - HOLD_SECONDS),
+        )
+        spent = self._db.execute(
+            "SELECT spent_usd FROM tenant_spend WHERE tenant = ? AND day = ?", (tenant, day)
+        ).fetchone()
+        held = self._db.execute(
+            "SELECT total(amount_usd) FROM spend_holds WHERE tenant = ? AND day = ?", (tenant, day)
+        ).fetchone()
+        return (0.0 if spent is None else float(spent[0])), float(held[0])
+
+    def settle_spend(self, hold: Hold, cost_usd: float) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM spend_holds WHERE hold_id = ?", (hold.hold_id,))
+                if cost_usd:
+                    self._db.execute(
+                        "INSERT INTO tenant_spend VALUES (?, ?, ?) ON CONFLICT (tenant, day)"
+                        " DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd",
+                        (hold.tenant, hold.day, cost_usd),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def tenant_days(self, day: str) -> list[TenantDay]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT t.tenant, b.daily_usd, coalesce(s.spent_usd, 0),"
+                " (SELECT total(amount_usd) FROM spend_holds h"
+                "  WHERE h.tenant = t.tenant AND h.day = ? AND h.held_at > ?)"
+                " FROM (SELECT tenant FROM tenant_budgets"
+                "       UNION SELECT tenant FROM tenant_spend WHERE day = ?) t"
+                " LEFT JOIN tenant_budgets b ON b.tenant = t.tenant"
+                " LEFT JOIN tenant_spend s ON s.tenant = t.tenant AND s.day = ?"
+                " ORDER BY t.tenant",
+                (day, time.time() - HOLD_SECONDS, day, day),
+            ).fetchall()
+        return [
+            TenantDay(tenant=r[0], own_budget_usd=r[1], spent_usd=float(r[2]), held_usd=float(r[3]))
+            for r in rows
+        ]
 
     def close(self) -> None:
         self._db.close()

@@ -6,11 +6,12 @@ activities, so writes are retried and recorded like any other step) and the gate
 Replay and GetHistory). Writes are idempotent, so a retried archive activity changes nothing.
 It also holds the catalog of tools the workers offer, which the gateway checks agents' tools
 against and lists (ListTools), and the API keys' records (salted hashes, never keys), which
-`engram keys` writes and every gateway reads.
+`engram keys` writes and every gateway reads, and what each tenant spends per UTC day against its
+daily budget (engram/transcripts/spend.py), which workers keep.
 
-Each part is its own protocol (EventStore, SearchStore, BlobStore, ToolCatalogStore, and auth's
-KeyStore), so each consumer asks only for what it uses; the backends implement them all as
-`TranscriptStore`.
+Each part is its own protocol (EventStore, SearchStore, BlobStore, ToolCatalogStore, SpendStore,
+and auth's KeyStore), so each consumer asks only for what it uses; the backends implement them
+all as `TranscriptStore`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Protocol
 
 from engram.auth.key_store import KeyStore
 from engram.transcripts.search import SearchPage, SearchQuery
+from engram.transcripts.spend import SpendStore
 from engram.workflows.types import AgentTool, Event, Turn
 
 
@@ -73,7 +75,9 @@ class ToolCatalogStore(Protocol):
         """Every tool some worker has offered, by name."""
 
 
-class TranscriptStore(EventStore, SearchStore, BlobStore, ToolCatalogStore, KeyStore, Protocol):
+class TranscriptStore(
+    EventStore, SearchStore, BlobStore, ToolCatalogStore, KeyStore, SpendStore, Protocol
+):
     """All of it in one database: what a backend implements and a process opens and closes."""
 
     def close(self) -> None: ...

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from engram.activities.llm_stream import LLMActivities
 from engram.vocabulary import (
     STATUS_ATTRIBUTE,
+    TENANT_ATTRIBUTE,
     AgentStatus,
     Command,
     ErrorCode,
@@ -108,6 +109,8 @@ class AgentWorkflow:
         # A rewind waiting for the loop to be between turns, and how it went ("" done).
         self.rewinding: fork.RewindInput | None = None
         self.rewind_refused = ""
+        # A resume or an Edit came while a call waits for its tenant's daily budget: try again.
+        self.budget_nudged = False
 
     @workflow.run
     async def run(self, state: AgentState) -> str:
@@ -360,13 +363,23 @@ class AgentWorkflow:
         self._set_status(ui.status(self.state, turn_in_progress=self.turn.active))
 
     async def _call_llm(self, request: LLMRequest, *, interruptible: bool = False) -> LLMResult:
-        if not self.state.spec.settings.max_cost_usd or not patches.check(patches.COST_BUDGET):
+        # Set at start, for good (an eagerly started activity may not carry the fairness key).
+        request.tenant = workflow.info().typed_search_attributes.get(TENANT_ATTRIBUTE) or ""
+        budget = bool(self.state.spec.settings.max_cost_usd) and patches.check(patches.COST_BUDGET)
+        tenant_waits = patches.check(patches.TENANT_BUDGET)
+        if not budget and not tenant_waits:
             return await self._priced_call(request, interruptible)
         while True:
-            result = await self._priced_call(cost.budgeted(request, self.state), interruptible)
-            if result.error_code != ErrorCode.BUDGET_EXHAUSTED:
+            if budget:
+                request = cost.budgeted(request, self.state)
+            result = await self._priced_call(request, interruptible)
+            if budget and result.error_code == ErrorCode.BUDGET_EXHAUSTED:
+                goes_on = await self._budget_raised(result.error_message)
+            elif tenant_waits and result.error_code == ErrorCode.TENANT_BUDGET_EXHAUSTED:
+                goes_on = await self._tenant_budget_waited(result.error_message)
+            else:
                 return result
-            if not await self._budget_raised(result.error_message):
+            if not goes_on:
                 return cancelled([])
 
     async def _budget_raised(self, why: str) -> bool:
@@ -398,6 +411,33 @@ class AgentWorkflow:
             f"budget now {cost.usd(self.state.spec.settings.max_cost_usd)}: going on",
             self._now(),
         )
+        return True
+
+    async def _tenant_budget_waited(self, why: str) -> bool:
+        """The call was not sent: it could cross its tenant's daily budget, which the workflow
+        cannot see raised. Wait for a resume or an Edit (the budget may have been raised), or the
+        next UTC day, then try again (True); or for a cancel or delete (False)."""
+        self.state.budget_exhausted = True
+        self.budget_nudged = False
+        self._status_changed()
+        self.turn.status(
+            Notice.BUDGET_EXHAUSTED,
+            f"tenant budget exhausted: {why}. Raise the tenant's daily budget (engram keys "
+            "budget) and resume the agent to go on; otherwise it tries again at the next UTC day.",
+            self._now(),
+        )
+        await self._announce()
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self.budget_nudged or self.turn.cancelling or self.ledger.deleting,
+                timeout=cost.until_next_utc_day(self._now()),
+                timeout_summary="tenant budget: the next UTC day",
+            )
+        self.state.budget_exhausted = False
+        self._status_changed()
+        if self.turn.cancelling or self.ledger.deleting:
+            return False
+        self.turn.status(Notice.BUDGET_RAISED, "trying the call again", self._now())
         return True
 
     async def _priced_call(self, request: LLMRequest, interruptible: bool) -> LLMResult:
@@ -511,6 +551,7 @@ class AgentWorkflow:
     def edit(self, edit: EditInput) -> str:
         """Change the goal, instructions, settings or memory notes; the next turn uses them."""
         changed = edits.apply(self.state, edit, self._now())
+        self.budget_nudged = True
         self._notice(Notice.EDITED, edit.description or f"edited {', '.join(changed)}")
         self._touch()
         return self.state.status
@@ -711,6 +752,8 @@ class AgentWorkflow:
         )
 
     def _control(self, command: str) -> str:
+        if command == Command.RESUME:
+            self.budget_nudged = True
         if command == Command.PAUSE and not self.state.paused:
             self.state.paused = True
             self._notice(Notice.PAUSED, "paused: new messages wait until resume")

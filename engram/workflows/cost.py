@@ -4,7 +4,8 @@ The worker prices each call from the usage its endpoint reported (engram/prices)
 cost with the call's result; here it is added up. An agent with `max_cost_usd` sends each call
 the budget it has left: the worker quotes the call's worst case first (the prompt's estimated
 tokens at the input price, `max_output_tokens` at the output price) and does not send a call that
-could cross it. Workflow code: deterministic, no I/O.
+could cross it. Its tenant's daily budget is held against the same worst case
+(engram/activities/tenant_budget.py). Workflow code: deterministic, no I/O.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from engram.workflows.types import AgentState, LLMRequest, LLMResult, Turn
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 # Framing each message costs beyond its text, as prompt.TOKENS_PER_MESSAGE counts it.
 TOKENS_PER_MESSAGE = 4
+# A UTC day: tenants' daily budgets start again at its midnight (epoch time has no leap seconds).
+DAY_SECONDS = 86_400
 
 
 def budget_left(state: AgentState) -> float | None:
@@ -58,6 +61,12 @@ def estimated_input_tokens(request: LLMRequest) -> int:
     if request.tools:
         chars += len(json.dumps(request.tools))
     return (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN + messages * TOKENS_PER_MESSAGE
+
+
+def until_next_utc_day(now: float) -> float:
+    """Seconds from `now` (epoch seconds) until just after the next UTC midnight, when each
+    tenant's daily budget starts again."""
+    return DAY_SECONDS - now % DAY_SECONDS + 1.0
 
 
 def usd(amount: float) -> str:

@@ -203,6 +203,13 @@ COST_BUDGET = Patch(
     "until an Edit raises the budget, then the call is made again.",
     added_in="0.7.0",
 )
+TENANT_BUDGET = Patch(
+    "tenant-budget",
+    "A call the worker refuses because it could cross its tenant's daily budget "
+    "(TENANT_BUDGET_EXHAUSTED) leaves the turn waiting (status budget_exhausted, a notice) on a "
+    "timer until the next UTC day, cut short by a resume or an Edit; then the call is made again.",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -224,6 +231,7 @@ PATCHES = (
     FORK_SUMMARIES,
     FAILOVER,
     COST_BUDGET,
+    TENANT_BUDGET,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is

@@ -568,6 +568,9 @@ class LLMRequest:
     # sent, and the result says BUDGET_EXHAUSTED. The worst case counts `max_output_tokens`.
     budget_usd: float | None = None
     max_output_tokens: int = 0
+    # The agent's tenant ("" with auth off), whose daily budget the call is held against and
+    # whose spend it counts (engram/activities/tenant_budget.py).
+    tenant: str = ""
 
 
 @dataclass(kw_only=True)
