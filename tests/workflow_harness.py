@@ -42,7 +42,7 @@ from temporalio.client import (
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.activities.archive import ArchiveInput, TurnsArchiveInput
@@ -405,7 +405,9 @@ class Harness:
         self.agents: list[Agent] = []
         self.tools: ToolActivities = load_tools(TEST_TOOLS, [])
 
-    def worker(self) -> Worker:
+    def worker(self, versioning: WorkerDeploymentConfig | None = None) -> Worker:
+        """A worker of the harness's task queue: unversioned, or of a deployment's version as
+        `engram worker --deployment-name --build-id` runs (engram.worker.deployment)."""
         fake = self.fake
         return Worker(
             self.client,
@@ -424,6 +426,7 @@ class Harness:
             workflow_runner=workflow_runner(strict=True),
             max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_EVERY),
             default_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_EVERY),
+            deployment_config=versioning,
         )
 
     async def create_agent(

@@ -1,0 +1,118 @@
+"""Worker Deployment Versioning, in process on the real dev server: agents pinned to the worker
+version they started on, moving to the deployment's current version only when they continue as
+new between turns; `engram deployment set-current`, the operator's step; and the flags of
+`engram worker` that opt in."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from temporalio.api.enums.v1 import VersioningBehavior
+from temporalio.testing import WorkflowEnvironment
+
+from engram.cli import main
+from engram.deployment import set_current
+from engram.worker import deployment
+from engram.workflows.agent_workflow import AgentWorkflow
+from engram.workflows.types import LLMRequest
+from tests.workflow_harness import Agent, FakeActivities, Harness, eventually, within
+
+# Seconds to wait for the server to see a new version's workers.
+SEEN_WITHIN = 20.0
+PINNED = VersioningBehavior.VERSIONING_BEHAVIOR_PINNED
+
+
+async def engram_deployment_set_current(client_target: str, name: str, build_id: str) -> int:
+    """`engram deployment set-current NAME BUILD_ID` against the test server; its exit code."""
+    argv = ["deployment", "set-current", name, build_id, "--temporal-address", client_target]
+    with pytest.raises(SystemExit) as exited:
+        # The command runs its own event loop.
+        await asyncio.to_thread(main, [*argv, "--no-tls", "--wait", str(SEEN_WITHIN)])
+    code = exited.value.code
+    assert isinstance(code, int)
+    return code
+
+
+async def version_of(agent: Agent) -> tuple[str, str, int]:
+    """(run id, build id, versioning behavior) of the agent's current run, as Temporal has it."""
+    described = await within(agent.handle.describe())
+    info = described.raw_description.workflow_execution_info.versioning_info
+    return described.run_id or "", info.deployment_version.build_id, info.behavior
+
+
+def prompt(request: LLMRequest) -> list[tuple[str, str]]:
+    return [(m.role, m.content) for m in request.messages]
+
+
+async def test_pinned_agents_move_to_the_current_version_only_between_turns(
+    workflow_env: WorkflowEnvironment, capfd: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    client = workflow_env.client
+    name = f"engram-{uuid.uuid4().hex[:12]}"
+    queue = f"engram-test-{uuid.uuid4()}"
+    # One task queue, two worker versions, each with its own scripted LLM: which one answered a
+    # turn says which version ran it (a pinned agent's activities go to its version's workers).
+    v1 = Harness(client, FakeActivities(), queue)
+    v2 = Harness(client, FakeActivities(), queue)
+    try:
+        async with v1.worker(deployment(name, "v1")):
+            address = client.service_client.config.target_host
+            assert await engram_deployment_set_current(address, name, "v1") == 0
+            assert f"{name}: current version v1 (was unversioned)" in capfd.readouterr().out
+            agent = await v1.create_agent()
+            await agent.ask("My name is Ada.", "m1")
+            idle = await v1.create_agent()
+            await idle.ask("Hello.", "i1")
+            assert await version_of(agent) == (agent.first_run_id, "v1", PINNED)
+            assert await version_of(idle) == (idle.first_run_id, "v1", PINNED)
+
+            async with v2.worker(deployment(name, "v2")):
+                assert await set_current(client, name, "v2", SEEN_WITHIN) == "v1"
+                # Pinned: the turn after the release still runs on v1, in the same run.
+                await agent.ask("Where are you?", "m2")
+                assert len(v1.fake.requests) == 3 and not v2.fake.requests
+                # Then, idle between turns, it continues as new onto the current version.
+                await eventually(lambda: _on(agent, "v2"), "the agent to move to v2")
+                third = await agent.ask("What is my name?", "m3")
+
+                assert third.events[-1].text == "You said: What is my name?"
+                (asked,) = v2.fake.requests
+                assert ("user", "My name is Ada.") in prompt(asked)
+                assert ("assistant", "You said: Where are you?") in prompt(asked)
+                assert [t.message_id for t in (await agent.history()).turns] == ["m1", "m2", "m3"]
+                runs = await agent.runs()
+                assert len(runs) == 2 and not runs[1].next_run_id
+
+                # An idle agent, with no turn to take, moves at `engram agents upgrade`.
+                assert await version_of(idle) == (idle.first_run_id, "v1", PINNED)
+                await within(idle.handle.signal(AgentWorkflow.upgrade))
+                await eventually(lambda: _on(idle, "v2"), "the idle agent to move to v2")
+                # A new agent starts on the current version.
+                other = await v2.create_agent()
+                await other.ask("Hello.", "n1")
+                assert (await version_of(other))[1:] == ("v2", PINNED)
+                assert len(v1.fake.requests) == 3
+    finally:
+        await v1.close()
+        await v2.close()
+    assert time.monotonic() - started < 60
+
+
+async def _on(agent: Agent, build_id: str) -> bool:
+    """The agent runs a later run than its first, pinned to `build_id`."""
+    run, build, behavior = await version_of(agent)
+    return run != agent.first_run_id and (build, behavior) == (build_id, PINNED)
+
+
+def test_a_worker_is_versioned_with_both_flags_or_neither() -> None:
+    assert deployment("", "") is None
+    config = deployment("engram", "0.8.0")
+    assert config is not None and config.use_worker_versioning
+    assert config.version.to_canonical_string() == "engram.0.8.0"
+    for name, build_id in (("engram", ""), ("", "0.8.0"), ("en.gram", "0.8.0")):
+        with pytest.raises(ValueError):
+            deployment(name, build_id)
