@@ -158,7 +158,11 @@ def deployment(name: str, build_id: str) -> WorkerDeploymentConfig | None:
 
     Agents are PINNED: each run stays on the version it started on, whatever is deployed
     meanwhile, and moves to the deployment's current version only when it continues as new
-    between turns (AgentWorkflow). Wake-ups say AUTO_UPGRADE on their definition.
+    between turns (AgentWorkflow). Wake-ups are pinned too: one lives as long as the agent's run
+    it started, which stays on its version anyway. The behaviour is the worker's default, not
+    the workflow definitions': Temporal refuses a workflow task that names a behaviour from an
+    unversioned worker ("versioning behavior cannot be specified without deployment options"),
+    and unversioned workers run the same definitions.
     """
     if not name and not build_id:
         return None

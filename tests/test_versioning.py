@@ -10,7 +10,9 @@ import time
 import uuid
 
 import pytest
-from temporalio.api.enums.v1 import VersioningBehavior
+from temporalio.api.enums.v1 import TaskQueueType, VersioningBehavior
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.testing import WorkflowEnvironment
 
 from engram.cli import main
@@ -69,6 +71,15 @@ async def test_pinned_agents_move_to_the_current_version_only_between_turns(
             await idle.ask("Hello.", "i1")
             assert await version_of(agent) == (agent.first_run_id, "v1", PINNED)
             assert await version_of(idle) == (idle.first_run_id, "v1", PINNED)
+            # `engram probe worker` and the tool-set check see versioned workers' polls too.
+            described = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=client.namespace,
+                    task_queue=TaskQueue(name=queue),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+                )
+            )
+            assert described.pollers
 
             async with v2.worker(deployment(name, "v2")):
                 assert await set_current(client, name, "v2", SEEN_WITHIN) == "v1"
