@@ -13,6 +13,7 @@ import pytest
 from temporalio.api.enums.v1 import TaskQueueType, VersioningBehavior
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from engram.cli import main
@@ -102,15 +103,33 @@ async def test_pinned_agents_move_to_the_current_version_only_between_turns(
                 assert await version_of(idle) == (idle.first_run_id, "v1", PINNED)
                 await within(idle.handle.signal(AgentWorkflow.upgrade))
                 await eventually(lambda: _on(idle, "v2"), "the idle agent to move to v2")
-                # A new agent starts on the current version.
-                other = await v2.create_agent()
+                # A new agent starts on the current version. Not eagerly: in process, the SDK
+                # hands an eager start's first task to any worker of the queue, whatever its
+                # version (a gateway runs apart from the workers, so it never starts eagerly).
+                other = await v2.create_agent(eager=False)
                 await other.ask("Hello.", "n1")
                 assert (await version_of(other))[1:] == ("v2", PINNED)
                 assert len(v1.fake.requests) == 3
+                # What the README has the operator ask before stopping v1's workers.
+                await eventually(
+                    lambda: _running_on(client, name, {"v1": 0, "v2": 3}),
+                    "visibility to list every agent on v2",
+                )
     finally:
         await v1.close()
         await v2.close()
     assert time.monotonic() - started < 60
+
+
+async def _running_on(client: Client, name: str, counts: dict[str, int]) -> bool:
+    """Visibility counts this many running workflows on each of the deployment's versions."""
+    for build_id, count in counts.items():
+        query = (
+            f"TemporalWorkerDeploymentVersion = '{name}:{build_id}' AND ExecutionStatus = 'Running'"
+        )
+        if (await client.count_workflows(query)).count != count:
+            return False
+    return True
 
 
 async def _on(agent: Agent, build_id: str) -> bool:

@@ -441,8 +441,10 @@ class Harness:
         autonomous: bool = False,
         tools: list[AgentTool] | None = None,
         auto_approve_read_only: bool = False,
+        eager: bool = True,
     ) -> Agent:
-        """Start an agent the way CreateAgent does."""
+        """Start an agent the way CreateAgent does (`eager`: its first workflow task handed to
+        a worker of this process, as `engram dev`'s gateway has it)."""
         agent_id = str(uuid.uuid4())
         now = time.time()
         message = ParseDict(config or {}, agent_pb2.AgentConfig())
@@ -473,7 +475,7 @@ class Harness:
                 search_attributes=TypedSearchAttributes(
                     [SearchAttributePair(STATUS_ATTRIBUTE, AgentStatus.IDLE)]
                 ),
-                request_eager_start=True,
+                request_eager_start=eager,
             )
         )
         assert handle.first_execution_run_id is not None
