@@ -28,12 +28,14 @@ SEEN_WITHIN = 20.0
 PINNED = VersioningBehavior.VERSIONING_BEHAVIOR_PINNED
 
 
-async def engram_deployment_set_current(client_target: str, name: str, build_id: str) -> int:
+async def engram_deployment_set_current(
+    client_target: str, name: str, build_id: str, wait: float = SEEN_WITHIN
+) -> int:
     """`engram deployment set-current NAME BUILD_ID` against the test server; its exit code."""
     argv = ["deployment", "set-current", name, build_id, "--temporal-address", client_target]
     with pytest.raises(SystemExit) as exited:
         # The command runs its own event loop.
-        await asyncio.to_thread(main, [*argv, "--no-tls", "--wait", str(SEEN_WITHIN)])
+        await asyncio.to_thread(main, [*argv, "--no-tls", "--wait", str(wait)])
     code = exited.value.code
     assert isinstance(code, int)
     return code
@@ -146,3 +148,12 @@ def test_a_worker_is_versioned_with_both_flags_or_neither() -> None:
     for name, build_id in (("engram", ""), ("", "0.8.0"), ("en.gram", "0.8.0")):
         with pytest.raises(ValueError):
             deployment(name, build_id)
+
+
+async def test_a_version_no_worker_polled_is_not_made_current(
+    workflow_env: WorkflowEnvironment, capfd: pytest.CaptureFixture[str]
+) -> None:
+    address = workflow_env.client.service_client.config.target_host
+    name = f"engram-{uuid.uuid4().hex[:12]}"
+    assert await engram_deployment_set_current(address, name, "v1", wait=1.0) == 1
+    assert f"{name} v1 not made current: " in capfd.readouterr().out
