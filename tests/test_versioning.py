@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import TaskQueueType, VersioningBehavior
@@ -16,11 +17,15 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from engram import WORKFLOW_ID_PREFIX
 from engram.cli import main
 from engram.deployment import set_current
 from engram.worker import deployment
 from engram.workflows.agent_workflow import AgentWorkflow
 from engram.workflows.types import LLMRequest
+from tests.cluster import Cluster
+from tests.conftest import Reader, create_agent, finals, user_message
+from tests.fake_llm import FakeLLM
 from tests.workflow_harness import Agent, FakeActivities, Harness, eventually, within
 
 # Seconds to wait for the server to see a new version's workers.
@@ -157,3 +162,37 @@ async def test_a_version_no_worker_polled_is_not_made_current(
     name = f"engram-{uuid.uuid4().hex[:12]}"
     assert await engram_deployment_set_current(address, name, "v1", wait=1.0) == 1
     assert f"{name} v1 not made current: " in capfd.readouterr().out
+
+
+def test_engram_worker_with_a_deployment_runs_pinned_agents(
+    tmp_path: Path, llm: FakeLLM, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The flags, end to end: `engram worker --deployment-name --build-id` processes, a gateway
+    that starts agents as in production (no worker beside it), and `engram deployment
+    set-current` from the command line."""
+    cluster = Cluster(tmp_path, llm.url)
+    name = f"engram-{uuid.uuid4().hex[:12]}"
+    try:
+        cluster.start_temporal()
+        cluster.start_worker("--deployment-name", name, "--build-id", "0.8.0")
+        _, address = cluster.start_gateway()
+        argv = ["deployment", "set-current", name, "0.8.0"]
+        with pytest.raises(SystemExit) as exited:
+            main([*argv, "--temporal-address", cluster.temporal_address, "--no-tls"])
+        assert exited.value.code == 0, capfd.readouterr().out
+        stub = cluster.stub(address)
+        agent_id = create_agent(stub)
+        reader = Reader(stub.Chat(iter([user_message(agent_id, "Hello.")]), timeout=60))
+        assert reader.done.wait(45) and reader.error is None, reader.error
+        assert finals(reader.messages)
+
+        async def described() -> tuple[str, str, int]:
+            client = await Client.connect(cluster.temporal_address)
+            handle = client.get_workflow_handle(WORKFLOW_ID_PREFIX + agent_id)
+            info = (await handle.describe()).raw_description.workflow_execution_info
+            version = info.versioning_info.deployment_version
+            return version.deployment_name, version.build_id, info.versioning_info.behavior
+
+        assert asyncio.run(described()) == (name, "0.8.0", PINNED)
+    finally:
+        cluster.stop()
