@@ -11,10 +11,17 @@ import uuid
 from pathlib import Path
 
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import TaskQueueType, VersioningBehavior
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.workflow.v1 import WorkflowExecutionOptions
+from temporalio.api.workflowservice.v1 import (
+    DescribeTaskQueueRequest,
+    UpdateWorkflowExecutionOptionsRequest,
+)
 from temporalio.client import Client
+from temporalio.common import PinnedVersioningOverride, WorkerDeploymentVersion
 from temporalio.testing import WorkflowEnvironment
 
 from engram import WORKFLOW_ID_PREFIX
@@ -126,6 +133,48 @@ async def test_pinned_agents_move_to_the_current_version_only_between_turns(
         await v1.close()
         await v2.close()
     assert time.monotonic() - started < 60
+
+
+async def test_an_agent_an_operator_pinned_stays_on_its_version(
+    workflow_env: WorkflowEnvironment,
+) -> None:
+    """A pinned override (`temporal workflow update-options --versioning-override-behavior
+    pinned`) would outlive continue-as-new, the new run landing on the old version again: Temporal
+    does not tell such an agent its target changed, so it stays in its run instead of continuing
+    as new at every idle point."""
+    client = workflow_env.client
+    name = f"engram-{uuid.uuid4().hex[:12]}"
+    queue = f"engram-test-{uuid.uuid4()}"
+    v1 = Harness(client, FakeActivities(), queue)
+    v2 = Harness(client, FakeActivities(), queue)
+    try:
+        async with v1.worker(deployment(name, "v1")), v2.worker(deployment(name, "v2")):
+            await set_current(client, name, "v1", SEEN_WITHIN)
+            # Not eagerly: either version's worker in this process could take the first task.
+            agent = await v1.create_agent(eager=False)
+            await agent.ask("hello", "m1")
+            await client.workflow_service.update_workflow_execution_options(
+                UpdateWorkflowExecutionOptionsRequest(
+                    namespace=client.namespace,
+                    workflow_execution=WorkflowExecution(workflow_id=agent.workflow_id),
+                    workflow_execution_options=WorkflowExecutionOptions(
+                        versioning_override=PinnedVersioningOverride(
+                            WorkerDeploymentVersion(name, "v1")
+                        )._to_proto()
+                    ),
+                    update_mask=FieldMask(paths=["versioning_override"]),
+                )
+            )
+            await set_current(client, name, "v2", SEEN_WITHIN)
+            await agent.ask("still there?", "m2")
+            await agent.ask("and now?", "m3")
+            await asyncio.sleep(1.0)  # time for a wrongly eager agent to continue as new
+
+            assert await version_of(agent) == (agent.first_run_id, "v1", PINNED)
+            assert len(v1.fake.requests) == 3 and not v2.fake.requests
+    finally:
+        await v1.close()
+        await v2.close()
 
 
 async def _running_on(client: Client, name: str, counts: dict[str, int]) -> bool:
