@@ -38,7 +38,7 @@ from engram.terminal import add_commands as add_terminal_commands
 from engram.terminal.workspace import add_commands as add_workspace_commands
 from engram.tools.tool_set import DifferentTools
 from engram.transcripts import TranscriptStore, budget_commands, open_transcript_store
-from engram.worker import build_worker, ensure_search_attributes, join_workers
+from engram.worker import build_worker, deployment, ensure_search_attributes, join_workers
 
 log = logging.getLogger("engram")
 
@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     llm_settings.add_arguments(worker)
     tool_settings.add_arguments(worker)
     _transcript_argument(worker)
+    _versioning_arguments(worker)
     observability.add_arguments(worker)
 
     gateway = commands.add_parser("gateway", help="serve the gRPC API")
@@ -158,6 +159,27 @@ def _gateway_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _versioning_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "Worker Deployment Versioning",
+        "Both, or neither (an unversioned worker). Agents are pinned to the version they start "
+        "on and move to the deployment's current version (`engram deployment set-current`) when "
+        "they continue as new between turns.",
+    )
+    group.add_argument(
+        "--deployment-name",
+        default=os.environ.get("ENGRAM_DEPLOYMENT_NAME", ""),
+        metavar="NAME",
+        help="the Worker Deployment this worker belongs to (ENGRAM_DEPLOYMENT_NAME)",
+    )
+    group.add_argument(
+        "--build-id",
+        default=os.environ.get("ENGRAM_BUILD_ID", ""),
+        metavar="ID",
+        help="this worker's version within it, e.g. the release or image tag (ENGRAM_BUILD_ID)",
+    )
+
+
 def _transcript_argument(
     parser: argparse.ArgumentParser, default: str = ".engram/transcripts.db"
 ) -> None:
@@ -214,6 +236,10 @@ async def connect(
 
 
 async def run_worker(args: argparse.Namespace) -> None:
+    try:
+        versioning = deployment(args.deployment_name, args.build_id)
+    except ValueError as err:
+        raise SystemExit(f"engram worker: {err}") from None
     temporal = TemporalSettings.from_args(args)
     store = _open_store(args.transcript_db)
     client = await connect(temporal, blobs=store)
@@ -225,14 +251,26 @@ async def run_worker(args: argparse.Namespace) -> None:
     tools = tool_settings.tools_from_args(args)
     await join_workers(client, tools, store)
     endpoints = llm_settings.endpoints_from_args(args, endpoint)
+    prices = PriceTable.load(args.prices)
     async with build_worker(
         client,
         endpoints,
         store,
         tools,
-        PriceTable.load(args.prices),
+        prices,
         args.tenant_daily_budget_usd,
+        versioning,
     ):
+        if versioning is not None:
+            version = versioning.version
+            log.info(
+                "worker of deployment %s, build %s: new agents come to it once it is current "
+                "(engram deployment set-current %s %s)",
+                version.deployment_name,
+                version.build_id,
+                version.deployment_name,
+                version.build_id,
+            )
         await _until_stopped()
     log.info("worker stopped")
 

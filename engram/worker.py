@@ -14,8 +14,9 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.service import RPCError
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import engram
@@ -152,6 +153,32 @@ async def _publish(catalog: ToolCatalog, store: ToolCatalogStore) -> None:
         log.info("tools: %s", ", ".join(t.name for t in catalog.tools))
 
 
+def deployment(name: str, build_id: str) -> WorkerDeploymentConfig | None:
+    """Worker Deployment Versioning for a worker of version `name`.`build_id`, or None (an
+    unversioned worker, as before versioning) when neither is given.
+
+    Agents are PINNED: each run stays on the version it started on, whatever is deployed
+    meanwhile, and moves to the deployment's current version only when it continues as new
+    between turns (AgentWorkflow). Wake-ups are pinned too: one lives as long as the agent's run
+    it started, which stays on its version anyway. The behaviour is the worker's default, not
+    the workflow definitions': Temporal refuses a workflow task that names a behaviour from an
+    unversioned worker ("versioning behavior cannot be specified without deployment options"),
+    and unversioned workers run the same definitions.
+    """
+    if not name and not build_id:
+        return None
+    if not name or not build_id:
+        raise ValueError("a versioned worker needs both a deployment name and a build id")
+    if "." in name:
+        # Temporal writes a version as NAME.BUILD_ID: the name cannot hold the separator.
+        raise ValueError(f"a deployment name cannot contain '.': {name!r}")
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(deployment_name=name, build_id=build_id),
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.PINNED,
+    )
+
+
 def build_worker(
     client: Client,
     endpoint: LLMEndpoint | LLMEndpoints,
@@ -159,6 +186,7 @@ def build_worker(
     tools: ToolActivities | None = None,
     prices: PriceTable | None = None,
     tenant_daily_budget_usd: float = 0.0,
+    versioning: WorkerDeploymentConfig | None = None,
 ) -> Worker:
     budgets = TenantBudgets(store, tenant_daily_budget_usd)
     llm = LLMActivities(endpoint, temporal=client, store=store, prices=prices, budgets=budgets)
@@ -206,4 +234,5 @@ def build_worker(
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         default_heartbeat_throttle_interval=timedelta(seconds=1),
         graceful_shutdown_timeout=timedelta(seconds=10),
+        deployment_config=versioning,
     )

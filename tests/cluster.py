@@ -65,8 +65,8 @@ class Cluster:
         _wait_for(lambda: process.poll() is None and _log_has(log, ready), what=f"{role} to start")
         return process
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        return self._spawn("worker", ready="worker on")
+    def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
+        return self._spawn("worker", *args, ready="worker on")
 
     def start_gateway(self, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
         port = port or free_port()

@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import tomllib
+import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from temporalio.converter import ExternalStorage
 from engram import WORKFLOW_ID_PREFIX
 from engram.codec.claim_check import with_claim_check
 from engram.codec.payload_codec import PLAIN
+from engram.deployment import set_current
 from engram.transcripts import open_transcript_store
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from engram.vocabulary import (
@@ -43,6 +45,7 @@ from engram.vocabulary import (
     TurnOutcome,
     Update,
 )
+from engram.worker import deployment
 from engram.workflows.llm_outcome import failed
 from engram.workflows.types import (
     AgentTool,
@@ -59,6 +62,8 @@ from tests.engine import Engine
 from tests.fake_llm import FakeLLM, Reasoning, Script, ToolUse, default_reply, note_taker
 from tests.workflow_harness import (
     Agent,
+    FakeActivities,
+    Harness,
     echo,
     eventually,
     llm_failure,
@@ -639,6 +644,34 @@ async def upgrade() -> dict[str, object]:
         return (await first.fetch_history()).to_json_dict()
 
 
+async def versioned() -> dict[str, object]:
+    """A pinned agent (`engram worker --deployment-name --build-id`) whose deployment gets a new
+    current version: its next turn runs on the old one, then it continues as new onto the new
+    one. The first run's history: its tasks on v1, the changed target, the continue-as-new."""
+    async with local_environment() as env:
+        client = env.client
+        name, queue = f"engram-{uuid.uuid4().hex[:12]}", f"engram-test-{uuid.uuid4()}"
+        v1 = Harness(client, FakeActivities(), queue)
+        v2 = Harness(client, FakeActivities(), queue)
+        async with v1.worker(deployment(name, "v1")):
+            await set_current(client, name, "v1", wait=20)
+            agent = await v1.create_agent()
+            await agent.ask("hello", "m1")
+            async with v2.worker(deployment(name, "v2")):
+                await set_current(client, name, "v2", wait=20)
+                await agent.ask("still there?", "m2")
+
+                async def continued() -> bool:
+                    return (await agent.handle.describe()).run_id != agent.first_run_id
+
+                await eventually(continued, "the agent to continue as new onto v2")
+                first = client.get_workflow_handle(agent.workflow_id, run_id=agent.first_run_id)
+                history = (await first.fetch_history()).to_json_dict()
+                for harness in (v1, v2):
+                    await harness.close()
+                return history
+
+
 async def tool_rounds(tools: list[AgentTool]) -> dict[str, object]:
     """A model that always calls `remember`: the turn makes as many rounds
     as MAX_TOOL_ROUNDS (MAX_TOOL_ROUNDS_WITH_TOOLS for an agent with tools), then one LLM call
@@ -766,6 +799,7 @@ IN_PROCESS: dict[str, Callable[[], Coroutine[Any, Any, dict[str, object]]]] = {
     "json-budget": json_budget,
     "failover": failover,
     "spending": spending,
+    "versioned": versioned,
 }
 
 

@@ -23,9 +23,13 @@ from engram.cli import advertised as advertised_address
 from engram.codec.keyring import keyring_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
+# Set Temporal up and exit: the services after them wait for them to have succeeded.
+ONE_SHOTS = {"temporal-schema", "temporal-namespace"}
 SERVICES = {
     "postgresql",
+    "temporal-schema",
     "temporal",
+    "temporal-namespace",
     "temporal-ui",
     "gateway",
     "worker",
@@ -85,9 +89,15 @@ def test_services_and_health_checks(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == SERVICES
     for name, service in services.items():
-        assert service["healthcheck"]["test"], name
+        if name in ONE_SHOTS:
+            assert service["restart"] == "no", name
+        else:
+            assert service["healthcheck"]["test"], name
         for dependency, condition in service.get("depends_on", {}).items():
-            assert dependency in services and condition["condition"] == "service_healthy"
+            expected = (
+                "service_completed_successfully" if dependency in ONE_SHOTS else "service_healthy"
+            )
+            assert dependency in services and condition["condition"] == expected, name
     assert services["temporal"]["environment"]["DB"].startswith("postgres")
     assert services["temporal"]["environment"]["POSTGRES_SEEDS"] == "postgresql"
     assert services["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
@@ -95,6 +105,29 @@ def test_services_and_health_checks(compose: dict[str, Any]) -> None:
         assert services[engine]["build"] == "."
         assert "temporal:7233" in services[engine]["command"]
     assert "50051:50051" in services["gateway"]["ports"]
+
+
+def test_temporal_is_set_up_by_its_own_release(compose: dict[str, Any]) -> None:
+    """Temporal 1.32 (the release `engram dev` runs, and the first whose pinned workflows learn
+    of a new current version, which versioned workers need), its schema brought up to date and
+    the namespace created by the admin tools of that release, before the engine starts."""
+    services = compose["services"]
+    image, release = services["temporal"]["image"].split(":")
+    assert image == "temporalio/server"
+    assert tuple(int(n) for n in release.split(".")) >= (1, 32, 0)
+    for one_shot, step in (("temporal-schema", "schema"), ("temporal-namespace", "namespace")):
+        service = services[one_shot]
+        assert service["image"] == f"temporalio/admin-tools:{release}"
+        assert service["command"] == [step]
+        [mount] = service["volumes"]
+        script = (ROOT / mount.split(":")[0]).read_text()
+        assert f"  {step}) {step} ;;" in script
+    assert services["temporal"]["depends_on"]["temporal-schema"]
+    assert services["temporal-namespace"]["depends_on"]["temporal"]
+    database = services["temporal-schema"]["environment"]
+    assert {k: services["temporal"]["environment"][k] for k in database} == database
+    for engine in ("gateway", "worker"):
+        assert "temporal-namespace" in services[engine]["depends_on"]
 
 
 def test_each_gateway_advertises_its_own_address(compose: dict[str, Any]) -> None:

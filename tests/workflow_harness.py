@@ -42,7 +42,7 @@ from temporalio.client import (
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.activities.archive import ArchiveInput, TurnsArchiveInput
@@ -407,8 +407,10 @@ class Harness:
         self.agents: list[Agent] = []
         self.tools: ToolActivities = load_tools(TEST_TOOLS, [])
 
-    def worker(self, **options: Any) -> Worker:
-        """The harness's worker; `options` are Worker's own (more activities at once, say)."""
+    def worker(self, versioning: WorkerDeploymentConfig | None = None, **options: Any) -> Worker:
+        """A worker of the harness's task queue: unversioned, or of a deployment's version as
+        `engram worker --deployment-name --build-id` runs (engram.worker.deployment); `options` are
+        Worker's own (more activities at once, say)."""
         fake = self.fake
         throttle = timedelta(seconds=fake.heartbeat_every)
         return Worker(
@@ -429,6 +431,7 @@ class Harness:
             max_heartbeat_throttle_interval=throttle,
             default_heartbeat_throttle_interval=throttle,
             **options,
+            deployment_config=versioning,
         )
 
     async def create_agent(
@@ -443,8 +446,10 @@ class Harness:
         autonomous: bool = False,
         tools: list[AgentTool] | None = None,
         auto_approve_read_only: bool = False,
+        eager: bool = True,
     ) -> Agent:
-        """Start an agent the way CreateAgent does."""
+        """Start an agent the way CreateAgent does (`eager`: its first workflow task handed to
+        a worker of this process, as `engram dev`'s gateway has it)."""
         agent_id = str(uuid.uuid4())
         now = time.time()
         message = ParseDict(config or {}, agent_pb2.AgentConfig())
@@ -475,7 +480,7 @@ class Harness:
                 search_attributes=TypedSearchAttributes(
                     [SearchAttributePair(STATUS_ATTRIBUTE, AgentStatus.IDLE)]
                 ),
-                request_eager_start=True,
+                request_eager_start=eager,
             )
         )
         assert handle.first_execution_run_id is not None

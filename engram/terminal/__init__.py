@@ -1,6 +1,6 @@
 """Engram for people: `engram chat`, `engram agents ls|show|rm`, `engram history`, `engram replay`;
-and `engram agents upgrade`, `stop`, `resume` and `repair`, operators' commands that talk to
-Temporal.
+and `engram agents upgrade`, `stop`, `resume` and `repair` and `engram deployment set-current`,
+operators' commands that talk to Temporal.
 
 Only the argument definitions live here, so that `engram worker` and friends start without loading
 the terminal's libraries; each command's module is imported when it runs.
@@ -106,6 +106,27 @@ def add_commands(commands: Any) -> None:
     )
     TemporalSettings.add_arguments(repair)
     repair.set_defaults(terminal=_run("engram.repair", "run_repair"))
+
+    deployment = commands.add_parser(
+        "deployment", help="Worker Deployment Versioning: which worker version agents move to"
+    )
+    steps = deployment.add_subparsers(dest="step", required=True)
+    set_current = steps.add_parser(
+        "set-current",
+        help="make a version current: new agents start on it, running ones move to it when they "
+        "next continue as new between turns",
+    )
+    set_current.add_argument("name", metavar="NAME", help="the deployment (--deployment-name)")
+    set_current.add_argument("build_id", metavar="BUILD_ID", help="the version (--build-id)")
+    set_current.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for Temporal to see the version's workers (default 30)",
+    )
+    TemporalSettings.add_arguments(set_current)
+    set_current.set_defaults(terminal=_run("engram.deployment", "run_set_current"))
 
     history = commands.add_parser("history", help="an agent's transcript, turn by turn")
     history.add_argument("agent_id", metavar="ID")

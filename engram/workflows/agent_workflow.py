@@ -173,7 +173,9 @@ class AgentWorkflow:
                 and not ledger.deleting
                 and self.rewinding is None
             ):
-                workflow.continue_as_new(self.state)
+                workflow.continue_as_new(
+                    self.state, initial_versioning_behavior=self._next_run_versioning()
+                )
 
         ledger.drop_queue()
         await self.senders.tell()
@@ -221,9 +223,22 @@ class AgentWorkflow:
         return not self.turn.cancelling and not self.ledger.deleting
 
     def _upgrade_due(self) -> bool:
-        """An upgrade was asked for and the agent is between turns, with no run going on or
-        waiting for its user. Old histories never had the signal, so this stays False on them."""
-        return self.upgrading and not self.turn.active and self.state.run is None
+        """An upgrade was asked for (the signal, or a new current version of a versioned
+        worker's deployment) and the agent is between turns, with no run going on or waiting for
+        its user. Old histories never had the signal, nor unversioned ones a target version, so
+        this stays False on them."""
+        asked = self.upgrading or workflow.info().is_target_worker_deployment_version_changed()
+        return asked and not self.turn.active and self.state.run is None
+
+    @staticmethod
+    def _next_run_versioning() -> workflow.ContinueAsNewVersioningBehavior | None:
+        """Where the run continuing as new between turns lands. A versioned agent is PINNED to
+        its worker's version (engram/worker.py), and its new run would inherit that: it starts on
+        the deployment's current version instead, the one place an agent changes version. An
+        unversioned worker's command stays as it always was."""
+        if workflow.info().get_current_deployment_version() is None:
+            return None
+        return workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
