@@ -203,6 +203,13 @@ COST_BUDGET = Patch(
     "until an Edit raises the budget, then the call is made again.",
     added_in="0.7.0",
 )
+CODE_MODE = Patch(
+    "code-mode",
+    "A `run_script` call (engram.tools.scripts) is run as a loop: its activity, then each tool "
+    "call its script makes as a tool step of its own (events, approval policy, activity), the "
+    "script's activity again with the results so far, until the script ends.",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -224,6 +231,7 @@ PATCHES = (
     FORK_SUMMARIES,
     FAILOVER,
     COST_BUDGET,
+    CODE_MODE,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is
