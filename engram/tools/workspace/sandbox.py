@@ -3,9 +3,10 @@
 The command sees the system's programs read-only (/usr and the links into it, a few files of
 /etc), a private /tmp and /proc, and its workspace at /workspace: the only path it can write. It
 runs as nobody in its own user, PID, IPC, UTS and network namespaces (no network unless the
-operator allows it), with an empty environment but PATH, HOME and LANG (the worker's secrets stay
-out), and under CPU, memory, file-size and process limits (prlimit). It is killed, with every
-process it started, when its time is up. No bubblewrap, no command: there is no safe fallback.
+operator allows it), with an empty environment but PATH, HOME, LANG, TMPDIR and
+PYTHONDONTWRITEBYTECODE (the worker's secrets stay out), and under CPU, memory, file-size and
+process limits (prlimit). It is killed, with every process it started, when its time is up. No
+bubblewrap, no command: there is no safe fallback.
 """
 
 from __future__ import annotations
