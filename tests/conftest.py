@@ -30,6 +30,9 @@ from tests.workflow_harness import Harness, local_environment, running_harness
 # The engine under test holds this key; no workflow history or log line may ever contain it.
 SECRET = "sk-engram-test-secret-4f1c9e07"
 DEFAULT_PORT = 50051
+# A project the workspace tests give an agent to fix (tests/test_workspace_fix.py): its own
+# tests fail on purpose, and run inside the sandbox, not here.
+collect_ignore = ["sample_project"]
 
 
 @pytest.fixture(scope="session")

@@ -365,12 +365,44 @@ SCENARIOS: dict[str, Callable[[Engine, FakeLLM], dict[str, str]]] = {
     "long-texts": lambda engine, llm: {"-long-texts": long_texts_scenario(engine, llm)},
     "woken": lambda engine, llm: {"-woken": woken_scenario(engine, llm)},
     "recall": lambda engine, llm: {"-recall": recall_scenario(engine, llm)},
+    "code-mode": lambda engine, llm: {"-code-mode": code_mode_scenario(engine, llm)},
     "fork": lambda engine, llm: {"-fork": fork_scenario(engine, llm)},
     # WakeUpWorkflow histories (their workflow ids), not agents'.
     "wake-up": lambda engine, llm: {f"-{o}": w for o, w in wake_up_scenario(engine, llm).items()},
 }
 # Scenarios recorded on an engine of their own, with these arguments; their first run is kept.
-OWN_ENGINE = {"hand-over": ("--max-history-events", "80")}
+OWN_ENGINE = {
+    "hand-over": ("--max-history-events", "80"),
+    "code-mode": ("--tools", "engram.tools.workspace"),
+}
+
+
+def code_mode_scenario(engine: Engine, llm: FakeLLM) -> str:
+    """A `run_script` call (behind the code-mode patch): the script writes a file, is denied an
+    edit that asks for approval, and reads the file back; each call a tool step of its own."""
+    stub = engine.stub()
+    agent_id = create_agent(
+        stub,
+        tools=[
+            agent_pb2.Tool(name="run_script"),
+            agent_pb2.Tool(name="write_file"),
+            agent_pb2.Tool(name="read_file"),
+            agent_pb2.Tool(name="edit_file", requires_confirmation=True),
+        ],
+    )
+    llm.reply = note_taker
+    script = (
+        'tools.write_file(path="a.txt", content="one")\n'
+        "try:\n"
+        '    tools.edit_file(path="a.txt", old_text="one", new_text="two")\n'
+        "except tools.ToolError as err:\n"
+        "    print(err)\n"
+        'print(tools.read_file(path="a.txt")["content"])\n'
+    )
+    approve_when_asked(stub, agent_id, approved=False, reason="no")
+    chat(stub, agent_id, "call run_script " + json.dumps({"script": script}))
+    llm.reply = default_reply
+    return agent_id
 
 
 def recall_scenario(engine: Engine, llm: FakeLLM) -> str:

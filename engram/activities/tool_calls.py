@@ -50,6 +50,7 @@ from engram.tools.agents import (
 )
 from engram.tools.catalog import require_confirmation
 from engram.tools.mcp_tools import McpServers, McpToolUnknown, McpUnavailable
+from engram.tools.scripts import NeedsCall
 from engram.tools.tool_set import fingerprint, worker_identity
 from engram.vocabulary import ToolKind
 from engram.workflows.types import AnnounceInput
@@ -141,6 +142,7 @@ class ToolActivities:
             agent_id=call.agent_id,
             attempt=info.attempt,
             previous_details=info.heartbeat_details[0] if info.heartbeat_details else None,
+            journal=call.journal,
         )
         try:
             if call.name != name:
@@ -168,6 +170,8 @@ class ToolActivities:
             )
         except (_Refused, ToolError, McpToolUnknown) as err:
             return _error(str(err))
+        except NeedsCall as needs:
+            return ToolCallOutput(output="", needs_call=needs.call)
 
     @activity.defn(name=LIST_TOOLS_ACTIVITY)
     async def list_tools(self) -> ToolCatalog:
@@ -194,7 +198,7 @@ class ToolActivities:
         try:
             async with deadline:
                 return await run
-        except (_Refused, ToolError, McpToolUnknown):
+        except (_Refused, ToolError, McpToolUnknown, NeedsCall):
             raise
         except TimeoutError as err:
             failure = (

@@ -36,6 +36,7 @@ from engram.tools.registry import (
     WorkerTool,
     tool,
 )
+from engram.tools.scripts import ScriptCall, ScriptJournal
 from engram.workflows.types import AnnounceInput
 
 TOOL_ACTIVITY_PREFIX = "tool:"
@@ -81,6 +82,8 @@ class ToolCallInput:
     # activity before the tool runs, so the client sees the call while it runs at no extra
     # activity. A worker of an older release ignores it.
     announce: AnnounceInput | None = None
+    # For a script tool (code mode, engram.tools.scripts): the calls its script made so far.
+    journal: ScriptJournal | None = None
 
 
 @dataclass(kw_only=True)
@@ -93,6 +96,9 @@ class ToolCallOutput:
     error_message: str = ""
     # The tool could not be reached (an MCP server down): the client is told, too.
     unavailable: bool = False
+    # A script tool stopped at a call it has no answer for: the workflow makes it, then runs the
+    # script again (engram.tools.scripts).
+    needs_call: ScriptCall | None = None
 
 
 @dataclass(kw_only=True)

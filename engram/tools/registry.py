@@ -21,6 +21,7 @@ from typing import Any, TypeVar, cast, get_type_hints, overload
 import pydantic
 from pydantic.json_schema import GenerateJsonSchema
 
+from engram.tools.scripts import ScriptJournal
 from engram.workflows.function_tool import function_tool
 
 # OpenAI's rule for function names; Anthropic's and most local servers' are the same or looser.
@@ -78,6 +79,8 @@ class ToolContext:
     attempt: int = 1
     # What the previous attempt last heartbeated, for resuming long work.
     previous_details: Any = None
+    # A script tool's calls answered so far (engram.tools.scripts); None for any other tool.
+    journal: ScriptJournal | None = None
     _details: list[Any] = field(default_factory=list, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 

@@ -210,6 +210,13 @@ TENANT_BUDGET = Patch(
     "timer until the next UTC day, cut short by a resume or an Edit; then the call is made again.",
     added_in="0.7.0",
 )
+CODE_MODE = Patch(
+    "code-mode",
+    "A `run_script` call (engram.tools.scripts) is run as a loop: its activity, then each tool "
+    "call its script makes as a tool step of its own (events, approval policy, activity), the "
+    "script's activity again with the results so far, until the script ends.",
+    added_in="0.7.0",
+)
 
 PATCHES = (
     MODEL_TOKENIZER,
@@ -232,6 +239,7 @@ PATCHES = (
     FAILOVER,
     COST_BUDGET,
     TENANT_BUDGET,
+    CODE_MODE,
 )
 
 # Constants whose values decide which commands the workflow issues (whether an activity is

@@ -28,6 +28,7 @@ from engram.tools import (
     approval_policy,
     execute_tool_call,
 )
+from engram.tools.scripts import SCRIPT_TOOL, STEP_OUTPUT_CHARS, ScriptJournal, ScriptStep
 from engram.vocabulary import ApprovalPolicy, ErrorType, EventKind, Notice, ToolKind, Waiting
 from engram.workflows import autonomy, memory, patches, recall
 from engram.workflows.agent_waits import Calls
@@ -345,6 +346,64 @@ class ToolUse:
     async def _run_activity(
         self, call: ToolCall, tool: AgentTool, arguments: str, message_id: str, hooks: TurnHooks
     ) -> Outcome:
+        if (
+            tool.name == SCRIPT_TOOL
+            and tool.kind == ToolKind.WORKER
+            and patches.check(patches.CODE_MODE)
+        ):
+            return await self._run_script(call, tool, arguments, message_id, hooks)
+        result = await self._activity(call, tool, arguments, message_id, hooks)
+        return Outcome(result.output, result.is_error)
+
+    async def _run_script(
+        self, call: ToolCall, tool: AgentTool, arguments: str, message_id: str, hooks: TurnHooks
+    ) -> Outcome:
+        """Code mode (engram.tools.scripts): run the script; make each call it stops at as a step
+        of its own, as if the model had made it; run it again with the results, until it ends."""
+        journal = ScriptJournal()
+        while True:
+            result = await self._activity(call, tool, arguments, message_id, hooks, journal)
+            needs = result.needs_call
+            if needs is None:
+                return Outcome(result.output, result.is_error)
+            journal.state = needs.state
+            inner = ToolCall(f"call_{self.state.next_seq}", needs.name, needs.arguments)
+            self.state.tool_calls += 1
+            self.log.tool_call(inner, message_id=message_id, now=_now())
+            if needs.name == SCRIPT_TOOL or all(t.name != needs.name for t in self.state.tools):
+                names = ", ".join(t.name for t in self.state.tools if t.name != SCRIPT_TOOL)
+                outcome = Outcome(
+                    f"error: no tool {needs.name!r} for scripts; they are {names}", True
+                )
+            else:
+                outcome = await self._carry_out(
+                    inner, message_id, hooks, self._turn_start(message_id)
+                )
+            self.log.tool_result(
+                inner.call_id,
+                outcome.output,
+                is_error=outcome.is_error,
+                message_id=message_id,
+                now=_now(),
+            )
+            journal.steps.append(
+                ScriptStep(
+                    name=needs.name,
+                    arguments=needs.arguments,
+                    output=outcome.output[:STEP_OUTPUT_CHARS],
+                    is_error=outcome.is_error,
+                )
+            )
+
+    async def _activity(
+        self,
+        call: ToolCall,
+        tool: AgentTool,
+        arguments: str,
+        message_id: str,
+        hooks: TurnHooks,
+        journal: ScriptJournal | None = None,
+    ) -> ToolCallOutput:
         # The client sees the call while the tool runs, not after: the tool's activity sends it
         # first (it too starts only once this point is recorded), or, for another agent's call,
         # which has no such activity, an announcement does.
@@ -362,12 +421,13 @@ class ToolUse:
             name=tool.name,
             arguments=arguments,
             announce=announcement if announcement and announcement.events else None,
+            journal=journal,
         )
         if tool.kind == ToolKind.AGENT and patches.check(patches.WAIT_IN_WORKFLOW):
             answer = await self.agents.wait(call_input, tool.timeout_seconds, hooks.stopping)
             if answer is None:
                 raise TurnCancelled
-            return Outcome(answer.output, answer.is_error)
+            return ToolCallOutput(output=answer.output, is_error=answer.is_error)
         self.running = asyncio.ensure_future(
             execute_tool_call(
                 call_input, ToolPolicy(timeout_seconds=tool.timeout_seconds, retries=tool.retries)
@@ -387,7 +447,7 @@ class ToolUse:
             self.running = None
         if result.unavailable:
             self._note(Notice.TOOL_UNAVAILABLE, result.error_message, message_id)
-        return Outcome(result.output, result.is_error)
+        return result
 
     # --- bookkeeping ----------------------------------------------------------------------
 

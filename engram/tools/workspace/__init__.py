@@ -5,6 +5,8 @@ Read-only, run without asking under `auto_approve_read_only`: `list_files`, `rea
 `search_files`, `git_diff`, `git_log`. Changing it: `write_file`, `edit_file`, `run_command`
 (in a bubblewrap sandbox), `git_commit`. Each of those ends with a commit whose id is in its result,
 and is done once per call whatever crashes in between (engram.tools.workspace.store says how).
+`run_script` (code mode) runs a Python script in the sandbox whose every tool call is a step of
+its own (engram.tools.workspace.scripting).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any
 from temporalio import activity
 
 from engram.tools.registry import ToolContext, ToolError, tool
-from engram.tools.workspace import sandbox
+from engram.tools.scripts import ScriptJournal
+from engram.tools.workspace import sandbox, scripting
 from engram.tools.workspace.store import BASE_TAG, Workspace, max_bytes, workspaces_root
 
 log = logging.getLogger("engram.workspace")
@@ -288,6 +291,31 @@ def run_command(ctx: ToolContext, command: str, timeout_seconds: int = 60) -> di
     if sandbox.bwrap() is None:
         sandbox.sandbox_command(workspace_of(ctx).tree, command, 1)  # raises: says why
     return _change(ctx, f"run_command {command}", apply)
+
+
+@tool(timeout=timedelta(seconds=COMMAND_TIMEOUT + 30))
+def run_script(ctx: ToolContext, script: str, timeout_seconds: int = 60) -> dict[str, Any]:
+    """Run a Python 3 script in your workspace's sandbox; it calls your tools as `tools.NAME(...)`.
+
+    Use it to do many steps at once: `tools.write_file(path="a.py", content=...)`,
+    `tools.run_command(command="python3 -m unittest")`; arguments by name. A call returns the
+    tool's result (a dict for the workspace tools); a failed or denied call raises
+    `tools.ToolError`. The script sees the workspace read-only at /workspace (the current
+    directory) and changes it only through tools; each call is a step of its own, under its
+    own approval. The script may run again from the start after a crash or an approval, with
+    its earlier calls answered as before, so it must not branch on the time or randomness.
+    Its printed output and exit code are the result.
+
+    Args:
+        script: the Python source to run
+        timeout_seconds: stop each run of it after this many seconds (at most 300)
+    """
+    seconds = max(1, min(timeout_seconds, COMMAND_TIMEOUT))
+    if sandbox.bwrap() is None:
+        sandbox.sandbox_command(workspace_of(ctx).tree, "", 1)  # raises: says why
+    journal = ctx.journal or ScriptJournal()
+    with workspace_of(ctx).open() as ws:
+        return scripting.run(ws, script, journal, seconds)
 
 
 @tool(timeout=timedelta(seconds=30), read_only=True)

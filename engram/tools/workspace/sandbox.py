@@ -3,9 +3,10 @@
 The command sees the system's programs read-only (/usr and the links into it, a few files of
 /etc), a private /tmp and /proc, and its workspace at /workspace: the only path it can write. It
 runs as nobody in its own user, PID, IPC, UTS and network namespaces (no network unless the
-operator allows it), with an empty environment but PATH, HOME and LANG (the worker's secrets stay
-out), and under CPU, memory, file-size and process limits (prlimit). It is killed, with every
-process it started, when its time is up. No bubblewrap, no command: there is no safe fallback.
+operator allows it), with an empty environment but PATH, HOME, LANG, TMPDIR and
+PYTHONDONTWRITEBYTECODE (the worker's secrets stay out), and under CPU, memory, file-size and
+process limits (prlimit). It is killed, with every process it started, when its time is up. No
+bubblewrap, no command: there is no safe fallback.
 """
 
 from __future__ import annotations
@@ -71,6 +72,14 @@ class Finished:
 
 
 def sandbox_command(tree: Path, command: str, file_limit: int) -> list[str]:
+    return sandbox_argv(tree, ["/bin/sh", "-c", command], file_limit)
+
+
+def sandbox_argv(
+    tree: Path, argv: list[str], file_limit: int, *, read_only: bool = False
+) -> list[str]:
+    """The bwrap command line that runs `argv` in the sandbox; with `read_only`, the workspace
+    is mounted read-only (a script's changes go through tools: engram.tools.workspace.scripting)."""
     binary = bwrap()
     if binary is None:
         raise ToolError(
@@ -90,7 +99,8 @@ def sandbox_command(tree: Path, command: str, file_limit: int) -> list[str]:
     for name in _ETC:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    args += ["--bind", str(tree.resolve()), SANDBOX_PATH, "--chdir", SANDBOX_PATH]
+    bind = "--ro-bind" if read_only else "--bind"
+    args += [bind, str(tree.resolve()), SANDBOX_PATH, "--chdir", SANDBOX_PATH]
     args += ["--clearenv"]
     for key, value in (
         ("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"),
@@ -108,9 +118,7 @@ def sandbox_command(tree: Path, command: str, file_limit: int) -> list[str]:
         f"--fsize={max(1, file_limit)}",
         f"--nproc={MAX_PROCESSES}",
         "--",
-        "/bin/sh",
-        "-c",
-        command,
+        *argv,
     ]
     return args
 
