@@ -8,9 +8,9 @@ It also holds the catalog of tools the workers offer, which the gateway checks a
 against and lists (ListTools), and the API keys' records (salted hashes, never keys), which
 `engram keys` writes and every gateway reads.
 
-Each part is its own protocol (EventStore, SearchStore, BlobStore, ToolCatalogStore, and auth's
-KeyStore), so each consumer asks only for what it uses; the backends implement them all as
-`TranscriptStore`.
+Each part is its own protocol (EventStore, SearchStore, VectorStore, BlobStore, ToolCatalogStore,
+and auth's KeyStore), so each consumer asks only for what it uses; the backends implement them
+all as `TranscriptStore`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Protocol
 
 from engram.auth.key_store import KeyStore
 from engram.transcripts.search import SearchPage, SearchQuery
+from engram.transcripts.vectors import Nearest
 from engram.workflows.types import AgentTool, Event, Turn
 
 
@@ -53,6 +54,29 @@ class SearchStore(Protocol):
         """The newest stored event's seq (0: none)."""
 
 
+class VectorStore(Protocol):
+    """Events' embeddings, by agent and embedding model (engram/embeddings, when configured).
+
+    Only events that full-text search indexes get one (engram/transcripts/vectors.py). A mark per
+    agent and model says how far its events have been looked at, so indexing resumes there."""
+
+    def index_window(self, agent_id: str, after: int, through: int) -> list[tuple[int, float, str]]:
+        """(seq, ts, text) of the agent's events after < seq <= through that are indexed, their
+        text as the database holds it: a sealed field is never among them."""
+
+    def vector_mark(self, agent_id: str, model: str) -> int:
+        """The seq through which the agent's events have vectors of `model` (or need none)."""
+
+    def put_vectors(
+        self, agent_id: str, model: str, rows: list[tuple[int, float, bytes]], through: int
+    ) -> None:
+        """Store (seq, ts, packed vector) rows and move the mark to `through` (never back)."""
+
+    def nearest(self, query: SearchQuery, model: str, vector: bytes, k: int) -> list[Nearest]:
+        """At most `k` of the query agent's events nearest `vector` (its seq and time bounds
+        applied), most similar first."""
+
+
 class BlobStore(Protocol):
     """Attachments' bytes, by hash (the gateway writes, the LLM activity reads)."""
 
@@ -73,7 +97,9 @@ class ToolCatalogStore(Protocol):
         """Every tool some worker has offered, by name."""
 
 
-class TranscriptStore(EventStore, SearchStore, BlobStore, ToolCatalogStore, KeyStore, Protocol):
+class TranscriptStore(
+    EventStore, SearchStore, VectorStore, BlobStore, ToolCatalogStore, KeyStore, Protocol
+):
     """All of it in one database: what a backend implements and a process opens and closes."""
 
     def close(self) -> None: ...
