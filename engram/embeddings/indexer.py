@@ -61,13 +61,21 @@ class Indexer:
     async def _step(self, agent_id: str, after: int, through: int) -> int:
         rows = await asyncio.to_thread(self.store.index_window, agent_id, after, through)
         embedded = await self.embedder.embed([text for _, _, text in rows]) if rows else []
+        # Packing is CPU work: off the event loop, which streams replies.
+        await asyncio.to_thread(self._store_vectors, agent_id, rows, embedded, through)
+        return through
+
+    def _store_vectors(
+        self,
+        agent_id: str,
+        rows: list[tuple[int, float, str]],
+        embedded: list[list[float]],
+        through: int,
+    ) -> None:
         vectors = [
             (seq, ts, pack(vector)) for (seq, ts, _), vector in zip(rows, embedded, strict=True)
         ]
-        await asyncio.to_thread(
-            self.store.put_vectors, agent_id, self.embedder.name, vectors, through
-        )
-        return through
+        self.store.put_vectors(agent_id, self.embedder.name, vectors, through)
 
     async def _drain(self) -> None:
         while self._pending:
