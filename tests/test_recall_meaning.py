@@ -45,13 +45,16 @@ class LocalEmbedder:
 
     name = MODEL
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.texts: list[str] = []
         self.down = False
+        self.delay = delay
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         if self.down:
             raise ConnectionError("embeddings endpoint unreachable")
+        if len(texts) > 1:  # indexing, not a query
+            await asyncio.sleep(self.delay)
         self.texts += texts
         return [fake_embedding(t) for t in texts]
 
@@ -192,6 +195,27 @@ async def test_archiving_embeds_in_the_background(tmp_path: Path) -> None:
         assert time.monotonic() < deadline, "the indexer did not catch up"
         await asyncio.sleep(0.05)
     assert len(embedder.texts) == 601
+    store.close()
+
+
+async def test_a_slow_endpoint_holds_a_recall_back_only_so_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("engram.embeddings.hybrid.RECALL_CATCH_UP_SECONDS", 1.0)
+    store = SqliteTranscriptStore(tmp_path / "transcripts.db")
+    agent = uuid.uuid4().hex
+    store.append(agent, transcript(filler=2000))
+    hybrid = HybridSearch(store, LocalEmbedder(delay=0.3), EmbeddingSettings(model=MODEL))
+    started = time.monotonic()
+    page = await hybrid.search(SearchQuery(agent_id=agent, text="weather"))
+    # Answered after the bound, with what was embedded by then (and every full-text match)...
+    assert time.monotonic() - started < 5 and len(page.hits) == 10
+    assert 0 < store.vector_mark(agent, MODEL) < 2001
+    # ...and the rest is embedded in the background.
+    deadline = time.monotonic() + 60
+    while store.vector_mark(agent, MODEL) < 2001:
+        assert time.monotonic() < deadline, "the indexer did not catch up"
+        await asyncio.sleep(0.05)
     store.close()
 
 

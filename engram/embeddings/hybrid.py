@@ -41,7 +41,12 @@ class HybridSearch:
         if not search.words(query.text) or pool > MAX_POOL:
             return await asyncio.to_thread(self.store.search, query)
         try:
-            await self.indexer.catch_up(query.agent_id, RECALL_CATCH_UP_SECONDS)
+            # Bounded, so a slow endpoint cannot hold the recall past its activity's timeout.
+            await asyncio.wait_for(self.indexer.catch_up(query.agent_id), RECALL_CATCH_UP_SECONDS)
+        except Exception as err:  # out of time, or the endpoint: search what is embedded
+            log.info("recall searches %s's vectors as they are: %r", query.agent_id, err)
+            self.indexer.nudge(query.agent_id)
+        try:
             [vector] = await self.embedder.embed([query.text])
         except Exception as err:  # the endpoint: words alone still answer
             log.warning("recall by meaning unavailable, by words only: %s", err)

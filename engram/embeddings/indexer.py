@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Protocol
 
 from engram.embeddings.client import TextEmbedder
@@ -44,19 +43,15 @@ class Indexer:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
-    async def catch_up(self, agent_id: str, seconds: float | None = None) -> bool:
-        """Embed the agent's events up to its newest, for at most `seconds` (None: no limit).
-        Whether it got there."""
-        deadline = None if seconds is None else time.monotonic() + seconds
+    async def catch_up(self, agent_id: str) -> None:
+        """Embed the agent's events up to its newest. Cancelling it loses nothing: the mark
+        moves only with a window's vectors, in one transaction."""
         lock = self._locks.setdefault(agent_id, asyncio.Lock())
         async with lock:
             last = await asyncio.to_thread(self.store.last_seq, agent_id)
             mark = await asyncio.to_thread(self.store.vector_mark, agent_id, self.embedder.name)
             while mark < last:
-                if deadline is not None and time.monotonic() > deadline:
-                    return False
                 mark = await self._step(agent_id, mark, min(last, mark + INDEX_WINDOW))
-        return True
 
     async def _step(self, agent_id: str, after: int, through: int) -> int:
         rows = await asyncio.to_thread(self.store.index_window, agent_id, after, through)
