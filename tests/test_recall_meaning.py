@@ -4,6 +4,7 @@ or with its endpoint down, recall is the full-text search it was."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sqlite3
@@ -15,9 +16,12 @@ from typing import Any
 
 import pytest
 
+from engram import llm_settings
 from engram.activities.archive import ArchiveActivities, ArchiveInput
 from engram.codec.encrypted_store import EncryptedTranscriptStore
 from engram.codec.keyring import Keyring
+from engram.embeddings import settings as embedding_settings
+from engram.embeddings.client import Embedder
 from engram.embeddings.hybrid import HybridSearch
 from engram.embeddings.settings import EmbeddingSettings
 from engram.transcripts import TranscriptStore, open_transcript_store
@@ -130,6 +134,38 @@ def test_the_index_window_leaves_out_what_full_text_leaves_out(store: Transcript
     ]
     # A window that starts between `recall`'s call and its result still knows the result's call.
     assert store.index_window(agent, 2, 6) == [(6, 1006.0, "Herons, yes.")]
+
+
+def test_the_flags_pick_a_model_and_its_endpoint_as_llm_models_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parser = argparse.ArgumentParser()
+    llm_settings.add_arguments(parser)
+    embedding_settings.add_arguments(parser)
+    monkeypatch.delenv("ENGRAM_EMBEDDINGS_MODEL", raising=False)
+    assert not embedding_settings.from_args(parser.parse_args([])).enabled
+
+    args = parser.parse_args(
+        ["--llm-endpoint", "local=http://127.0.0.1:9/v1", "--embeddings-model", "local/nomic"]
+    )
+    endpoints = llm_settings.endpoints_from_args(args, llm_settings.endpoint_from_args(args))
+    settings = embedding_settings.from_args(args)
+    embedder = Embedder(endpoints, settings.model)
+    assert (embedder.endpoint.name, embedder.model, embedder.name) == (
+        "local",
+        "nomic",
+        "local/nomic",
+    )
+    assert settings.min_similarity == embedding_settings.MIN_SIMILARITY
+    assert Embedder(endpoints, "text-embedding-3-small").endpoint == endpoints.default
+
+    monkeypatch.setenv("ENGRAM_EMBEDDINGS_MODEL", "from-env")
+    monkeypatch.setenv("ENGRAM_EMBEDDINGS_MIN_SIMILARITY", "0.5")
+    fresh = argparse.ArgumentParser()
+    embedding_settings.add_arguments(fresh)
+    assert embedding_settings.from_args(fresh.parse_args([])) == EmbeddingSettings("from-env", 0.5)
+    with pytest.raises(SystemExit):
+        embedding_settings.from_args(fresh.parse_args(["--embeddings-min-similarity", "2"]))
 
 
 def test_reciprocal_rank_fusion_favours_hits_both_rankings_find() -> None:
