@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sqlite3
 import time
 import uuid
@@ -200,7 +201,9 @@ async def test_meaning_finds_a_turn_full_text_does_not(tmp_path: Path) -> None:
     store.close()
 
 
-async def test_without_its_endpoint_recall_searches_by_words(tmp_path: Path) -> None:
+async def test_without_its_endpoint_recall_searches_by_words(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = SqliteTranscriptStore(tmp_path / "transcripts.db")
     agent = uuid.uuid4().hex
     store.append(agent, transcript(filler=3))
@@ -216,6 +219,12 @@ async def test_without_its_endpoint_recall_searches_by_words(tmp_path: Path) -> 
     assert [
         h.seq for h in (await hybrid.search(SearchQuery(agent_id=agent, text=RELATED))).hits
     ] == [1]
+    # Vectors of another size under the same model name (a changed model): words still answer.
+    store.put_vectors(agent, MODEL, [(99, 1099.0, pack([1.0, 0.0]))], 5)
+    with caplog.at_level(logging.WARNING, "engram.embeddings.hybrid"):
+        words = await hybrid.search(SearchQuery(agent_id=agent, text="periscope"))
+    assert [h.seq for h in words.hits] == [1]
+    assert "by words only" in caplog.text
     store.close()
 
 

@@ -54,9 +54,13 @@ class HybridSearch:
         by_words = await asyncio.to_thread(
             self.store.search, dataclasses.replace(query, offset=0, limit=pool)
         )
-        near = await asyncio.to_thread(
-            self.store.nearest, query, self.embedder.name, pack(vector), pool
-        )
+        try:
+            near = await asyncio.to_thread(
+                self.store.nearest, query, self.embedder.name, pack(vector), pool
+            )
+        except Exception as err:  # e.g. the model's vectors changed size under the same name
+            log.warning("recall by meaning failed, by words only: %s", err)
+            near = []
         by_meaning = [n.seq for n in near if n.similarity >= self.settings.min_similarity]
         ranked = fuse([h.seq for h in by_words.hits], by_meaning)
         chosen = ranked[query.offset : query.offset + query.limit]
