@@ -23,6 +23,7 @@ from engram.codec import data_converter, encrypted_store
 from engram.codec.claim_check import BlobStore, with_claim_check
 from engram.codec.commands import configured_keyring, start_dev_codec_server
 from engram.dev_server import start_dev_server
+from engram.embeddings import settings as embedding_settings
 from engram.gateway import security as gateway_security
 from engram.gateway.agent_service import GatewaySettings
 from engram.gateway.server import GRACE_SECONDS, start_gateway
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     _gateway_arguments(dev)
     gateway_security.SecuritySettings.add_arguments(dev, short_tls_names=True)
     llm_settings.add_arguments(dev)
+    embedding_settings.add_arguments(dev)
     tool_settings.add_arguments(dev)
     _transcript_argument(dev, default="")
     observability.add_arguments(dev)
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     worker = commands.add_parser("worker", help="run agent workflows and LLM activities")
     TemporalSettings.add_arguments(worker)
     llm_settings.add_arguments(worker)
+    embedding_settings.add_arguments(worker)
     tool_settings.add_arguments(worker)
     _transcript_argument(worker)
     _versioning_arguments(worker)
@@ -260,6 +263,7 @@ async def run_worker(args: argparse.Namespace) -> None:
         prices,
         args.tenant_daily_budget_usd,
         versioning,
+        embedding_settings.from_args(args),
     ):
         if versioning is not None:
             version = versioning.version
@@ -373,6 +377,7 @@ async def run_dev(args: argparse.Namespace) -> None:
             tools,
             PriceTable.load(args.prices),
             args.tenant_daily_budget_usd,
+            embeddings=embedding_settings.from_args(args),
         ):
             server = await start_gateway(
                 client, f"{args.host}:{args.port}", settings, store, security

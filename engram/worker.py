@@ -28,6 +28,9 @@ from engram.activities.recall import RecallActivities
 from engram.activities.tenant_budget import TenantBudgets
 from engram.activities.tool_calls import ToolActivities
 from engram.activities.wake_up import WakeUpActivities
+from engram.embeddings.client import Embedder
+from engram.embeddings.hybrid import HybridSearch
+from engram.embeddings.settings import EmbeddingSettings
 from engram.llm_settings import LLMEndpoint, LLMEndpoints
 from engram.prices import PriceTable
 from engram.tools import ToolCatalog, ToolRegistry
@@ -187,11 +190,21 @@ def build_worker(
     prices: PriceTable | None = None,
     tenant_daily_budget_usd: float = 0.0,
     versioning: WorkerDeploymentConfig | None = None,
+    embeddings: EmbeddingSettings | None = None,
 ) -> Worker:
     budgets = TenantBudgets(store, tenant_daily_budget_usd)
     llm = LLMActivities(endpoint, temporal=client, store=store, prices=prices, budgets=budgets)
-    archive = ArchiveActivities(store)
-    recall = RecallActivities(store)
+    # Search by meaning, when an embeddings model is configured: archiving nudges the indexer,
+    # recall searches by words and by meaning.
+    hybrid = None
+    if embeddings is not None and embeddings.enabled:
+        embedder = Embedder(llm.endpoints, embeddings.model)
+        hybrid = HybridSearch(store, embedder, embeddings)
+        log.info(
+            "recall searches by meaning too: %s at %s", embedder.name, embedder.endpoint.base_url
+        )
+    archive = ArchiveActivities(store, hybrid.indexer if hybrid else None)
+    recall = RecallActivities(store, hybrid)
     tools = tools or ToolActivities(ToolRegistry())
     # Other agents as tools: their calls talk to the agents' workflows through this client.
     delegation = Delegation(client)

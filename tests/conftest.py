@@ -53,6 +53,8 @@ def llm(fake_llm: FakeLLM) -> Iterator[FakeLLM]:
     fake_llm.failures.clear()
     fake_llm.cut_after = None
     fake_llm.cached_tokens = 0
+    fake_llm.embeddings_down = False
+    fake_llm.embedding_requests.clear()
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,10 @@ record of every request it was sent. Run it alone with `python tests/fake_llm.py
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
+import math
 import re
 import socket
 import sys
@@ -39,6 +41,24 @@ def default_reply(messages: Messages) -> str:
                 return f"We were talking about the '{found.group(1)}' table."
         return "I don't know which table."
     return f"You said: {last}"
+
+
+EMBEDDING_DIMENSIONS = 256
+
+
+def fake_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A deterministic stand-in for a model's embedding: each word's character trigrams (with
+    its edges, `#word#`), hashed into `dimensions` counts, unit length. Words sharing a stem
+    share most of their trigrams (`periscope`, `periscopes`), so texts about the same things lie
+    close where full-text search, matching whole words, finds nothing."""
+    counts = [0.0] * dimensions
+    for word in re.findall(r"\w+", text.lower()):
+        padded = f"#{word}#"
+        for i in range(len(padded) - 2):
+            digest = hashlib.blake2b(padded[i : i + 3].encode(), digest_size=4).digest()
+            counts[int.from_bytes(digest, "little") % dimensions] += 1.0
+    norm = math.sqrt(sum(c * c for c in counts)) or 1.0
+    return [c / norm for c in counts]
 
 
 @dataclass
@@ -167,6 +187,9 @@ class FakeLLM:
     # Requests that ended with a partial assistant message, which the reply went on from.
     continued: int = 0
     failures: list[Failure] = field(default_factory=list)
+    # Requests to /v1/embeddings, and whether it answers 503 (an endpoint that is down).
+    embedding_requests: list[dict[str, Any]] = field(default_factory=list)
+    embeddings_down: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
 
@@ -247,6 +270,9 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
+            if self.path.rstrip("/") == "/v1/embeddings":
+                self._embeddings(body)
+                return
             if self.path.rstrip("/") != "/v1/chat/completions":
                 self._json(404, {"error": {"message": f"no route {self.path}"}})
                 return
@@ -387,6 +413,25 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 with fake.lock:
                     fake.disconnects += 1
+
+        def _embeddings(self, body: dict[str, Any]) -> None:
+            with fake.lock:
+                fake.embedding_requests.append(body)
+            if fake.embeddings_down:
+                self._json(503, {"error": {"message": "embeddings are down"}})
+                return
+            given = body.get("input", [])
+            texts = [given] if isinstance(given, str) else list(given)
+            data = [
+                {"object": "embedding", "index": i, "embedding": fake_embedding(t)}
+                for i, t in enumerate(texts)
+            ]
+            usage = {"prompt_tokens": sum(len(t.split()) for t in texts)}
+            usage["total_tokens"] = usage["prompt_tokens"]
+            self._json(
+                200,
+                {"object": "list", "data": data, "model": body.get("model", ""), "usage": usage},
+            )
 
         def _event(self, payload: dict[str, Any]) -> None:
             self._chunk(f"data: {json.dumps(payload)}\n\n".encode())

@@ -1,4 +1,8 @@
-"""Moves an agent's older stream messages and turns out of workflow state into the store."""
+"""Moves an agent's older stream messages and turns out of workflow state into the store.
+
+Full-text indexing happens in the store's append; embedding (when configured) is only asked for
+here and done in the background (engram/embeddings/indexer.py), so archiving is no slower.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from dataclasses import dataclass
 
 from temporalio import activity
 
+from engram.embeddings.indexer import Indexer
 from engram.transcripts import EventStore
 from engram.workflows.fork import ForgetInput
 from engram.workflows.types import Event, Turn
@@ -26,12 +31,15 @@ class TurnsArchiveInput:
 
 
 class ArchiveActivities:
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, indexer: Indexer | None = None) -> None:
         self.store = store
+        self.indexer = indexer
 
     @activity.defn(name="archive_events")
     async def archive_events(self, request: ArchiveInput) -> int:
         await asyncio.to_thread(self.store.append, request.agent_id, request.events)
+        if self.indexer is not None:
+            self.indexer.nudge(request.agent_id)
         return max((e.seq for e in request.events), default=0)
 
     @activity.defn(name="archive_turns")

@@ -1,4 +1,5 @@
-"""The `recall` tool's search: read-only, against the transcript store, for one agent only."""
+"""The `recall` tool's search: read-only, against the transcript store, for one agent only; by
+words, and by meaning too when the worker has an embeddings model (engram/embeddings)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 from temporalio import activity
 
+from engram.embeddings.hybrid import HybridSearch
 from engram.transcripts import SearchStore
 from engram.transcripts.search import SearchPage, SearchQuery
 
@@ -24,8 +26,9 @@ class RecallInput:
 
 
 class RecallActivities:
-    def __init__(self, store: SearchStore) -> None:
+    def __init__(self, store: SearchStore, hybrid: HybridSearch | None = None) -> None:
         self.store = store
+        self.hybrid = hybrid
 
     @activity.defn(name="recall")
     async def recall(self, request: RecallInput) -> SearchPage:
@@ -37,4 +40,6 @@ class RecallActivities:
             until=request.until,
         )
         query.offset = max(0, request.page) * query.limit
+        if self.hybrid is not None:
+            return await self.hybrid.search(query)
         return await asyncio.to_thread(self.store.search, query)

@@ -20,7 +20,10 @@ before (attachments, prompt texts, reply checkpoints) are read as ever.
 
 Sealed text is never indexed for full-text search (its words would be plaintext in the
 database). A search here opens the agent's newest events instead, at most SEARCH_SCAN_EVENTS of
-them, and matches their words in memory: older events are out of its reach.
+them, and matches their words in memory: older events are out of its reach. Nor is sealed text
+embedded for search by meaning (an embedding leaks what it was made from): vectors come from the
+store's own rows (index_window), where a sealed field is base64 and never indexed, so only text
+stored before encryption was turned on can have one.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from engram.codec.keyring import EncryptionKeyError, Keyring
 from engram.transcripts import TranscriptStore, search
 from engram.transcripts.search import SearchPage, SearchQuery
 from engram.transcripts.spend import DaySpend, Hold, TenantDay
+from engram.transcripts.vectors import Nearest
 from engram.workflows.types import AgentTool, Event, Turn
 
 PREFIX = "enc:v1:"
@@ -88,6 +92,21 @@ class EncryptedTranscriptStore:
         found.sort(key=lambda hit: (-hit[0], -hit[1].seq))
         best = [e for _, e in found[query.offset : query.offset + query.limit + 1]]
         return search.page(best, query)
+
+    # Vectors are made from, and kept beside, the rows as stored: sealed text stays out of them.
+    def index_window(self, agent_id: str, after: int, through: int) -> list[tuple[int, float, str]]:
+        return self._inner.index_window(agent_id, after, through)
+
+    def vector_mark(self, agent_id: str, model: str) -> int:
+        return self._inner.vector_mark(agent_id, model)
+
+    def put_vectors(
+        self, agent_id: str, model: str, rows: list[tuple[int, float, bytes]], through: int
+    ) -> None:
+        self._inner.put_vectors(agent_id, model, rows, through)
+
+    def nearest(self, query: SearchQuery, model: str, vector: bytes, k: int) -> list[Nearest]:
+        return self._inner.nearest(query, model, vector, k)
 
     def append_turns(self, agent_id: str, first_index: int, turns: list[Turn]) -> None:
         self._inner.append_turns(

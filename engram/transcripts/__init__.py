@@ -6,6 +6,7 @@ from engram.transcripts.store import (
     SearchStore,
     ToolCatalogStore,
     TranscriptStore,
+    VectorStore,
     open_transcript_store,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "SearchStore",
     "ToolCatalogStore",
     "TranscriptStore",
+    "VectorStore",
     "open_transcript_store",
 ]

@@ -3,7 +3,9 @@
 Rows are JSONB, so an operator can read an agent's old turns with plain SQL. A connection pool
 replaces connections that broke (a database restart costs the calls in flight, which their
 activities retry, not the process). Events' words are a tsvector column with a GIN index, set on
-append from what engram/transcripts/search.py lets into the index.
+append from what engram/transcripts/search.py lets into the index. Events' embeddings, when search
+by meaning is on, are `real[]` of unit length ranked by their dot product in SQL: exact, over one
+agent's rows (pgvector is not in Debian 12's archive, so nothing here needs it).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from engram.auth.records import ApiKey, Role
-from engram.transcripts import search
+from engram.transcripts import search, vectors
 from engram.transcripts.search import SearchPage, SearchQuery
 from engram.transcripts.spend import (
     HOLD_SECONDS,
@@ -25,6 +27,7 @@ from engram.transcripts.spend import (
     effective_budget,
     grants,
 )
+from engram.transcripts.vectors import Nearest
 from engram.workflows.types import AgentTool, Event, Turn
 
 SCHEMA = """
@@ -76,6 +79,20 @@ CREATE TABLE IF NOT EXISTS engram_spend_holds (
     held_at DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX IF NOT EXISTS engram_spend_holds_by_day ON engram_spend_holds (tenant, day);
+CREATE TABLE IF NOT EXISTS engram_event_vectors (
+    agent_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    ts DOUBLE PRECISION NOT NULL,
+    vector REAL[] NOT NULL,
+    PRIMARY KEY (agent_id, model, seq)
+);
+CREATE TABLE IF NOT EXISTS engram_vector_marks (
+    agent_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    through BIGINT NOT NULL,
+    PRIMARY KEY (agent_id, model)
+);
 """
 # Full-text search: the 'simple' configuration (lower case, no stemming) matches as SQLite's FTS5
 # does. Events stored before the column existed are indexed once, when it is added.
@@ -150,6 +167,52 @@ class PostgresTranscriptStore:
             rows = conn.execute(sql, params).fetchall()
         return search.page([Event(**row[0]) for row in rows], query)
 
+    def index_window(self, agent_id: str, after: int, through: int) -> list[tuple[int, float, str]]:
+        window = self.between(agent_id, max(0, after - vectors.INDEX_LOOKBACK), through)
+        return vectors.index_rows(window, after)
+
+    def vector_mark(self, agent_id: str, model: str) -> int:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT through FROM engram_vector_marks WHERE agent_id = %s AND model = %s",
+                (agent_id, model),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def put_vectors(
+        self, agent_id: str, model: str, rows: list[tuple[int, float, bytes]], through: int
+    ) -> None:
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO engram_event_vectors VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                [(agent_id, model, seq, ts, vectors.unpack(v)) for seq, ts, v in rows],
+            )
+            cur.execute(
+                "INSERT INTO engram_vector_marks VALUES (%s, %s, %s) ON CONFLICT (agent_id, model)"
+                " DO UPDATE SET through = greatest(engram_vector_marks.through, EXCLUDED.through)",
+                (agent_id, model, through),
+            )
+
+    def nearest(self, query: SearchQuery, model: str, vector: bytes, k: int) -> list[Nearest]:
+        """Exact: every vector of the agent's is compared (the primary key finds them)."""
+        sql = (
+            "SELECT seq, (SELECT sum(a * b) FROM unnest(vector, %s::real[]) AS t(a, b))"
+            " FROM engram_event_vectors WHERE agent_id = %s AND model = %s AND seq > %s"
+        )
+        params: list[object] = [vectors.unpack(vector), query.agent_id, model, query.from_sequence]
+        if query.since:
+            sql += " AND ts >= %s"
+            params.append(query.since)
+        if query.until:
+            sql += " AND ts < %s"
+            params.append(query.until)
+        sql += " ORDER BY 2 DESC NULLS LAST, seq DESC LIMIT %s"
+        params.append(k)
+        with self._pool.connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [Nearest(seq=int(seq), similarity=float(sim or 0.0)) for seq, sim in rows]
+
     def between(self, agent_id: str, after: int, through: int) -> list[Event]:
         with self._pool.connection() as conn:
             rows = conn.execute(
@@ -185,6 +248,13 @@ class PostgresTranscriptStore:
         with self._pool.connection() as conn, conn.transaction():
             conn.execute(
                 "DELETE FROM engram_events WHERE agent_id = %s AND seq > %s", (agent_id, seq)
+            )
+            conn.execute(
+                "DELETE FROM engram_event_vectors WHERE agent_id = %s AND seq > %s", (agent_id, seq)
+            )
+            conn.execute(
+                "UPDATE engram_vector_marks SET through = least(through, %s) WHERE agent_id = %s",
+                (seq, agent_id),
             )
             conn.execute(
                 "DELETE FROM engram_turns WHERE agent_id = %s AND idx >= %s", (agent_id, turn_index)

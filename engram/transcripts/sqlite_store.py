@@ -2,11 +2,15 @@
 
 WAL mode lets the gateway read while a worker writes. Events' text is indexed for full-text
 search in an FTS5 table kept in step with `events` on append (engram/transcripts/search.py).
+Events' embeddings, when search by meaning is on, are float32 BLOBs ranked by cosine distance:
+sqlite-vec's `vec_distance_cosine` when the package is installed and this Python's sqlite3 can
+load extensions, else the same function in Python (engram/transcripts/vectors.py), slower.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -14,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from engram.auth.records import ApiKey, Role
-from engram.transcripts import search
+from engram.transcripts import search, vectors
 from engram.transcripts.search import SearchPage, SearchQuery
 from engram.transcripts.spend import (
     HOLD_SECONDS,
@@ -24,7 +28,10 @@ from engram.transcripts.spend import (
     effective_budget,
     grants,
 )
+from engram.transcripts.vectors import Nearest
 from engram.workflows.types import AgentTool, Event, Turn
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -75,6 +82,20 @@ CREATE TABLE IF NOT EXISTS spend_holds (
     held_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS spend_holds_by_day ON spend_holds (tenant, day);
+CREATE TABLE IF NOT EXISTS event_vectors (
+    agent_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (agent_id, model, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vector_marks (
+    agent_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    through INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, model)
+) WITHOUT ROWID;
 """
 # The events' words, by agent and seq. Its own copy of the text (events are WITHOUT ROWID, so no
 # external-content table can point at them) holds only what search.index_texts lets in.
@@ -93,6 +114,7 @@ class SqliteTranscriptStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SCHEMA)
+        self.vector_engine = _vector_functions(self._db)
         self._lock = threading.Lock()
         self._create_index()
 
@@ -156,6 +178,53 @@ class SqliteTranscriptStore:
         found = [Event(**json.loads(row[0])) for row in rows]
         return search.page(found, query)
 
+    def index_window(self, agent_id: str, after: int, through: int) -> list[tuple[int, float, str]]:
+        window = self.between(agent_id, max(0, after - vectors.INDEX_LOOKBACK), through)
+        return vectors.index_rows(window, after)
+
+    def vector_mark(self, agent_id: str, model: str) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT through FROM vector_marks WHERE agent_id = ? AND model = ?",
+                (agent_id, model),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def put_vectors(
+        self, agent_id: str, model: str, rows: list[tuple[int, float, bytes]], through: int
+    ) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO event_vectors VALUES (?, ?, ?, ?, ?)",
+                [(agent_id, model, seq, ts, vector) for seq, ts, vector in rows],
+            )
+            self._db.execute(
+                "INSERT INTO vector_marks VALUES (?, ?, ?) ON CONFLICT (agent_id, model)"
+                " DO UPDATE SET through = max(through, excluded.through)",
+                (agent_id, model, through),
+            )
+            self._db.execute("COMMIT")
+
+    def nearest(self, query: SearchQuery, model: str, vector: bytes, k: int) -> list[Nearest]:
+        """Exact: every vector of the agent's is compared (the primary key keeps them together)."""
+        sql = (
+            "SELECT seq, 1.0 - vec_distance_cosine(vector, ?) FROM event_vectors"
+            " WHERE agent_id = ? AND model = ? AND seq > ?"
+        )
+        params: list[object] = [vector, query.agent_id, model, query.from_sequence]
+        if query.since:
+            sql += " AND ts >= ?"
+            params.append(query.since)
+        if query.until:
+            sql += " AND ts < ?"
+            params.append(query.until)
+        sql += " ORDER BY 2 DESC, seq DESC LIMIT ?"
+        params.append(k)
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [Nearest(seq=int(seq), similarity=float(similarity)) for seq, similarity in rows]
+
     def between(self, agent_id: str, after: int, through: int) -> list[Event]:
         """Events with after < seq <= through, in order."""
         with self._lock:
@@ -192,6 +261,13 @@ class SqliteTranscriptStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM events WHERE agent_id = ? AND seq > ?", (agent_id, seq))
+            self._db.execute(
+                "DELETE FROM event_vectors WHERE agent_id = ? AND seq > ?", (agent_id, seq)
+            )
+            self._db.execute(
+                "UPDATE vector_marks SET through = min(through, ?) WHERE agent_id = ?",
+                (seq, agent_id),
+            )
             self._db.execute(
                 "DELETE FROM turns WHERE agent_id = ? AND idx >= ?", (agent_id, turn_index)
             )
@@ -342,3 +418,21 @@ class SqliteTranscriptStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _vector_functions(db: sqlite3.Connection) -> str:
+    """Give `db` vec_distance_cosine: sqlite-vec's ("sqlite-vec"), else Python's ("python")."""
+    try:
+        import sqlite_vec  # type: ignore[import-not-found, unused-ignore]
+
+        db.enable_load_extension(True)
+        try:
+            sqlite_vec.load(db)
+        finally:
+            db.enable_load_extension(False)
+        return "sqlite-vec"
+    except (ImportError, AttributeError, sqlite3.OperationalError) as err:
+        # AttributeError: a Python built without loadable SQLite extensions (pyenv's default).
+        log.debug("sqlite-vec not loaded (%s); cosine distance in Python", err)
+        db.create_function("vec_distance_cosine", 2, vectors.cosine_distance, deterministic=True)
+        return "python"

@@ -9,9 +9,9 @@ against and lists (ListTools), and the API keys' records (salted hashes, never k
 `engram keys` writes and every gateway reads, and what each tenant spends per UTC day against its
 daily budget (engram/transcripts/spend.py), which workers keep.
 
-Each part is its own protocol (EventStore, SearchStore, BlobStore, ToolCatalogStore, SpendStore,
-and auth's KeyStore), so each consumer asks only for what it uses; the backends implement them
-all as `TranscriptStore`.
+Each part is its own protocol (EventStore, SearchStore, VectorStore, BlobStore, ToolCatalogStore,
+SpendStore and auth's KeyStore), so each consumer asks only for what it uses; the backends
+implement them all as `TranscriptStore`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Protocol
 from engram.auth.key_store import KeyStore
 from engram.transcripts.search import SearchPage, SearchQuery
 from engram.transcripts.spend import SpendStore
+from engram.transcripts.vectors import Nearest
 from engram.workflows.types import AgentTool, Event, Turn
 
 
@@ -55,6 +56,29 @@ class SearchStore(Protocol):
         """The newest stored event's seq (0: none)."""
 
 
+class VectorStore(Protocol):
+    """Events' embeddings, by agent and embedding model (engram/embeddings, when configured).
+
+    Only events that full-text search indexes get one (engram/transcripts/vectors.py). A mark per
+    agent and model says how far its events have been looked at, so indexing resumes there."""
+
+    def index_window(self, agent_id: str, after: int, through: int) -> list[tuple[int, float, str]]:
+        """(seq, ts, text) of the agent's events after < seq <= through that are indexed, their
+        text as the database holds it: a sealed field is never among them."""
+
+    def vector_mark(self, agent_id: str, model: str) -> int:
+        """The seq through which the agent's events have vectors of `model` (or need none)."""
+
+    def put_vectors(
+        self, agent_id: str, model: str, rows: list[tuple[int, float, bytes]], through: int
+    ) -> None:
+        """Store (seq, ts, packed vector) rows and move the mark to `through` (never back)."""
+
+    def nearest(self, query: SearchQuery, model: str, vector: bytes, k: int) -> list[Nearest]:
+        """At most `k` of the query agent's events nearest `vector` (its seq and time bounds
+        applied), most similar first."""
+
+
 class BlobStore(Protocol):
     """Attachments' bytes, by hash (the gateway writes, the LLM activity reads)."""
 
@@ -76,7 +100,14 @@ class ToolCatalogStore(Protocol):
 
 
 class TranscriptStore(
-    EventStore, SearchStore, BlobStore, ToolCatalogStore, KeyStore, SpendStore, Protocol
+    EventStore,
+    SearchStore,
+    VectorStore,
+    BlobStore,
+    ToolCatalogStore,
+    KeyStore,
+    SpendStore,
+    Protocol,
 ):
     """All of it in one database: what a backend implements and a process opens and closes."""
 
