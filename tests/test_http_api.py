@@ -5,10 +5,15 @@ server was SIGKILLed."""
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -18,6 +23,8 @@ from openai import OpenAI
 from tests.conftest import eventually
 from tests.fake_llm import FakeLLM, note_taker
 from tests.http_api import HttpProcess, SseEvent, Tenants, client, sse_events, tenants_engine
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -380,3 +387,42 @@ def test_a_stream_resumes_exactly_once_after_its_server_is_killed(
         for server in (first, second):
             if server is not None:
                 server.stop()
+
+
+def readme_blocks(language: str) -> list[str]:
+    text = README.read_text()
+    section = text[text.index("## HTTP API\n") :]
+    section = section[: section.index("\n## ", 1)]
+    return re.findall(rf"```{language}\n(.*?)```", section, re.S)
+
+
+def test_the_readme_examples_run_as_written(tenants: Tenants, llm: FakeLLM) -> None:
+    llm.token_delay = 0.01
+    (shell,) = readme_blocks("bash")
+    (python,) = readme_blocks("python")
+    port = str(tenants.engine.http_port)
+    env = {**os.environ, "ENGRAM_API_KEY": tenants.acme}
+    done = subprocess.run(
+        ["bash", "-euc", shell.replace("8080", port) + 'echo "AGENT_ID=$AGENT_ID"\n'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"content":"You said: Hello"' in done.stdout
+    assert "event: response.completed" in done.stdout
+    assert "You said: Hello again" in done.stdout
+    agent_id = done.stdout.rsplit("AGENT_ID=", 1)[1].strip()
+    done = subprocess.run(
+        [sys.executable, "-c", python.replace("8080", port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "AGENT_ID": agent_id},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "You said: We are seeing slow joins on the 'users' table.",
+        "We were talking about the 'users' table.",
+    ]
