@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +21,11 @@ import httpx2
 import pytest
 from openai import OpenAI
 
+from engram.auth import keys
 from tests.conftest import eventually
 from tests.fake_llm import FakeLLM, note_taker
 from tests.http_api import HttpProcess, SseEvent, Tenants, client, sse_events, tenants_engine
+from tests.test_auth import create_key, engram_cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -426,3 +429,27 @@ def test_the_readme_examples_run_as_written(tenants: Tenants, llm: FakeLLM) -> N
         "You said: We are seeing slow joins on the 'users' table.",
         "We were talking about the 'users' table.",
     ]
+
+
+def test_a_revoked_key_ends_its_open_stream(tenants: Tenants, llm: FakeLLM) -> None:
+    llm.reply, llm.token_delay = (lambda messages: "slow " * 400), 0.02
+    data_dir = tenants.engine.data_dir
+    key = create_key(data_dir, "acme")
+    agent_id = new_agent(tenants.url, key)
+    events: list[SseEvent] = []
+    with client(tenants.url, key) as http:
+        body = {"model": f"agent:{agent_id}", "input": "talk", "stream": True}
+        with http.stream("POST", "/responses", json=body) as stream:
+            for event in sse_events(stream.iter_lines()):
+                events.append(event)
+                if event.event == "response.output_text.delta" and len(events) == 6:
+                    key_id = keys.parse(key)
+                    assert key_id is not None
+                    done = engram_cli("keys", "revoke", key_id[0], "--data-dir", str(data_dir))
+                    assert done.returncode == 0, done.stderr
+                    revoked_at = time.monotonic()
+    assert time.monotonic() - revoked_at < 5, "the stream ended within 5 s of the revocation"
+    assert events[-1].event == "error" and "revoked" in events[-1].json()["message"]
+    assert_error(client(tenants.url, key).get("/models"), 401)
+    with client(tenants.url, tenants.acme) as http:  # the turn itself goes on: end it
+        assert http.post(f"/agents/{agent_id}/cancel").status_code == 200

@@ -10,14 +10,17 @@ The caller's Principal is set in the request's context, where the gateway's code
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import ExitStack
 from typing import Any
 
+import grpc
 from starlette.exceptions import HTTPException
 
+from engram.auth import stopping
 from engram.auth.failures import peer_host
-from engram.auth.interceptor import REFUSAL_DELAY
+from engram.auth.interceptor import REFUSAL_DELAY, STREAM_CHECK_SECONDS
 from engram.auth.keyring import AuthError, KeyRing
 from engram.auth.limits import LimitExceeded, RateLimiter, StreamSlots
 from engram.auth.principal import Principal, current, set_current
@@ -28,6 +31,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger(__name__)
 
 # Paths served without a key: the API's description and a liveness probe.
 OPEN_PATHS = frozenset({"/openapi.json", "/docs", "/healthz"})
@@ -72,17 +77,42 @@ class Gate:
                 raise ApiError(429, str(err), "rate_limit_error", "rate_limit_exceeded") from None
         return principal
 
-    def stream_slot(self) -> ExitStack:
-        """One of the caller's open-stream slots (as a gRPC Chat stream holds), held until the
-        returned stack is closed, when a streamed reply ends; ApiError 429 when none is left."""
-        held = ExitStack()
+    def open_stream(self) -> StreamGuard:
+        """What a streamed reply holds while it lasts, as a gRPC Chat stream does: one of the
+        caller's open-stream slots (ApiError 429 when none is left), and a watch that ends the
+        stream once the caller's key is revoked or expires. Close it when the stream ends."""
+        guard = StreamGuard()
         principal = current()
-        if principal.scoped:
-            try:
-                held.enter_context(self.streams.hold(principal.key_id))
-            except LimitExceeded as err:
-                raise ApiError(429, str(err), "rate_limit_error", "rate_limit_exceeded") from None
-        return held
+        if not principal.scoped:
+            return guard
+        try:
+            guard.held.enter_context(self.streams.hold(principal.key_id))
+        except LimitExceeded as err:
+            raise ApiError(429, str(err), "rate_limit_error", "rate_limit_exceeded") from None
+        stop: asyncio.Future[stopping.Status] = asyncio.get_running_loop().create_future()
+        watch = asyncio.create_task(self._watch(principal.key_id, stop))
+        guard.stop = stop
+        guard.held.callback(watch.cancel)
+        return guard
+
+    async def _watch(self, key_id: str, stop: asyncio.Future[stopping.Status]) -> None:
+        while not stop.done():
+            await asyncio.sleep(STREAM_CHECK_SECONDS)
+            refusal = await self.keyring.still_valid(key_id)
+            if refusal is not None:
+                log.info("closed an HTTP stream of API key %s: no longer valid", key_id)
+                stopping.end(stop, grpc.StatusCode.UNAUTHENTICATED, refusal)
+
+
+class StreamGuard:
+    """A streamed reply's slot and key watch (engram.http.gate.Gate.open_stream)."""
+
+    def __init__(self) -> None:
+        self.held = ExitStack()
+        self.stop: asyncio.Future[stopping.Status] | None = None
+
+    def close(self) -> None:
+        self.held.close()
 
 
 def _http_words(message: str) -> str:

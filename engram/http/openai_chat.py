@@ -76,13 +76,13 @@ def router(service: AgentService, gate: Gate) -> APIRouter:
             async for message in calls.chat(service, agent_id, content, turn_id):
                 reply.add(message)
             return completion.whole(reply)
-        held = gate.stream_slot()
+        guard = gate.open_stream()
         try:
             messages = await sse.opened(calls.chat(service, agent_id, content, turn_id))
         except BaseException:
-            held.close()
+            guard.close()
             raise
-        return sse.stream(completion.chunks(messages), _error_frame, held)
+        return sse.stream(completion.chunks(messages), _error_frame, guard)
 
     @api.get("/v1/models")
     async def models() -> dict[str, Any]:

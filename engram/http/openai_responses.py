@@ -85,13 +85,13 @@ def router(service: AgentService, gate: Gate) -> APIRouter:
         messages = calls.chat(service, agent_id, content, turn_id)
         if not body.stream:
             return await _whole(messages)
-        held = gate.stream_slot()
+        guard = gate.open_stream()
         try:
             opened = await sse.opened(messages)
         except BaseException:
-            held.close()
+            guard.close()
             raise
-        return sse.stream(_frames(_events(opened), None), _error_frame, held)
+        return sse.stream(_frames(_events(opened), None), _error_frame, guard)
 
     @api.get("/v1/responses/{response_id}", response_model=None)
     async def retrieve(
@@ -109,13 +109,13 @@ def router(service: AgentService, gate: Gate) -> APIRouter:
                 after = parse_event_id(last_event_id)
             except ValueError:
                 raise invalid("Last-Event-ID is not an id this stream sent") from None
-        held = gate.stream_slot()
+        guard = gate.open_stream()
         try:
             opened = await sse.opened(_turn(service, rid))
         except BaseException:
-            held.close()
+            guard.close()
             raise
-        return sse.stream(_frames(_events(opened), after), _error_frame, held)
+        return sse.stream(_frames(_events(opened), after), _error_frame, guard)
 
     return api
 

@@ -99,13 +99,13 @@ def router(service: AgentService, gate: Gate) -> APIRouter:
             if not last_event_id.strip().isdigit():
                 raise invalid("Last-Event-ID is not a sequence id")
             after, include_history = int(last_event_id), False
-        held = gate.stream_slot()
+        guard = gate.open_stream()
         try:
             replies = await sse.opened(calls.replay(service, agent_id, after, include_history))
         except BaseException:
-            held.close()
+            guard.close()
             raise
-        return sse.stream(_event_frames(replies), _error_frame, held)
+        return sse.stream(_event_frames(replies), _error_frame, guard)
 
     @api.get("/{agent_id}/history")
     async def history(agent_id: str) -> dict[str, Any]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import ExitStack
 from typing import Any, TypeVar
 
 from starlette.responses import StreamingResponse
 
+from engram.auth import stopping
+from engram.http.calls import HttpContext
 from engram.http.errors import ApiError, from_exception
+from engram.http.gate import StreamGuard
 
 T = TypeVar("T")
 
@@ -55,21 +57,22 @@ async def opened(source: AsyncIterator[T]) -> AsyncGenerator[T, None]:
 
 
 def stream(
-    events: AsyncIterator[bytes],
-    on_error: Callable[[ApiError], bytes],
-    held: ExitStack | None = None,
+    events: AsyncIterator[bytes], on_error: Callable[[ApiError], bytes], guard: StreamGuard
 ) -> StreamingResponse:
-    """A text/event-stream response of `events`; a failure mid-stream is sent as the event
-    `on_error` makes of it, and ends the stream. `held` is closed when the stream ends."""
+    """A text/event-stream response of `events`; a failure mid-stream (the caller's key
+    revoked included) is sent as the event `on_error` makes of it, and ends the stream. `guard`
+    is closed when the stream ends."""
 
     async def body() -> AsyncIterator[bytes]:
         try:
-            async for chunk in events:
+            source = events
+            if guard.stop is not None:
+                source = stopping.until_stopped(events, guard.stop, HttpContext())  # type: ignore[arg-type]
+            async for chunk in source:
                 yield chunk
         except Exception as err:
             yield on_error(from_exception(err))
         finally:
-            if held is not None:
-                held.close()
+            guard.close()
 
     return StreamingResponse(body(), media_type="text/event-stream", headers=HEADERS)
