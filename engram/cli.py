@@ -27,6 +27,7 @@ from engram.embeddings import settings as embedding_settings
 from engram.gateway import security as gateway_security
 from engram.gateway.agent_service import GatewaySettings
 from engram.gateway.server import GRACE_SECONDS, start_gateway
+from engram.http.server import start_http
 from engram.local_model import LocalModelServer
 from engram.observability import options as observability
 from engram.observability import tracing
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     dev.add_argument("--temporal-port", type=int, default=7233)
     dev.add_argument("--ui-port", type=int, default=8233)
     _gateway_arguments(dev)
+    _http_argument(dev)
     gateway_security.SecuritySettings.add_arguments(dev, short_tls_names=True)
     llm_settings.add_arguments(dev)
     embedding_settings.add_arguments(dev)
@@ -77,6 +79,17 @@ def main(argv: list[str] | None = None) -> None:
     gateway_security.SecuritySettings.add_arguments(gateway)
     _transcript_argument(gateway)
     observability.add_arguments(gateway)
+
+    http = commands.add_parser(
+        "http",
+        help="serve the HTTP API (OpenAI-compatible and JSON), with the gRPC API it is built on",
+    )
+    TemporalSettings.add_arguments(http)
+    _gateway_arguments(http)
+    _http_argument(http)
+    gateway_security.SecuritySettings.add_arguments(http)
+    _transcript_argument(http)
+    observability.add_arguments(http)
 
     key_actions = key_commands.add_arguments(
         commands.add_parser("keys", help="create, list and revoke API keys; tenants' budgets")
@@ -104,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         "dev": run_dev,
         "worker": run_worker,
         "gateway": run_gateway,
+        "http": run_http,
         "probe": run_probe,
         "keys": run_keys,
         **codec_commands.RUNNERS,
@@ -180,6 +194,16 @@ def _versioning_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("ENGRAM_BUILD_ID", ""),
         metavar="ID",
         help="this worker's version within it, e.g. the release or image tag (ENGRAM_BUILD_ID)",
+    )
+
+
+def _http_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=int(os.environ.get("ENGRAM_HTTP_PORT", "8080")),
+        help="port of the HTTP API, on the same --host as the gRPC port and under the same rule: "
+        "a non-loopback host needs API keys (ENGRAM_HTTP_PORT)",
     )
 
 
@@ -296,6 +320,29 @@ async def run_gateway(args: argparse.Namespace) -> None:
     log.info("gateway stopped")
 
 
+async def run_http(args: argparse.Namespace) -> None:
+    """A gateway serving the HTTP API too: its gRPC port also takes the workers' token relay,
+    which is what streams the HTTP API's replies live."""
+    store = _open_store(args.transcript_db)
+    client = await connect(TemporalSettings.from_args(args), blobs=store)
+    settings = _gateway_settings(args)
+    security = gateway_security.for_gateway(store, args)
+    server = await start_gateway(client, f"{args.host}:{args.port}", settings, store, security)
+    http = await start_http(server, args.host, args.http_port)
+    log.info(
+        "HTTP API on %s:%d, gRPC on %s:%d (workers reach it at %s)",
+        args.host,
+        args.http_port,
+        args.host,
+        args.port,
+        settings.advertise_address,
+    )
+    await _until_stopped()
+    await http.stop()
+    await server.stop(GRACE_SECONDS)
+    log.info("HTTP API stopped")
+
+
 async def run_keys(args: argparse.Namespace) -> None:
     store = open_transcript_store(key_commands.store_location(args))
     try:
@@ -382,9 +429,11 @@ async def run_dev(args: argparse.Namespace) -> None:
             server = await start_gateway(
                 client, f"{args.host}:{args.port}", settings, store, security
             )
+            http = await start_http(server, args.host, args.http_port)
             print(
                 f"Engram is running.\n"
                 f"  gateway (gRPC)   {args.host}:{args.port}\n"
+                f"  HTTP API         http://{args.host}:{args.http_port}/v1\n"
                 f"  Temporal         127.0.0.1:{args.temporal_port}\n"
                 f"  Temporal Web UI  http://localhost:{args.ui_port}\n"
                 f"  LLM endpoint     {endpoint.base_url}{llm_note}\n"
@@ -393,6 +442,7 @@ async def run_dev(args: argparse.Namespace) -> None:
                 flush=True,
             )
             await _until_stopped()
+            await http.stop()
             await server.stop(GRACE_SECONDS)
     finally:
         if local is not None:

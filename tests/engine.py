@@ -41,6 +41,7 @@ class Engine:
         self.port = port or free_port()
         self.temporal_port = free_port()
         self.ui_port = free_port()
+        self.http_port = free_port()
         self.env = env
         self.cwd = cwd
         self.extra_args = extra_args
@@ -51,6 +52,11 @@ class Engine:
     @property
     def address(self) -> str:
         return f"localhost:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """The HTTP API's base URL, as OpenAI's clients take it."""
+        return f"http://localhost:{self.http_port}/v1"
 
     def start(self, timeout: float = 60.0) -> Engine:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -70,6 +76,8 @@ class Engine:
             str(self.temporal_port),
             "--ui-port",
             str(self.ui_port),
+            "--http-port",
+            str(self.http_port),
             *self.extra_args,
         ]
         log = open(self.log_path, "ab")

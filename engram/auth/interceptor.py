@@ -57,10 +57,17 @@ SMALL_REQUEST_BYTES = 1024 * 1024
 
 
 class AuthInterceptor(Interceptor):
-    def __init__(self, keyring: KeyRing, limits: Limits) -> None:
+    def __init__(
+        self,
+        keyring: KeyRing,
+        limits: Limits,
+        rate: RateLimiter | None = None,
+        chat_streams: StreamSlots | None = None,
+    ) -> None:
         self.keyring = keyring
-        self.rate = RateLimiter(limits.rate, limits.burst)
-        self.chat_streams = StreamSlots(limits.chat_streams)
+        # Given by the gateway when its HTTP API shares them: one budget per key over both.
+        self.rate = rate or RateLimiter(limits.rate, limits.burst)
+        self.chat_streams = chat_streams or StreamSlots(limits.chat_streams)
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails

@@ -20,7 +20,7 @@ from engram.auth import exposure, relay_secret
 from engram.auth.interceptor import AuthInterceptor
 from engram.auth.key_store import KeyStore
 from engram.auth.keyring import KeyRing
-from engram.auth.limits import Limits
+from engram.auth.limits import Limits, RateLimiter, StreamSlots
 from engram.auth.relay_secret import RelayGuard
 from engram.gateway.tenancy import AgentAccess
 from engram.gateway.tls import ServerTLS, default_relay_environment, server_tls
@@ -73,6 +73,10 @@ class GatewaySecurity:
         self.settings = settings or SecuritySettings()
         self.keyring = KeyRing(store)
         self.keyring.load()
+        # One rate and one count of open streams per key, whichever API (gRPC or HTTP) it calls.
+        limits = self.settings.limits
+        self.rate = RateLimiter(limits.rate, limits.burst)
+        self.chat_streams = StreamSlots(limits.chat_streams)
 
     def prepare(self, host: str) -> None:
         """Refuse (SystemExit, with the reason) to serve `host` unsafely; log what is enforced."""
@@ -101,7 +105,7 @@ class GatewaySecurity:
             log.warning("serving %s without TLS: keys and replies cross the network in clear", host)
 
     def interceptors(self) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
-        return [AuthInterceptor(self.keyring, self.settings.limits)]
+        return [AuthInterceptor(self.keyring, self.settings.limits, self.rate, self.chat_streams)]
 
     def relay_guard(self) -> RelayGuard:
         return RelayGuard(relay_secret.configured(), self.keyring.required_now)

@@ -27,7 +27,7 @@ async def start_gateway(
     settings: GatewaySettings,
     store: TranscriptStore,
     security: GatewaySecurity | None = None,
-) -> grpc.aio.Server:
+) -> GatewayServer:
     """Serve on `listen` (host:port); the caller stops the server, which stops the health watch.
 
     Without `security`, keys in the store are still enforced, over plaintext."""
@@ -47,9 +47,8 @@ async def start_gateway(
     )
     limits = security.settings.limits
     inputs = InputBounds(limits.stream_inputs, limits.agent_inputs, limits.tenant_inputs)
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentService(client, hub, settings, store, security.access(client), inputs), server
-    )
+    service = AgentService(client, hub, settings, store, security.access(client), inputs)
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(service, server)
     relay_pb2_grpc.add_TokenRelayServicer_to_server(
         TokenRelayServicer(hub, security.relay_guard()), server
     )
@@ -63,15 +62,24 @@ async def start_gateway(
     except BaseException:
         await health.stop()
         raise
-    return _GatewayServer(server, health)
+    return GatewayServer(server, health, service, security)
 
 
-class _GatewayServer(grpc.aio.Server):
-    """The started server, owning the health watch: stopping one stops the other."""
+class GatewayServer(grpc.aio.Server):
+    """The started server, owning the health watch: stopping one stops the other. Its `service`
+    and `security` are what the HTTP API (engram.http) serves through."""
 
-    def __init__(self, server: grpc.aio.Server, health: TemporalHealth) -> None:
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        health: TemporalHealth,
+        service: AgentService,
+        security: GatewaySecurity,
+    ) -> None:
         self._server = server
         self._health = health
+        self.service = service
+        self.security = security
 
     def add_generic_rpc_handlers(
         self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler[Any, Any]]

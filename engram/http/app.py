@@ -1,0 +1,51 @@
+"""The HTTP API's application: the routes over a gateway's AgentService, behind the gate."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI
+
+from engram.auth.interceptor import SMALL_REQUEST_BYTES
+from engram.gateway.agent_service import AgentService
+from engram.gateway.security import GatewaySecurity
+from engram.http import errors, openai_chat, openai_responses, resources
+from engram.http.gate import Gate, GateMiddleware
+
+# OpenAI's clients resend the whole conversation with every message (only the last is new), so
+# their routes take bodies this large; the new message itself is bounded as on gRPC.
+OPENAI_BODY_BYTES = 16 * 1024 * 1024
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/responses")
+
+
+def _version() -> str:
+    try:
+        return version("engram")
+    except PackageNotFoundError:
+        return "dev"
+
+
+def build_app(service: AgentService, security: GatewaySecurity) -> FastAPI:
+    gate = Gate(security.keyring, security.rate, security.chat_streams)
+    app = FastAPI(
+        title="Engram HTTP API",
+        version=_version(),
+        description="OpenAI-compatible Chat Completions and Responses over Engram's agents "
+        "(model `agent:<agent id>`), and Engram's resources as JSON. Every call takes "
+        "`Authorization: Bearer <API key>` when the engine has keys.",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    errors.install(app)
+    for module in (openai_chat, openai_responses, resources):
+        app.include_router(module.router(service, gate))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    def limit_of(path: str) -> int:
+        return OPENAI_BODY_BYTES if path.startswith(OPENAI_PATHS) else SMALL_REQUEST_BYTES
+
+    app.add_middleware(GateMiddleware, gate=gate, limit_of=limit_of)
+    return app
