@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from temporalio import activity
 
-from engram.embeddings.indexer import Indexer
 from engram.transcripts import EventStore
 from engram.workflows.fork import ForgetInput
 from engram.workflows.types import Event, Turn
+
+if TYPE_CHECKING:
+    # Workflow code imports these activities' inputs: the embeddings client (openai) must stay
+    # out of the workflow sandbox.
+    from engram.embeddings.indexer import Indexer
 
 
 @dataclass

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from temporalio import activity
 
-from engram.embeddings.hybrid import HybridSearch
 from engram.transcripts import SearchStore
 from engram.transcripts.search import SearchPage, SearchQuery
+
+if TYPE_CHECKING:
+    # Workflow code imports these activities' inputs: the embeddings client (openai) must stay
+    # out of the workflow sandbox.
+    from engram.embeddings.hybrid import HybridSearch
 
 
 @dataclass(kw_only=True)
