@@ -34,8 +34,25 @@ class Cluster:
         return f"127.0.0.1:{self.temporal_port}"
 
     def start_temporal(self) -> None:
-        self.temporal = start_dev_server(self.data_dir, self.temporal_port, free_port())
-        _wait_for(lambda: _port_open(self.temporal_port), what="Temporal")
+        for _ in range(3):
+            self.temporal = start_dev_server(self.data_dir, self.temporal_port, free_port())
+            try:
+                _wait_for(self._temporal_up_or_gone, what="Temporal")
+            except RuntimeError:
+                break
+            if self.temporal.poll() is None:
+                return
+            # A port picked free can be taken before the server binds it (by another server's
+            # random HTTP or metrics port). Before anything knows its address, pick another.
+            if self.processes:
+                break
+            self.temporal_port = free_port()
+        log = (self.data_dir / "temporal.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"Temporal did not start:\n{log}")
+
+    def _temporal_up_or_gone(self) -> bool:
+        assert self.temporal is not None
+        return _port_open(self.temporal_port) or self.temporal.poll() is not None
 
     def kill_temporal(self) -> None:
         assert self.temporal is not None

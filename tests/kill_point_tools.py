@@ -26,18 +26,12 @@ from engram.tools.workspace import (  # noqa: F401 (enabled by being here)
 )
 from engram.tools.workspace.store import Workspace
 
-# Where a call can be held: its lock taken and the tree restored; the change applied but not
-# committed; staged; committed but the result not returned; a script started, answered one call
-# from its journal, or stopped at a call to make.
-POINTS = {
-    "write_file": ["restored", "applied", "staged", "committed"],
-    "edit_file": ["restored", "applied", "staged", "committed"],
-    "run_script": ["script-started", "script-replayed", "script-stopped", "applied", "committed"],
-}
-
 
 def hold(agent_id: str, point: str) -> None:
-    plan = json.loads(Path(os.environ["ENGRAM_TEST_KILL_PLAN"]).read_text() or "{}")
+    plan_file = os.environ.get("ENGRAM_TEST_KILL_PLAN")
+    if not plan_file:
+        return
+    plan = json.loads(Path(plan_file).read_text() or "{}")
     if plan.get(agent_id) != point:
         return
     marker = Path(os.environ["ENGRAM_TEST_KILL_DIR"]) / agent_id

@@ -25,7 +25,15 @@ from engram.v1 import agent_pb2, agent_pb2_grpc
 from tests.cluster import Cluster
 from tests.conftest import create_agent, finals, user_message
 from tests.fake_llm import FakeLLM, note_taker
-from tests.kill_point_tools import POINTS
+
+# Where tests/kill_point_tools.py can hold a call: its lock taken and the tree restored; the
+# change applied but not committed; staged; committed but the result not returned; a script
+# started, answered one call from its journal, or stopped at a call to make.
+POINTS = {
+    "write_file": ["restored", "applied", "staged", "committed"],
+    "edit_file": ["restored", "applied", "staged", "committed"],
+    "run_script": ["script-started", "script-replayed", "script-stopped", "applied", "committed"],
+}
 
 pytestmark = [
     pytest.mark.chaos,
