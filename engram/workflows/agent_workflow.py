@@ -7,26 +7,19 @@ recorded here, so history grows by a handful of events per turn, not per token.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-)
+from temporalio.exceptions import ApplicationError
 
 # Activities run outside the sandbox; the workflow's own modules below are imported into it, so
 # a sandbox that does not pass them through (the replay and in-process tests') checks them too.
 with workflow.unsafe.imports_passed_through():
     from engram.activities.archive import ArchiveActivities
-    from engram.activities.llm_stream import LLMActivities
 from engram.vocabulary import (
     STATUS_ATTRIBUTE,
-    TENANT_ATTRIBUTE,
     AgentStatus,
     Command,
-    ErrorCode,
     ErrorType,
     EventKind,
     Notice,
@@ -38,7 +31,6 @@ from engram.vocabulary import (
 )
 from engram.workflows import (
     autonomy,
-    cost,
     double_texting,
     edits,
     fork,
@@ -51,10 +43,10 @@ from engram.workflows.announce import announce
 from engram.workflows.describe import agent_info, link_child
 from engram.workflows.events import EventLog
 from engram.workflows.ledger import NothingToRetry, TurnLedger
-from engram.workflows.llm_outcome import LLM_RETRY, cancelled, failed_result
+from engram.workflows.llm_outcome import cancelled
 from engram.workflows.maintenance import ARCHIVE_RETRY, Maintenance
+from engram.workflows.model_calls import ModelCalls
 from engram.workflows.prompt import build_prompt, context_budget
-from engram.workflows.prompt_refs import PromptTexts
 from engram.workflows.tool_use import ToolUse, TurnCancelled, TurnHooks
 from engram.workflows.turn import NextCall, TurnInProgress
 from engram.workflows.types import (
@@ -98,7 +90,6 @@ class AgentWorkflow:
         self.upkeep = Maintenance(state, self.ledger, self.log)
         self.tool_use = ToolUse(state, self.log)
         self.turn = TurnInProgress(state, self.log)
-        self.texts = PromptTexts(state)
         # A run is about to continue as new: handlers waiting on a turn return "continued".
         self.handing_over = False
         self.waiters = Waiters()
@@ -109,8 +100,13 @@ class AgentWorkflow:
         # A rewind waiting for the loop to be between turns, and how it went ("" done).
         self.rewinding: fork.RewindInput | None = None
         self.rewind_refused = ""
-        # A resume or an Edit came while a call waits for its tenant's daily budget: try again.
-        self.budget_nudged = False
+        self.calls = ModelCalls(
+            state,
+            self.turn,
+            self.ledger,
+            status_changed=self._status_changed,
+            announce=self._announce,
+        )
 
     @workflow.run
     async def run(self, state: AgentState) -> str:
@@ -269,7 +265,9 @@ class AgentWorkflow:
             self._end_turn(cancelled([]))
             return False
         if limit := self.turn.limit_reached(self._now()):
-            result = await self._call_llm(self._request(turn, self.turn.report(limit, self._now())))
+            result = await self.calls.call(
+                self._request(turn, self.turn.report(limit, self._now()))
+            )
             self.turn.record(result, self._now(), step=False)
             self._end_turn(result)
             return False
@@ -278,7 +276,7 @@ class AgentWorkflow:
             self.turn.take_in(self.ledger, self._now())
             self._touch()
         call = self.turn.next_call()
-        result = await self._call_llm(self._request(turn, call), interruptible=True)
+        result = await self.calls.call(self._request(turn, call), interruptible=True)
         if result.quota_wait:
             return await self._wait_for_quota(turn, result)
         self.turn.record(result, self._now())
@@ -377,127 +375,6 @@ class AgentWorkflow:
     def _status_changed(self) -> None:
         self._set_status(ui.status(self.state, turn_in_progress=self.turn.active))
 
-    async def _call_llm(self, request: LLMRequest, *, interruptible: bool = False) -> LLMResult:
-        # Set at start, for good (an eagerly started activity may not carry the fairness key).
-        request.tenant = workflow.info().typed_search_attributes.get(TENANT_ATTRIBUTE) or ""
-        budget = bool(self.state.spec.settings.max_cost_usd) and patches.check(patches.COST_BUDGET)
-        tenant_waits = patches.check(patches.TENANT_BUDGET)
-        if not budget and not tenant_waits:
-            return await self._priced_call(request, interruptible)
-        while True:
-            if budget:
-                request = cost.budgeted(request, self.state)
-            result = await self._priced_call(request, interruptible)
-            if budget and result.error_code == ErrorCode.BUDGET_EXHAUSTED:
-                goes_on = await self._budget_raised(result.error_message)
-            elif tenant_waits and result.error_code == ErrorCode.TENANT_BUDGET_EXHAUSTED:
-                goes_on = await self._tenant_budget_waited(result.error_message)
-            else:
-                return result
-            if not goes_on:
-                return cancelled([])
-
-    async def _budget_raised(self, why: str) -> bool:
-        """The call was not sent: it could cross the budget. Wait for an Edit to raise the budget
-        (True) or for a cancel or delete (False)."""
-        budget = self.state.spec.settings.max_cost_usd
-        self.state.budget_exhausted = True
-        self._status_changed()
-        self.turn.status(
-            Notice.BUDGET_EXHAUSTED,
-            f"budget exhausted: {cost.usd(self.state.cost_usd)} spent of "
-            f"{cost.usd(budget)}; {why}. Raise max_cost_usd with an Edit to go on.",
-            self._now(),
-        )
-        await self._announce()
-        await workflow.wait_condition(
-            lambda: (
-                self.state.spec.settings.max_cost_usd != budget
-                or self.turn.cancelling
-                or self.ledger.deleting
-            )
-        )
-        self.state.budget_exhausted = False
-        self._status_changed()
-        if self.turn.cancelling or self.ledger.deleting:
-            return False
-        self.turn.status(
-            Notice.BUDGET_RAISED,
-            f"budget now {cost.usd(self.state.spec.settings.max_cost_usd)}: going on",
-            self._now(),
-        )
-        return True
-
-    async def _tenant_budget_waited(self, why: str) -> bool:
-        """The call was not sent: it could cross its tenant's daily budget, which the workflow
-        cannot see raised. Wait for a resume or an Edit (the budget may have been raised), or the
-        next UTC day, then try again (True); or for a cancel or delete (False)."""
-        self.state.budget_exhausted = True
-        self.budget_nudged = False
-        self._status_changed()
-        self.turn.status(
-            Notice.BUDGET_EXHAUSTED,
-            f"tenant budget exhausted: {why}. Raise the tenant's daily budget (engram keys "
-            "budget) and resume the agent to go on; otherwise it tries again at the next UTC day.",
-            self._now(),
-        )
-        await self._announce()
-        with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(
-                lambda: self.budget_nudged or self.turn.cancelling or self.ledger.deleting,
-                timeout=cost.until_next_utc_day(self._now()),
-                timeout_summary="tenant budget: the next UTC day",
-            )
-        self.state.budget_exhausted = False
-        self._status_changed()
-        if self.turn.cancelling or self.ledger.deleting:
-            return False
-        self.turn.status(Notice.BUDGET_RAISED, "trying the call again", self._now())
-        return True
-
-    async def _priced_call(self, request: LLMRequest, interruptible: bool) -> LLMResult:
-        if not patches.check(patches.PROMPT_BY_REFERENCE):
-            return await self._llm_activity(request, interruptible)
-        sent = self.texts.referenced(request)
-        result = await self._llm_activity(sent, interruptible)
-        if result.error_code == ErrorCode.TEXT_MISSING:
-            self.texts.forget()
-            sent = self.texts.referenced(request)
-            result = await self._llm_activity(sent, interruptible)
-        self.texts.remember(sent, result)
-        return result
-
-    async def _llm_activity(self, request: LLMRequest, interruptible: bool) -> LLMResult:
-        llm_call = workflow.start_activity_method(
-            LLMActivities.stream_chat,
-            request,
-            summary=f"{request.model}: {len(request.tool_rounds)} tool rounds so far",
-            start_to_close_timeout=timedelta(minutes=10),
-            # Short, so a turn whose worker died moves to another worker within seconds.
-            heartbeat_timeout=timedelta(seconds=10),
-            retry_policy=LLM_RETRY,
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        )
-        self.turn.calling(llm_call, interruptible=interruptible)
-        try:
-            return await llm_call
-        except ActivityError as err:
-            return await self._failed_llm_call(err)
-
-    async def _failed_llm_call(self, err: ActivityError) -> LLMResult:
-        result = failed_result(err)
-        if result.checkpoint is not None and patches.check(patches.REPLY_CHECKPOINTS):
-            # The last attempt's heartbeat named where its reply so far is, not the reply.
-            with contextlib.suppress(ActivityError):
-                result.pieces = await workflow.execute_activity_method(
-                    LLMActivities.load_reply,
-                    result.checkpoint,
-                    start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=LLM_RETRY,
-                )
-        result.checkpoint = None
-        return result
-
     # --- handlers: each with its validator ------------------------------------------------
     # A handler's name and input never change (history records both): a new input is a new
     # handler, and the old one stays, below, for old histories and callers of an older release.
@@ -566,7 +443,7 @@ class AgentWorkflow:
     def edit(self, edit: EditInput) -> str:
         """Change the goal, instructions, settings or memory notes; the next turn uses them."""
         changed = edits.apply(self.state, edit, self._now())
-        self.budget_nudged = True
+        self.calls.budget_nudged = True
         self._notice(Notice.EDITED, edit.description or f"edited {', '.join(changed)}")
         self._touch()
         return self.state.status
@@ -768,7 +645,7 @@ class AgentWorkflow:
 
     def _control(self, command: str) -> str:
         if command == Command.RESUME:
-            self.budget_nudged = True
+            self.calls.budget_nudged = True
         if command == Command.PAUSE and not self.state.paused:
             self.state.paused = True
             self._notice(Notice.PAUSED, "paused: new messages wait until resume")
