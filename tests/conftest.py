@@ -66,8 +66,10 @@ def effects_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def engine(
     fake_llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory, effects_log: Path
 ) -> Iterator[Engine]:
-    # The README's example dials localhost:50051; use that port when it is free.
-    port = DEFAULT_PORT if port_is_free(DEFAULT_PORT) else free_port()
+    # The README's example dials localhost:50051; use that port when it is free (in one
+    # process only of a parallel run: two could both find it free).
+    first = os.environ.get("PYTEST_XDIST_WORKER", "gw0") == "gw0"
+    port = DEFAULT_PORT if first and port_is_free(DEFAULT_PORT) else free_port()
     eng = Engine(
         tmp_path_factory.mktemp("engine"),
         fake_llm.url,
@@ -270,11 +272,31 @@ def lane_of(item: pytest.Item) -> str:
     return "workflow" if fixtures & WORKFLOW_FIXTURES else "unit"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--timed",
+        choices=("with", "without", "only"),
+        default="with",
+        help="the tests marked timed (latencies measured): with the others, without them, or "
+        "only them; ./scripts/test runs the others in parallel, then these on their own",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         lane = lane_of(item)
         if item.get_closest_marker(lane) is None:
             item.add_marker(lane)
+    timed = config.getoption("--timed")
+    if timed == "with":
+        return
+    wanted = timed == "only"
+    kept: list[pytest.Item] = []
+    left: list[pytest.Item] = []
+    for item in items:
+        (kept if (item.get_closest_marker("timed") is not None) == wanted else left).append(item)
+    config.hook.pytest_deselected(items=left)
+    items[:] = kept
 
 
 @pytest.hookimpl(wrapper=True)

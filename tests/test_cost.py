@@ -165,6 +165,7 @@ async def crowded(workflow_env: WorkflowEnvironment) -> AsyncIterator[Harness]:
             await harness.close()
 
 
+@pytest.mark.timed
 async def test_the_kill_switch_pauses_every_busy_agent_of_a_tenant_within_2_seconds(
     crowded: Harness,
 ) -> None:

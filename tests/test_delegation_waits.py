@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from temporalio.client import Client
 
 from engram import WORKFLOW_ID_PREFIX
@@ -48,6 +49,7 @@ def median_ttft(stub: Stub) -> float:
     return statistics.median(time_to_first_token(stub) for _ in range(3))
 
 
+@pytest.mark.timed
 def test_waiting_delegations_leave_a_new_turn_its_time_to_first_token(
     stub: Stub, llm: FakeLLM
 ) -> None:

@@ -41,6 +41,7 @@ def median_ttft(client: Client, agent_id: str) -> float:
     return statistics.median(client.ttft(agent_id) for _ in range(SAMPLES))
 
 
+@pytest.mark.timed
 def test_a_flooding_tenant_leaves_another_tenants_turns_prompt(
     tenants: tuple[Engine, str, str],
 ) -> None:
