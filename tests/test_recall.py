@@ -19,7 +19,7 @@ from engram.transcripts import TranscriptStore, open_transcript_store
 from engram.transcripts.search import SearchQuery
 from engram.v1 import agent_pb2
 from engram.vocabulary import EventKind
-from engram.workflows.types import Event
+from engram.workflows.types import Event, Turn
 from tests.conftest import chat, create_agent, finals
 from tests.engine import Engine
 from tests.fake_llm import FakeLLM, ToolUse, text_of_content
@@ -221,3 +221,30 @@ def test_recall_finds_nothing_after_a_fork_or_rewind_point(engine: Engine, llm: 
     # The branch holds the forgotten turns, and finds them.
     answer = finals(chat(stub, rewound.branch_agent_id, "recall gate code"))
     assert fact in answer[0]
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "encrypted"])
+def test_a_fork_s_copy_holds_the_rows_and_words_up_to_its_point(
+    store: TranscriptStore, sealed: bool
+) -> None:
+    if sealed:
+        store = EncryptedTranscriptStore(store, Keyring.parse(KEYS))
+    source, fork = uuid.uuid4().hex, uuid.uuid4().hex
+    store.append(source, [said(seq, f"otters {seq} swim") for seq in range(1, 21)])
+    turns = [Turn(message_id=f"m{i}", user=f"otters {i}") for i in range(5)]
+    store.append_turns(source, 0, turns)
+
+    for _ in range(2):  # a copy made again changes nothing
+        store.copy_through(source, fork, 12, 3)
+    assert [e.text for e in store.between(fork, 0, 100)] == [
+        f"otters {s} swim" for s in range(1, 13)
+    ]
+    assert store.turns(fork, 100) == turns[:3]
+    hits = [
+        h.seq
+        for page in range(2)
+        for h in store.search(SearchQuery(agent_id=fork, text="otters swim", offset=page * 10)).hits
+    ]
+    assert sorted(hits) == list(range(1, 13))
+    # The source keeps everything.
+    assert len(store.between(source, 0, 100)) == 20 and store.turns(source, 100) == turns

@@ -120,6 +120,11 @@ class EncryptedTranscriptStore:
     def forget_after(self, agent_id: str, seq: int, turn_index: int) -> None:
         self._inner.forget_after(agent_id, seq, turn_index)
 
+    def copy_through(self, source: str, target: str, seq: int, turn_count: int) -> None:
+        # Sealed text is bound to its agent: opened as the source's, sealed again as the target's.
+        self.append(target, self.between(source, 0, seq))
+        self.append_turns(target, 0, self.turns(source, turn_count))
+
     def put_blob(self, sha256: str, data: bytes) -> None:
         key_id, key = self._keyring.newest
         sealed = seal(key, data, _associated("", f"blob/{sha256}", "data"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass
 
 import grpc
 from temporalio.client import Client
@@ -44,24 +45,24 @@ class Forks:
 
     async def fork(self, handle: AgentHandle, at: int, tenant: str) -> str:
         """Fork the agent after message `at`; the new agent's id."""
-        state, turns, events = await self._read(handle)
-        rebuilt = _rebuilt(state, turns, events, at)
-        return await self._start(state, rebuilt, turns, events, tenant)
+        transcript = await self._read(handle)
+        return await self._start(transcript, transcript.rebuilt(at), tenant)
 
     async def rewind(self, handle: AgentHandle, to: int, tenant: str) -> str:
         """Rewind the agent to message `to`; the branch agent's id."""
-        state, turns, events = await self._read(handle)
+        transcript = await self._read(handle)
+        state = transcript.state
         if state.status == AgentStatus.DELETED:
             raise GatewayError(grpc.StatusCode.FAILED_PRECONDITION, "the agent has been deleted")
-        rebuilt = _rebuilt(state, turns, events, to)
-        busy = any(not t.outcome for t in turns)
+        rebuilt = transcript.rebuilt(to)
+        busy = any(not t.outcome for t in transcript.turns)
         try:
             point.refuse_rewind(state, busy, point.rewind_input(rebuilt, state.next_seq, ""))
         except ValueError as err:
             raise GatewayError(grpc.StatusCode.FAILED_PRECONDITION, str(err)) from None
         # The branch: the agent whole, as it is now.
-        everything = _rebuilt(state, turns, events, state.next_seq - 1)
-        branch = await self._start(state, everything, turns, events, tenant)
+        everything = transcript.rebuilt(state.next_seq - 1)
+        branch = await self._start(transcript, everything, tenant)
         await retrying_unprocessed(
             lambda: handle.execute_update(
                 Update.REWIND,
@@ -71,28 +72,37 @@ class Forks:
         )
         return branch
 
-    async def _read(self, handle: AgentHandle) -> tuple[AgentState, list[Turn], list[Event]]:
+    async def _read(self, handle: AgentHandle) -> Transcript:
         """The agent's state and its whole transcript (store and workflow together)."""
         state: AgentState = await handle.query(Query.STATE, result_type=AgentState)
         agent_id = state.spec.agent_id
-        turns = await self.reader.turns(agent_id, await history(handle))
-        events = await self.reader.events_after(agent_id, 0, await events_since(handle, 0))
-        return state, turns, events
+        turns_page = await history(handle)
+        events_page = await events_since(handle, 0)
+        return Transcript(
+            state=state,
+            turns=await self.reader.turns(agent_id, turns_page),
+            events=await self.reader.events_after(agent_id, 0, events_page),
+            stored_through=events_page.archived_through,
+            stored_turns=turns_page.archived_turns,
+        )
 
-    async def _start(
-        self,
-        source: AgentState,
-        rebuilt: point.Rebuilt,
-        turns: list[Turn],
-        events: list[Event],
-        tenant: str,
-    ) -> str:
+    async def _start(self, transcript: Transcript, rebuilt: point.Rebuilt, tenant: str) -> str:
         """Copy the transcript up to the point under a new agent and start it, idle."""
+        source = transcript.state
         agent_id = str(uuid.uuid4())
-        kept = [e for e in events if e.seq <= rebuilt.at]
-        await asyncio.to_thread(self.store.append, agent_id, kept)
+        # What the store holds is copied inside it; the rest (held by the workflow) written.
+        stored_through = min(rebuilt.at, transcript.stored_through)
+        stored_turns = min(rebuilt.archived_turns, transcript.stored_turns)
         await asyncio.to_thread(
-            self.store.append_turns, agent_id, 0, turns[: rebuilt.archived_turns]
+            self.store.copy_through, source.spec.agent_id, agent_id, stored_through, stored_turns
+        )
+        held = [e for e in transcript.events if stored_through < e.seq <= rebuilt.at]
+        await asyncio.to_thread(self.store.append, agent_id, held)
+        await asyncio.to_thread(
+            self.store.append_turns,
+            agent_id,
+            stored_turns,
+            transcript.turns[stored_turns : rebuilt.archived_turns],
         )
         state = point.fork_state(source, rebuilt, agent_id, time.time(), rebuilt.at)
         spec = state.spec
@@ -123,14 +133,25 @@ class Forks:
         return agent_id
 
 
-def _rebuilt(state: AgentState, turns: list[Turn], events: list[Event], at: int) -> point.Rebuilt:
-    last = state.next_seq - 1
-    if at < 0 or at > last:
-        raise GatewayError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"the point must be a sequence id from 0 to {last}, the agent's newest message",
-        )
-    try:
-        return point.rebuild(state, turns, events, at)
-    except point.PointInsideTurn as err:
-        raise GatewayError(grpc.StatusCode.FAILED_PRECONDITION, str(err)) from None
+@dataclass
+class Transcript:
+    """An agent's state and whole transcript; the store holds its events through
+    `stored_through` and its first `stored_turns` turns, the workflow the rest."""
+
+    state: AgentState
+    turns: list[Turn]
+    events: list[Event]
+    stored_through: int
+    stored_turns: int
+
+    def rebuilt(self, at: int) -> point.Rebuilt:
+        last = self.state.next_seq - 1
+        if at < 0 or at > last:
+            raise GatewayError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the point must be a sequence id from 0 to {last}, the agent's newest message",
+            )
+        try:
+            return point.rebuild(self.state, self.turns, self.events, at)
+        except point.PointInsideTurn as err:
+            raise GatewayError(grpc.StatusCode.FAILED_PRECONDITION, str(err)) from None

@@ -244,6 +244,21 @@ class PostgresTranscriptStore:
             ).fetchall()
         return [Turn(**row[0]) for row in rows]
 
+    def copy_through(self, source: str, target: str, seq: int, turn_count: int) -> None:
+        # Inside the database: no event is decoded, re-encoded or re-indexed (see SQLite's).
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(
+                "INSERT INTO engram_events (agent_id, seq, event, words)"
+                " SELECT %s, seq, event, words FROM engram_events"
+                " WHERE agent_id = %s AND seq <= %s ON CONFLICT DO NOTHING",
+                (target, source, seq),
+            )
+            conn.execute(
+                "INSERT INTO engram_turns SELECT %s, idx, turn FROM engram_turns"
+                " WHERE agent_id = %s AND idx < %s ON CONFLICT DO NOTHING",
+                (target, source, turn_count),
+            )
+
     def forget_after(self, agent_id: str, seq: int, turn_index: int) -> None:
         with self._pool.connection() as conn, conn.transaction():
             conn.execute(

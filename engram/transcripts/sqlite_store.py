@@ -257,6 +257,29 @@ class SqliteTranscriptStore:
             ).fetchall()
         return [Turn(**json.loads(row[0])) for row in rows]
 
+    def copy_through(self, source: str, target: str, seq: int, turn_count: int) -> None:
+        # Row for row inside the database: a 10,000-turn agent's 40,000 events are not decoded,
+        # re-encoded and re-indexed one at a time (a fork took over 2 s that way).
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            copied = self._db.execute(
+                "INSERT OR IGNORE INTO events SELECT ?, seq, event FROM events"
+                " WHERE agent_id = ? AND seq <= ?",
+                (target, source, seq),
+            ).rowcount
+            if copied:
+                self._db.execute(
+                    "INSERT INTO events_fts SELECT text, ?, seq FROM events_fts"
+                    " WHERE agent_id = ? AND seq <= ?",
+                    (target, source, seq),
+                )
+            self._db.execute(
+                "INSERT OR IGNORE INTO turns SELECT ?, idx, turn FROM turns"
+                " WHERE agent_id = ? AND idx < ?",
+                (target, source, turn_count),
+            )
+            self._db.execute("COMMIT")
+
     def forget_after(self, agent_id: str, seq: int, turn_index: int) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")

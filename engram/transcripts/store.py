@@ -45,6 +45,11 @@ class EventStore(Protocol):
         """Drop the agent's events after `seq` and turns from `turn_index` on (a rewind, whose
         branch agent keeps a copy); dropping them again changes nothing."""
 
+    def copy_through(self, source: str, target: str, seq: int, turn_count: int) -> None:
+        """Store the source agent's stored events up to `seq` and its first `turn_count` turns
+        as the target's (a fork), words indexed as the source's are; a copy made again changes
+        nothing."""
+
 
 class SearchStore(Protocol):
     """Full-text search over an agent's archived events (the recall activity, SearchHistory)."""
