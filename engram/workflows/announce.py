@@ -11,7 +11,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-from engram.activities.llm_stream import LLMActivities
+# Activities run outside the sandbox (their HTTP client must not be imported into it).
+with workflow.unsafe.imports_passed_through():
+    from engram.activities.llm_stream import LLMActivities
 from engram.workflows import patches
 from engram.workflows.types import AnnounceInput
 
