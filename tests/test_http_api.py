@@ -394,8 +394,8 @@ def test_a_stream_resumes_exactly_once_after_its_server_is_killed(
 
 def readme_blocks(language: str) -> list[str]:
     text = README.read_text()
-    section = text[text.index("## HTTP API\n") :]
-    section = section[: section.index("\n## ", 1)]
+    # The section's own examples come before its subsections (MCP, A2A, the console).
+    section = re.split(r"\n##+ ", text[text.index("## HTTP API\n") :])[0]
     return re.findall(rf"```{language}\n(.*?)```", section, re.S)
 
 
