@@ -22,7 +22,10 @@ from tests.fake_llm import FakeLLM
 from tests.secured_streams import LONG_TURN, OpenStream, secured_engine
 from tests.test_auth import bearer, create_key
 
-RATE = 20  # per second, and the burst
+# A burst of 20, refilled slowly: the flood's 24 messages pass it however slowly a loaded machine
+# reads them within PROMPTLY, while each other test's few messages never come near it.
+BURST = 20
+RATE = 1  # per second
 STREAM_INPUTS = 3
 AGENT_INPUTS = 4
 PROMPTLY = 3.0  # seconds; the turns these inputs wait behind take 8
@@ -55,7 +58,7 @@ def bounded(fake_llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iter
         fake_llm.url,
         {
             "ENGRAM_RATE_LIMIT": str(RATE),
-            "ENGRAM_RATE_BURST": str(RATE),
+            "ENGRAM_RATE_BURST": str(BURST),
             "ENGRAM_MAX_STREAM_INPUTS": str(STREAM_INPUTS),
             "ENGRAM_MAX_AGENT_INPUTS": str(AGENT_INPUTS),
             # Every key here is acme's: its tenant's share is tested on its own
