@@ -90,6 +90,13 @@ def start_dev_server(
         # each turn's LLM activity in the same round trip that creates them.
         "--dynamic-config-value", "system.enableEagerWorkflowStart=true",
         "--dynamic-config-value", "system.enableActivityEagerExecution=true",
+        # A history shard reads its queues of new tasks at most 20 times a second by default, and
+        # the dev server has one shard: past a short burst, each workflow task scheduled by an
+        # activity's result waited up to 50 ms for the next read, two waits in a tool step.
+        # Reads still happen only when there are new tasks; this lifts the cap on how soon.
+        "--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000",
+        # The same cap on the visibility queue delays the status ListAgents shows.
+        "--dynamic-config-value", "history.visibilityProcessorMaxPollRPS=1000",
         # Tasks queued on a task queue are dispatched round-robin across their fairness keys
         # (each agent's tenant), so one tenant's backlog cannot hold back another's turns.
         "--dynamic-config-value", "matching.enableFairness=true",

@@ -446,7 +446,7 @@ class SqliteTranscriptStore:
 def _vector_functions(db: sqlite3.Connection) -> str:
     """Give `db` vec_distance_cosine: sqlite-vec's ("sqlite-vec"), else Python's ("python")."""
     try:
-        import sqlite_vec  # type: ignore[import-not-found, unused-ignore]
+        import sqlite_vec  # type: ignore[import-not-found, import-untyped, unused-ignore]
 
         db.enable_load_extension(True)
         try:
