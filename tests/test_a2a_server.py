@@ -240,7 +240,7 @@ def test_the_readme_example_runs_as_written(tenants: Tenants, llm: FakeLLM) -> N
         env=env,
     )
     assert done.returncode == 0, done.stderr
-    assert '"description":"Help with Postgres."' in done.stdout.replace(" ", "")
+    assert '"description":"Help with Postgres."' in done.stdout
     assert "You said: Hello" in done.stdout
     agent_id = done.stdout.rsplit("AGENT_ID=", 1)[1].strip()
     done = subprocess.run(
