@@ -165,7 +165,9 @@ async def test_an_approval_is_an_input_required_round_trip(tenants: Tenants, llm
     plain = await a2a_client(tenants, agent_id, streaming=False)
     (first,) = await sent(plain, user('call deploy {"service": "web"}'))
     assert first.task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
-    (answer,) = await sent(plain, user(data={"approve": False, "reason": "not today"}, task=first.task))
+    (answer,) = await sent(
+        plain, user(data={"approve": False, "reason": "not today"}, task=first.task)
+    )
     assert answer.task.status.state == TaskState.TASK_STATE_COMPLETED
     assert "not today" in reply_of(answer.task)
     assert answer.task.id == first.task.id
@@ -184,8 +186,10 @@ def assert_refused(reply: httpx2.Response, status: int) -> str:
 def test_other_tenants_unknown_agents_and_bad_keys_are_refused(tenants: Tenants) -> None:
     agent_id = new_agent(tenants, tenants.acme)
     missing = str(uuid.uuid4())
-    send = rpc("message/send", {"message": {"messageId": "m1", "role": "user",
-                                            "parts": [{"kind": "text", "text": "hi"}]}})
+    send = rpc(
+        "message/send",
+        {"message": {"messageId": "m1", "role": "user", "parts": [{"kind": "text", "text": "hi"}]}},
+    )
     with client(root(tenants), tenants.acme) as acme:
         task_id = acme.post(f"/a2a/{agent_id}", json=send).json()["result"]["id"]
     with client(root(tenants), tenants.globex) as globex:
@@ -210,9 +214,11 @@ def test_other_tenants_unknown_agents_and_bad_keys_are_refused(tenants: Tenants)
         for body, code in (
             (b"{not json", -32700),
             (b'{"jsonrpc": "2.0", "id": 1, "method": "no/such"}', -32601),
-            (b'{"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": {'
-             b'"messageId": "m", "role": "user", "parts": [{"kind": "text", "text": " "}]}}}',
-             -32602),
+            (
+                b'{"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": {'
+                b'"messageId": "m", "role": "user", "parts": [{"kind": "text", "text": " "}]}}}',
+                -32602,
+            ),
         ):
             reply = acme.post(f"/a2a/{agent_id}", content=body)
             assert reply.json()["error"]["code"] == code, reply.text

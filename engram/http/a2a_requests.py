@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
@@ -148,7 +148,7 @@ class AgentRequests(RequestHandler):
 
     async def _send(
         self, params: SendMessageRequest, context: ServerCallContext, task: TurnTask
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         message = params.message
         agent_id = context.state["agent_id"]
         if message.context_id and message.task_id and message.context_id != agent_id:
@@ -170,7 +170,7 @@ class AgentRequests(RequestHandler):
 
     async def _answer(
         self, turn: ResponseId, message: Message, task: TurnTask
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """A message on a task that waits for approval: the decision, then the turn goes on."""
         now = await self._snapshot(turn)
         if now.state != TaskState.TASK_STATE_INPUT_REQUIRED:
@@ -217,7 +217,7 @@ class AgentRequests(RequestHandler):
             raise TaskNotFoundError(message=f"task {turn} not found")
         return task
 
-    async def _follow(self, turn: ResponseId, task: TurnTask) -> AsyncIterator[Event]:
+    async def _follow(self, turn: ResponseId, task: TurnTask) -> AsyncGenerator[Event, None]:
         """The events of the turn after what `task` holds, live, until it ends or waits."""
         seen = task.last_sequence
         replay = TurnTask()

@@ -179,7 +179,9 @@ class TurnTask:
         return TaskArtifactUpdateEvent(
             task_id=self.id,
             context_id=self.context_id,
-            artifact=Artifact(artifact_id=REPLY_ARTIFACT, name=REPLY_ARTIFACT, parts=[Part(text=text)]),
+            artifact=Artifact(
+                artifact_id=REPLY_ARTIFACT, name=REPLY_ARTIFACT, parts=[Part(text=text)]
+            ),
             append=append,
             last_chunk=last,
         )
@@ -244,5 +246,5 @@ def _asking(calls: list[WaitingCall]) -> str:
     named = ", ".join(f"{c.tool_name} {c.arguments or '{}'}" for c in calls)
     return (
         f"Approval needed to run {named}. Answer on this task with the text 'approve' or "
-        "'deny', or a data part {\"approve\": true} or {\"approve\": false, \"reason\": \"...\"}."
+        '\'deny\', or a data part {"approve": true} or {"approve": false, "reason": "..."}.'
     )
