@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -48,12 +48,14 @@ from a2a.utils.errors import A2AError
 from a2a.utils.task import apply_history_length
 from google.protobuf.json_format import MessageToDict
 
+from engram.auth import stopping
 from engram.gateway import validation
 from engram.gateway.agent_service import AgentService
 from engram.gateway.errors import GatewayError
 from engram.http import calls
 from engram.http.a2a_tasks import TurnTask, parse_task_id
 from engram.http.errors import from_exception
+from engram.http.gate import Gate
 from engram.http.naming import ResponseId
 from engram.http.openai_responses import turn_messages
 from engram.v1 import agent_pb2
@@ -81,8 +83,9 @@ def a2a_error(err: BaseException) -> A2AError:
 class AgentRequests(RequestHandler):
     """A2A's request handler for Engram's agents; the agent is the route's (context state)."""
 
-    def __init__(self, service: AgentService) -> None:
+    def __init__(self, service: AgentService, gate: Gate) -> None:
         self.service = service
+        self.gate = gate
 
     async def on_message_send(
         self, params: SendMessageRequest, context: ServerCallContext
@@ -99,12 +102,19 @@ class AgentRequests(RequestHandler):
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event, None]:
+        # A stream holds one of its key's stream slots, and ends once its key is revoked, as a
+        # Chat stream does.
+        guard = self.gate.open_stream()
         try:
-            async with aclosing(self._send(params, context, TurnTask())) as events:
-                async for event in events:
-                    yield event
+            events: AsyncIterator[Event] = self._send(params, context, TurnTask())
+            if guard.stop is not None:
+                events = stopping.until_stopped(events, guard.stop, calls.HttpContext())  # type: ignore[arg-type]
+            async for event in events:
+                yield event
         except Exception as err:
             raise a2a_error(err) from None
+        finally:
+            guard.close()
 
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
         try:

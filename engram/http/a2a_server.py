@@ -26,6 +26,7 @@ from engram.gateway.agent_service import AgentService
 from engram.http import calls
 from engram.http.a2a_card import agent_card
 from engram.http.a2a_requests import AgentRequests
+from engram.http.gate import Gate
 from engram.http.naming import checked_agent_id
 from engram.v1 import agent_pb2
 
@@ -60,10 +61,10 @@ class _AgentContext(DefaultServerCallContextBuilder):
         return context
 
 
-def router(service: AgentService, version: str) -> APIRouter:
+def router(service: AgentService, gate: Gate, version: str) -> APIRouter:
     api = APIRouter(prefix="/a2a", tags=["A2A"])
     dispatcher = JsonRpcDispatcher(
-        AgentRequests(service), context_builder=_AgentContext(), enable_v0_3_compat=True
+        AgentRequests(service, gate), context_builder=_AgentContext(), enable_v0_3_compat=True
     )
     quiet_sdk_logs()
 

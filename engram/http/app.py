@@ -39,7 +39,7 @@ def build_app(service: AgentService, security: GatewaySecurity) -> FastAPI:
     errors.install(app)
     for module in (openai_chat, openai_responses, resources):
         app.include_router(module.router(service, gate))
-    app.include_router(a2a_server.router(service, _version()))
+    app.include_router(a2a_server.router(service, gate, _version()))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
