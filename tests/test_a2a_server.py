@@ -224,6 +224,8 @@ def test_other_tenants_unknown_agents_and_bad_keys_are_refused(tenants: Tenants)
             assert reply.json()["error"]["code"] == code, reply.text
             assert "Traceback" not in reply.text
         assert_refused(acme.get("/a2a/not-an-agent/.well-known/agent-card.json"), 400)
+    # The server logged no stack trace for any of these client errors.
+    assert "Traceback" not in tenants.engine.log_path.read_text(errors="replace")
 
 
 def readme_blocks(language: str) -> list[str]:
