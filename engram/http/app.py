@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from engram.auth.interceptor import SMALL_REQUEST_BYTES
 from engram.gateway.agent_service import AgentService
 from engram.gateway.security import GatewaySecurity
-from engram.http import errors, openai_chat, openai_responses, resources
+from engram.http import a2a_server, errors, openai_chat, openai_responses, resources
 from engram.http.gate import Gate, GateMiddleware
 
 # OpenAI's clients resend the whole conversation with every message (only the last is new), so
@@ -39,6 +39,7 @@ def build_app(service: AgentService, security: GatewaySecurity) -> FastAPI:
     errors.install(app)
     for module in (openai_chat, openai_responses, resources):
         app.include_router(module.router(service, gate))
+    app.include_router(a2a_server.router(service, gate, _version()))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -102,7 +102,7 @@ def router(service: AgentService, gate: Gate) -> APIRouter:
     ) -> Any:
         rid = ResponseId.parse(response_id)
         if not stream:
-            return await _whole(_turn(service, rid))
+            return await _whole(turn_messages(service, rid))
         after: tuple[int, int] | int | None = starting_after
         if last_event_id:
             try:
@@ -111,7 +111,7 @@ def router(service: AgentService, gate: Gate) -> APIRouter:
                 raise invalid("Last-Event-ID is not an id this stream sent") from None
         guard = gate.open_stream()
         try:
-            opened = await sse.opened(_turn(service, rid))
+            opened = await sse.opened(turn_messages(service, rid))
         except BaseException:
             guard.close()
             raise
@@ -162,7 +162,7 @@ def _error_frame(err: ApiError) -> bytes:
     )
 
 
-async def _turn(
+async def turn_messages(
     service: AgentService, rid: ResponseId
 ) -> AsyncGenerator[agent_pb2.ServerMessage, None]:
     """The turn's messages from the agent's record (and live while it lasts), its user message
