@@ -143,6 +143,8 @@ class GateMiddleware:
             await err.response()(scope, receive, send)
             return
         set_current(principal)
+        # Also in the scope, for what runs outside this request's context (the MCP tools).
+        scope.setdefault("state", {})["engram_principal"] = principal
         await self.app(scope, _bounded(receive, limit), send)
 
 
