@@ -121,7 +121,7 @@ def test_a_turn_waiting_for_approval_returns_and_approve_lets_it_finish(
 
         def answered() -> bool:
             turns = http.get(f"/agents/{agent_id}/history").json().get("turns", [])
-            return bool(turns) and turns[-1].get("answer") == "Done: deployed api: done."
+            return bool(turns) and turns[-1].get("reply") == "Done: deployed api: done."
 
         eventually(answered, 30, "the approved turn's answer")
 
@@ -134,10 +134,11 @@ def test_other_tenants_agents_are_not_found_and_keys_are_required(tenants: Tenan
         missing = str(uuid.uuid4())
         async with session(tenants, tenants.globex) as globex:
             assert mine not in text(await globex.call_tool("list_agents", {}))
-            for name, arguments in [
+            calls: list[tuple[str, dict[str, Any]]] = [
                 ("ask_agent", {"message": "hi"}),
                 ("approve", {"call_id": "call-1", "approved": False}),
-            ]:
+            ]
+            for name, arguments in calls:
                 seen = await globex.call_tool(name, {"agent_id": mine, **arguments})
                 unknown = await globex.call_tool(name, {"agent_id": missing, **arguments})
                 assert seen.is_error and unknown.is_error
@@ -162,6 +163,10 @@ def test_other_tenants_agents_are_not_found_and_keys_are_required(tenants: Tenan
             refused = http.post("/mcp", json=initialize, headers=headers)
         assert refused.status_code == 401, refused.text
         assert refused.json()["error"]["type"] == "authentication_error"
+    # On loopback, a page served from another name (DNS rebinding) is refused even with a key.
+    with client(tenants.url.removesuffix("/v1"), tenants.acme) as http:
+        rebound = http.post("/mcp", json=initialize, headers={**headers, "Host": "evil.test"})
+    assert rebound.status_code == 421, rebound.text
 
 
 def test_the_readme_example_runs_as_written(tenants: Tenants, llm: FakeLLM) -> None:
