@@ -60,10 +60,10 @@ def test_a_client_lists_creates_and_asks_with_the_reply_streamed(
     tenants: Tenants, llm: FakeLLM
 ) -> None:
     llm.token_delay = 0.01
-    progress: list[tuple[float, str | None]] = []
+    updates: list[tuple[float, str | None]] = []
 
-    async def on_progress(done: float, total: float | None, message: str | None) -> None:
-        progress.append((done, message))
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        updates.append((progress, message))
 
     async def run() -> None:
         async with session(tenants, tenants.acme) as mcp:
@@ -85,9 +85,9 @@ def test_a_client_lists_creates_and_asks_with_the_reply_streamed(
 
     asyncio.run(run())
     # The reply arrived in pieces, each notification carrying the text added since the last.
-    assert len(progress) > 1
-    assert "".join(m or "" for _, m in progress) == "You said: The orders table is slow."
-    assert [p for p, _ in progress] == sorted(p for p, _ in progress)
+    assert len(updates) > 1
+    assert "".join(m or "" for _, m in updates) == "You said: The orders table is slow."
+    assert [p for p, _ in updates] == sorted(p for p, _ in updates)
 
 
 def test_a_turn_waiting_for_approval_returns_and_approve_lets_it_finish(
