@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 from engram.auth.principal import Principal, set_current
 from engram.gateway.agent_service import AgentService
 from engram.http import calls, errors
+from engram.http.gate import PRINCIPAL_STATE
 from engram.http.naming import message_id
 from engram.http.reply_text import ReplyText
 from engram.http.resources import as_json
@@ -31,7 +32,6 @@ from engram.v1 import agent_pb2
 from engram.vocabulary import Notice
 
 PATH = "/mcp"
-PRINCIPAL = "engram_principal"  # the key of the caller's Principal in the request's scope state
 T = TypeVar("T")
 
 
@@ -56,7 +56,7 @@ async def _as_caller(ctx: Context, work: Callable[[], Awaitable[T]]) -> T:
     API would have used (another tenant's agent is not found, as an unknown one is)."""
     request = ctx.request_context.request
     state = getattr(request, "scope", {}).get("state", {})
-    principal = state.get(PRINCIPAL)
+    principal = state.get(PRINCIPAL_STATE)
     if not isinstance(principal, Principal):
         raise ToolError("not authenticated: send Authorization: Bearer <API key>")
     set_current(principal)
