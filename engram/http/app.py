@@ -5,11 +5,12 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from engram.auth.interceptor import SMALL_REQUEST_BYTES
 from engram.gateway.agent_service import AgentService
 from engram.gateway.security import GatewaySecurity
-from engram.http import a2a_server, errors, openai_chat, openai_responses, resources
+from engram.http import a2a_server, errors, mcp_server, openai_chat, openai_responses, resources
 from engram.http.gate import Gate, GateMiddleware
 
 # OpenAI's clients resend the whole conversation with every message (only the last is new), so
@@ -25,8 +26,11 @@ def _version() -> str:
         return "dev"
 
 
-def build_app(service: AgentService, security: GatewaySecurity) -> FastAPI:
+def build_app(service: AgentService, security: GatewaySecurity, host: str = "127.0.0.1") -> FastAPI:
+    """The app; `host` is where it listens, which sets the MCP endpoint's DNS-rebinding checks.
+    Serve it with its lifespan on: the MCP endpoint's session manager runs for that long."""
     gate = Gate(security.keyring, security.rate, security.chat_streams)
+    mcp_endpoint, mcp_sessions = mcp_server.build(service, host)
     app = FastAPI(
         title="Engram HTTP API",
         version=_version(),
@@ -35,11 +39,14 @@ def build_app(service: AgentService, security: GatewaySecurity) -> FastAPI:
         "`Authorization: Bearer <API key>` when the engine has keys.",
         docs_url="/docs",
         redoc_url=None,
+        lifespan=lambda _: mcp_server.running(mcp_sessions),
     )
     errors.install(app)
     for module in (openai_chat, openai_responses, resources):
         app.include_router(module.router(service, gate))
     app.include_router(a2a_server.router(service, gate, _version()))
+
+    app.router.routes.append(Route(mcp_server.PATH, mcp_endpoint, include_in_schema=False))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

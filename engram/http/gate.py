@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # Paths served without a key: the API's description and a liveness probe.
 OPEN_PATHS = frozenset({"/openapi.json", "/docs", "/healthz"})
+# Where the caller's Principal is kept in the request's scope state.
+PRINCIPAL_STATE = "engram_principal"
 
 
 class BodyTooLarge(HTTPException):
@@ -143,6 +145,8 @@ class GateMiddleware:
             await err.response()(scope, receive, send)
             return
         set_current(principal)
+        # Also in the scope, for what runs outside this request's context (the MCP tools).
+        scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
         await self.app(scope, _bounded(receive, limit), send)
 
 

@@ -46,10 +46,10 @@ async def start_http(gateway: GatewayServer, host: str, port: int) -> HttpServer
         raise SystemExit(refusal)
     tls = security.settings.tls
     config = uvicorn.Config(
-        build_app(gateway.service, security),
+        build_app(gateway.service, security, host),
         host=host,
         port=port,
-        lifespan="off",
+        lifespan="on",  # the MCP endpoint's session manager runs in the app's lifespan
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=GRACE_SECONDS,
