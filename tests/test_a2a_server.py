@@ -211,7 +211,7 @@ def test_other_tenants_unknown_agents_and_bad_keys_are_refused(tenants: Tenants)
             assert_refused(anonymous.post(f"/a2a/{agent_id}", json=send), 401)
     with client(root(tenants), tenants.acme) as acme:
         # Malformed requests are JSON-RPC errors, never stack traces.
-        for body, code in (
+        for raw, code in (
             (b"{not json", -32700),
             (b'{"jsonrpc": "2.0", "id": 1, "method": "no/such"}', -32601),
             (
@@ -220,7 +220,7 @@ def test_other_tenants_unknown_agents_and_bad_keys_are_refused(tenants: Tenants)
                 -32602,
             ),
         ):
-            reply = acme.post(f"/a2a/{agent_id}", content=body)
+            reply = acme.post(f"/a2a/{agent_id}", content=raw)
             assert reply.json()["error"]["code"] == code, reply.text
             assert "Traceback" not in reply.text
         assert_refused(acme.get("/a2a/not-an-agent/.well-known/agent-card.json"), 400)
