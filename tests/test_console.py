@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -166,7 +167,9 @@ def test_approve_a_call_from_the_inbox_and_the_turn_finishes(
     assert made["forked_from"] == agent_id and made["fork_sequence"] == seq
 
 
-def test_the_readme_example_runs_as_written(tenants: Tenants, llm: FakeLLM) -> None:
+def test_the_readme_example_runs_and_approvals_stay_within_a_tenant(
+    tenants: Tenants, llm: FakeLLM
+) -> None:
     text = README.read_text()
     section = text[text.index("### Web console\n") :].split("\n## ", 1)[0]
     (shell,) = re.findall(r"```bash\n(.*?)```", section, re.S)
@@ -188,7 +191,17 @@ def test_the_readme_example_runs_as_written(tenants: Tenants, llm: FakeLLM) -> N
     assert [(c["tool_name"], c["input_json"]) for c in waiting] == [
         ("deploy", '{"service": "web"}')
     ]
+    with client(tenants.url, tenants.globex) as other:
+        assert other.get("/approvals").json()["data"] == []
+        for method, route in (("GET", "search?q=deploy"), ("POST", "retry")):
+            theirs = other.request(method, f"/agents/{agent_id}/{route}")
+            unknown_id = str(uuid.uuid4())
+            unknown = other.request(method, f"/agents/{unknown_id}/{route}")
+            assert theirs.status_code == unknown.status_code == 404
+            assert theirs.text.replace(agent_id, unknown_id) == unknown.text
     with client(tenants.url, tenants.acme) as http:
+        empty = http.get(f"/agents/{agent_id}/search?q=")
+        assert empty.status_code == 400 and "error" in empty.json()
         call_id = waiting[0]["call_id"]
         http.post(f"/agents/{agent_id}/approvals/{call_id}/deny", json={})
     asking.join(30)

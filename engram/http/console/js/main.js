@@ -53,3 +53,14 @@ window.addEventListener("engram:unauthorized", () => {
 });
 window.addEventListener("hashchange", route);
 route();
+
+// The Inbox link shows how many calls await a decision, on every page.
+async function countInbox() {
+  if (!key.get()) return;
+  try {
+    const waiting = (await api("GET", "/approvals")).data.length;
+    document.getElementById("inbox-count").textContent = waiting ? `(${waiting})` : "";
+  } catch {}
+}
+countInbox();
+setInterval(countInbox, 5000);
