@@ -114,6 +114,10 @@ def test_create_an_agent_and_chat_with_the_reply_streamed(page: Page, llm: FakeL
     assert page.locator("#transcript b").count() == 0  # agent text is text, never markup
     expect(page.locator("#agent-status")).to_have_text("idle")
     screenshot(page, "console-chat.png")
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("#agent-status")).to_have_text("paused")
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("#agent-status")).to_have_text("idle")
 
     page.get_by_role("link", name="Agents").click()
     row = page.locator("tr", has_text="Help with Postgres.")
