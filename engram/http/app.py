@@ -10,7 +10,15 @@ from starlette.routing import Route
 from engram.auth.interceptor import SMALL_REQUEST_BYTES
 from engram.gateway.agent_service import AgentService
 from engram.gateway.security import GatewaySecurity
-from engram.http import a2a_server, errors, mcp_server, openai_chat, openai_responses, resources
+from engram.http import (
+    a2a_server,
+    console_routes,
+    errors,
+    mcp_server,
+    openai_chat,
+    openai_responses,
+    resources,
+)
 from engram.http.gate import Gate, GateMiddleware
 
 # OpenAI's clients resend the whole conversation with every message (only the last is new), so
@@ -42,9 +50,10 @@ def build_app(service: AgentService, security: GatewaySecurity, host: str = "127
         lifespan=lambda _: mcp_server.running(mcp_sessions),
     )
     errors.install(app)
-    for module in (openai_chat, openai_responses, resources):
+    for module in (openai_chat, openai_responses, console_routes, resources):
         app.include_router(module.router(service, gate))
     app.include_router(a2a_server.router(service, gate, _version()))
+    console_routes.install_pages(app)
 
     app.router.routes.append(Route(mcp_server.PATH, mcp_endpoint, include_in_schema=False))
 

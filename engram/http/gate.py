@@ -35,7 +35,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger(__name__)
 
 # Paths served without a key: the API's description and a liveness probe.
-OPEN_PATHS = frozenset({"/openapi.json", "/docs", "/healthz"})
+OPEN_PATHS = frozenset({"/openapi.json", "/docs", "/healthz", "/"})
+# The web console's static files: it asks for a key itself and sends it on every API call.
+OPEN_PREFIX = "/console/"
 # Where the caller's Principal is kept in the request's scope state.
 PRINCIPAL_STATE = "engram_principal"
 
@@ -130,7 +132,7 @@ class GateMiddleware:
         self.limit_of = limit_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or _is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
@@ -148,6 +150,10 @@ class GateMiddleware:
         # Also in the scope, for what runs outside this request's context (the MCP tools).
         scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
         await self.app(scope, _bounded(receive, limit), send)
+
+
+def _is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIX)
 
 
 def _content_length(headers: list[tuple[str, str]]) -> int:
