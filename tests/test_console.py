@@ -143,7 +143,7 @@ def test_approve_a_call_from_the_inbox_and_the_turn_finishes(
 
     page.get_by_role("link", name="Inbox").click()
     card = page.locator(".card", has_text="Deploy services.")
-    expect(card).to_contain_text('{\n  "service": "api"\n}')
+    expect(card.get_by_label("Input")).to_have_value('{\n  "service": "api"\n}')
     screenshot(page, "console-inbox.png")
     card.get_by_role("button", name="Approve").click()
     expect(card).to_have_count(0)
@@ -169,6 +169,42 @@ def test_approve_a_call_from_the_inbox_and_the_turn_finishes(
     with client(tenants.url, tenants.acme) as http:
         made = http.get(f"/agents/{forked}").json()
     assert made["forked_from"] == agent_id and made["fork_sequence"] == seq
+
+
+def test_the_inbox_edits_a_call_s_input_and_answers_in_a_tool_s_place(
+    page: Page, tenants: Tenants, llm: FakeLLM
+) -> None:
+    llm.reply = note_taker
+    agent_id = agent_with_deploy(tenants)
+    page.goto(f"/#/agents/{agent_id}")
+    box = page.get_by_placeholder("Message the agent")
+    box.fill('call deploy {"service": "api"}')
+    box.press("Enter")
+    page.get_by_role("link", name="Inbox").click()
+    card = page.locator(".card", has_text="Deploy services.")
+    card.get_by_label("Input").fill('{"service": "nope"')
+    card.get_by_role("button", name="Approve").click()
+    expect(page.locator(".error-line")).to_have_text("The edited input is not valid JSON.")
+    card.get_by_label("Input").fill('{"service": "web"}')
+    card.get_by_role("button", name="Approve").click()
+    expect(card).to_have_count(0)
+    page.goto(f"/#/agents/{agent_id}")
+    expect(page.locator("#transcript .msg.assistant")).to_have_text(
+        "agentDone: deployed web: done."
+    )
+
+    box = page.get_by_placeholder("Message the agent")
+    box.fill('call deploy {"service": "db"}')
+    box.press("Enter")
+    page.get_by_role("link", name="Inbox").click()
+    card = page.locator(".card", has_text="Deploy services.")
+    card.get_by_label("Reason or answer").fill("db is frozen today")
+    card.get_by_role("button", name="Respond").click()
+    expect(card).to_have_count(0)
+    page.goto(f"/#/agents/{agent_id}")
+    expect(page.locator("#transcript .msg.assistant").last).to_have_text(
+        "agentDone: db is frozen today."
+    )
 
 
 def test_the_readme_example_runs_and_approvals_stay_within_a_tenant(
