@@ -130,6 +130,49 @@ def test_create_an_agent_and_chat_with_the_reply_streamed(page: Page, llm: FakeL
     screenshot(page, "console-agents.png")
 
 
+DROP_A_FILE = """([name, text]) => {
+    const files = new DataTransfer();
+    files.items.add(new File([text], name, { type: "text/plain" }));
+    const zone = document.getElementById("transcript");
+    zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: files, bubbles: true }));
+    zone.dispatchEvent(new DragEvent("drop", { dataTransfer: files, bubbles: true }));
+}"""
+
+
+def test_files_dropped_or_picked_go_to_the_model_with_the_message(
+    page: Page, tenants: Tenants, llm: FakeLLM
+) -> None:
+    agent_id = agent_with_deploy(tenants)
+    page.goto(f"/#/agents/{agent_id}")
+    page.evaluate(DROP_A_FILE, ["notes.txt", "The backup runs at 03:00 on Sundays."])
+    page.get_by_label("Attach files").set_input_files(
+        {"name": "schema.sql", "mimeType": "text/plain", "buffer": b"CREATE TABLE plums (id int);"}
+    )
+    chips = page.locator("#attachments .chip")
+    expect(chips).to_have_count(2)
+    page.get_by_role("button", name="Remove schema.sql").click()
+    expect(chips).to_have_count(1)
+    page.get_by_placeholder("Message the agent").fill("When does the backup run?")
+    page.get_by_role("button", name="Send").click()
+    expect(chips).to_have_count(0)
+    sent = page.locator("#transcript .msg.user", has_text="When does the backup run?")
+    expect(sent).to_contain_text("notes.txt")
+    expect(page.locator("#transcript .msg.assistant")).to_contain_text("When does the backup run?")
+    (request,) = llm.requests_for("When does the backup run?")
+    assert "The backup runs at 03:00 on Sundays." in str(request["messages"])
+    assert "plums" not in str(request["messages"])
+
+    # A file the model cannot take is refused by the gateway, in words, and nothing is sent.
+    asked = len(llm.requests)
+    page.get_by_label("Attach files").set_input_files(
+        {"name": "photo.png", "mimeType": "image/png", "buffer": b"not a png"}
+    )
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".error-line")).to_contain_text("is not a image/png image")
+    expect(page.locator("#agent-status")).to_have_text("idle")
+    assert len(llm.requests) == asked
+
+
 def test_approve_a_call_from_the_inbox_and_the_turn_finishes(
     page: Page, tenants: Tenants, llm: FakeLLM
 ) -> None:

@@ -290,6 +290,12 @@ def test_bad_input_on_every_route(tenants: Tenants) -> None:
             ("/agents", {"goal": "x", "model": "fake-model", "config": {"temperature": 9}}),
             ("/agents", ["not", "an", "object"]),
             (f"/agents/{agent_id}/messages", {"content": 5}),
+            (f"/agents/{agent_id}/messages", {}),
+            (f"/agents/{agent_id}/messages", {"content": "x", "attachments": [{"data": "%%"}]}),
+            (
+                f"/agents/{agent_id}/messages",
+                {"attachments": [{"name": "a.bin", "mime_type": "application/zip", "data": "UEs="}]},
+            ),
             (f"/agents/{agent_id}/fork", {"at_sequence": "soon"}),
             (f"/agents/{agent_id}/approvals/call-1/maybe", {}),
         ]
@@ -304,7 +310,13 @@ def test_bad_input_on_every_route(tenants: Tenants) -> None:
         assert_error(http.get("/no/such/route"), 404)
 
         # Oversized: refused on the declared length, before the body is read (none is sent).
-        for path in ("/agents", "/chat/completions", "/responses", f"/agents/{agent_id}/fork"):
+        for path in (
+            "/agents",
+            "/chat/completions",
+            "/responses",
+            f"/agents/{agent_id}/fork",
+            f"/agents/{agent_id}/messages",
+        ):
             status, text = declared_only(tenants.url + path, tenants.acme, 64 * 1024 * 1024)
             assert status == 413 and '"body_too_large"' in text, (path, status, text)
 

@@ -25,6 +25,9 @@ from engram.http.gate import Gate, GateMiddleware
 # their routes take bodies this large; the new message itself is bounded as on gRPC.
 OPENAI_BODY_BYTES = 16 * 1024 * 1024
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/responses")
+# A message's attachments come base64-encoded in its JSON: 10 MiB of files are 13.4 MiB. The
+# gateway then holds them to its own limits, per file and per message.
+MESSAGE_BODY_BYTES = 16 * 1024 * 1024
 
 
 def _version() -> str:
@@ -62,7 +65,11 @@ def build_app(service: AgentService, security: GatewaySecurity, host: str = "127
         return {"status": "ok"}
 
     def limit_of(path: str) -> int:
-        return OPENAI_BODY_BYTES if path.startswith(OPENAI_PATHS) else SMALL_REQUEST_BYTES
+        if path.startswith(OPENAI_PATHS):
+            return OPENAI_BODY_BYTES
+        if path.startswith("/v1/agents/") and path.endswith("/messages"):
+            return MESSAGE_BODY_BYTES
+        return SMALL_REQUEST_BYTES
 
     app.add_middleware(GateMiddleware, gate=gate, limit_of=limit_of)
     return app

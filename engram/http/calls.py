@@ -7,7 +7,7 @@ an HTTP status. The caller's Principal is already set (engram.http.gate).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -32,7 +32,11 @@ async def call(method: Callable[[Any, Any], Awaitable[Reply]], request: Any) -> 
 
 
 def chat(
-    service: AgentService, agent_id: str, content: str, message_id: str
+    service: AgentService,
+    agent_id: str,
+    content: str,
+    message_id: str,
+    attachments: Sequence[agent_pb2.Attachment] = (),
 ) -> AsyncGenerator[agent_pb2.ServerMessage, None]:
     """One user message sent on its own Chat stream: the turn's messages, its user message
     (once durably recorded) first and its answer (or error) last."""
@@ -41,7 +45,7 @@ def chat(
         yield agent_pb2.ClientMessage(
             agent_id=agent_id,
             message_id=message_id,
-            user_input=agent_pb2.UserInput(content=content),
+            user_input=agent_pb2.UserInput(content=content, attachments=attachments),
         )
 
     replies: AsyncGenerator[agent_pb2.ServerMessage, None] = service.Chat(requests(), HttpContext())  # type: ignore[arg-type, assignment]

@@ -7,7 +7,8 @@ proto/engram/v1/agent.proto), so the two APIs take and give the same things.
     GET    /v1/agents?status=&page_size=&page_token=   ListAgents
     GET    /v1/agents/{id}                         GetAgent
     DELETE /v1/agents/{id}?force=                  DeleteAgent
-    POST   /v1/agents/{id}/messages                Chat, one message, the turn's messages back
+    POST   /v1/agents/{id}/messages                Chat, one message (and its attachments), the
+                                                   turn's messages back
     GET    /v1/agents/{id}/events?after=&include_history=  Replay, as server-sent events
     GET    /v1/agents/{id}/history                 GetHistory
     GET    /v1/agents/{id}/approvals               the tool calls awaiting a decision
@@ -81,11 +82,13 @@ def router(service: AgentService, gate: Gate) -> APIRouter:
         body: Annotated[dict[str, Any], Body(examples=[{"content": "Hello"}])],
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        content = body.get("content")
-        if not isinstance(content, str):
-            raise invalid("content (a string) is required")
+        content = body.get("content", "")
+        files = parsed({"attachments": body.get("attachments") or []}, agent_pb2.UserInput())
+        if not isinstance(content, str) or not (content or files.attachments):
+            raise invalid("content (a string) is required, unless the message has attachments")
         turn_id = message_id(body.get("message_id") or idempotency_key)
-        messages = [as_json(m) async for m in calls.chat(service, agent_id, content, turn_id)]
+        replies = calls.chat(service, agent_id, content, turn_id, files.attachments)
+        messages = [as_json(m) async for m in replies]
         return {"message_id": turn_id, "messages": messages}
 
     @api.get("/{agent_id}/events", response_model=None)

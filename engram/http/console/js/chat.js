@@ -13,6 +13,10 @@ export function chatPage(view, agentId) {
   const status = el("span", { class: "status", id: "agent-status" });
   const problem = el("p", { class: "error-line" });
   const input = el("textarea", { name: "message", placeholder: "Message the agent" });
+  const files = []; // attachments for the next message: {name, mime_type, data (base64)}
+  const chips = el("div", { class: "attachments", id: "attachments" });
+  const picker = el("input", { type: "file", multiple: true, class: "picker", "aria-label": "Attach files",
+    onchange: () => addFiles(picker.files).finally(() => { picker.value = ""; }) });
   const queued = new Map(); // message id -> the queued element, until the agent records it
   const drafts = new Map(); // message id -> the reply being streamed
   let last = 0;
@@ -27,7 +31,9 @@ export function chatPage(view, agentId) {
   function onEvent(kind, message) {
     last = Math.max(last, Number(message.sequence_id || 0));
     const turn = message.message_id;
+    let sentWith = [];
     if (kind === "user_message" && queued.has(turn)) {
+      sentWith = [...queued.get(turn).querySelectorAll(".chip")];
       queued.get(turn).remove();
       queued.delete(turn);
     }
@@ -48,6 +54,30 @@ export function chatPage(view, agentId) {
     }
     const node = messageNode(kind, message);
     if (node) add(node);
+    // The transcript keeps the files, not their names: show what this tab sent.
+    if (node && sentWith.length) node.append(el("div", { class: "attachments" }, sentWith));
+  }
+
+  const base64 = (file) => new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).split(",", 2)[1] || "");
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+
+  // The gateway decides what the model can take (images, UTF-8 text) and says why it refuses.
+  async function addFiles(list) {
+    for (const file of list) {
+      files.push({ name: file.name, mime_type: file.type || "text/plain", data: await base64(file) });
+    }
+    showFiles();
+  }
+
+  const chip = (name, remove) => el("span", { class: "chip" }, `📎 ${name}`,
+    remove ? el("button", { type: "button", "aria-label": `Remove ${name}`, onclick: remove }, "×") : null);
+
+  function showFiles() {
+    chips.replaceChildren(...files.map((file, i) => chip(file.name, () => { files.splice(i, 1); showFiles(); })));
   }
 
   async function refreshAgent() {
@@ -76,17 +106,18 @@ export function chatPage(view, agentId) {
     }
   }
 
-  async function send(content) {
+  async function send(content, attachments) {
     const id = crypto.randomUUID().replaceAll("-", "");
     const busy = sending > 0 || BUSY.has(status.textContent);
     const node = el("div", { class: `msg user ${busy ? "queued" : "sending"}`, "data-queued": id },
-      el("span", { class: "tag" }, busy ? "queued" : "sending"), content);
+      el("span", { class: "tag" }, busy ? "queued" : "sending"), content,
+      attachments.length ? el("div", { class: "attachments" }, attachments.map((file) => chip(file.name))) : null);
     queued.set(id, node);
     add(node);
     sending += 1;
     follow();
     try {
-      await api("POST", `${path}/messages`, { content, message_id: id });
+      await api("POST", `${path}/messages`, { content, message_id: id, attachments });
     } catch (err) {
       problem.textContent = err.message;
       node.remove();
@@ -111,10 +142,25 @@ export function chatPage(view, agentId) {
   const form = el("form", { class: "row", onsubmit: (event) => {
     event.preventDefault();
     const content = input.value.trim();
-    if (!content) return;
+    if (!content && !files.length) return;
     input.value = "";
-    send(content);
-  } }, input, el("button", { class: "primary", type: "submit" }, "Send"));
+    const attachments = files.splice(0);
+    showFiles();
+    send(content, attachments);
+  } }, input, el("label", { class: "attach" }, "Attach", picker), el("button", { class: "primary", type: "submit" }, "Send"));
+  // Files dropped anywhere on the conversation are attached to the next message.
+  for (const zone of [transcript, form]) {
+    zone.addEventListener("dragover", (event) => {
+      event.preventDefault();
+      form.classList.add("dropping");
+    });
+    zone.addEventListener("dragleave", () => form.classList.remove("dropping"));
+    zone.addEventListener("drop", (event) => {
+      event.preventDefault();
+      form.classList.remove("dropping");
+      addFiles(event.dataTransfer.files).catch((err) => { problem.textContent = err.message; });
+    });
+  }
   input.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey) {
       event.preventDefault();
@@ -129,7 +175,7 @@ export function chatPage(view, agentId) {
       el("button", { type: "button", onclick: control("cancel") }, "Cancel"), " ",
       el("button", { type: "button", onclick: control("retry") }, "Retry"), " ",
       el("a", { href: `#/agents/${encodeURIComponent(agentId)}/history` }, "History and search")),
-    transcript, form, problem);
+    transcript, chips, form, problem);
 
   (async () => {
     try {
