@@ -294,7 +294,11 @@ def test_bad_input_on_every_route(tenants: Tenants) -> None:
             (f"/agents/{agent_id}/messages", {"content": "x", "attachments": [{"data": "%%"}]}),
             (
                 f"/agents/{agent_id}/messages",
-                {"attachments": [{"name": "a.bin", "mime_type": "application/zip", "data": "UEs="}]},
+                {
+                    "attachments": [
+                        {"name": "a.zip", "mime_type": "application/zip", "data": "UEs="}
+                    ]
+                },
             ),
             (f"/agents/{agent_id}/fork", {"at_sequence": "soon"}),
             (f"/agents/{agent_id}/approvals/call-1/maybe", {}),
