@@ -213,6 +213,25 @@ def test_approve_a_call_from_the_inbox_and_the_turn_finishes(
         made = http.get(f"/agents/{forked}").json()
     assert made["forked_from"] == agent_id and made["fork_sequence"] == seq
 
+    # A second turn, then rewind to the end of the first: the second stays readable in a branch.
+    page.goto(f"/#/agents/{agent_id}")
+    page.get_by_placeholder("Message the agent").fill("Anything else?")
+    page.get_by_placeholder("Message the agent").press("Enter")
+    expect(page.locator("#transcript .msg.assistant")).to_have_count(2)
+    page.get_by_role("link", name="History and search").click()
+    answers = page.locator("#history .msg.assistant")
+    expect(answers).to_have_count(2)
+    expect(page.locator("#history .msg.user").first.get_by_role("button")).to_have_count(0)
+    page.once("dialog", lambda dialog: dialog.accept())
+    answers.first.get_by_role("button", name="Rewind here").click()
+    expect(page.locator("#notice")).to_contain_text("Rewound")
+    expect(answers).to_have_count(1)
+    page.get_by_role("link", name="its branch").click()
+    expect(page.locator("#transcript .msg.assistant").last).to_have_text("agentSure.")
+    with client(tenants.url, tenants.acme) as http:
+        kept = http.get(f"/agents/{agent_id}/history").json()
+    assert "Anything else?" not in json.dumps(kept)
+
 
 def test_the_inbox_edits_a_call_s_input_and_answers_in_a_tool_s_place(
     page: Page, tenants: Tenants, llm: FakeLLM

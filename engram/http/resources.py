@@ -15,6 +15,7 @@ proto/engram/v1/agent.proto), so the two APIs take and give the same things.
     POST   /v1/agents/{id}/approvals/{call}/approve|deny   ControlAgent(approval)
     POST   /v1/agents/{id}/pause|resume|cancel     ControlAgent
     POST   /v1/agents/{id}/fork                    ForkAgent (body: {"at_sequence": N})
+    POST   /v1/agents/{id}/rewind                  RewindAgent (body: {"to_sequence": N})
 """
 
 from __future__ import annotations
@@ -140,6 +141,14 @@ def router(service: AgentService, gate: Gate) -> APIRouter:
         request = parsed(body or {}, agent_pb2.ForkAgentRequest())
         request.agent_id = agent_id
         return as_json(await calls.call(service.ForkAgent, request))
+
+    @api.post("/{agent_id}/rewind")
+    async def rewind(
+        agent_id: str, body: Annotated[dict[str, Any] | None, Body()] = None
+    ) -> dict[str, Any]:
+        request = parsed(body or {}, agent_pb2.RewindAgentRequest())
+        request.agent_id = agent_id
+        return as_json(await calls.call(service.RewindAgent, request))
 
     @api.post("/{agent_id}/{command}")
     async def control(

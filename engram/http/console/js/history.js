@@ -1,7 +1,9 @@
-// An agent's whole transcript, a search over it, and a fork at any message.
+// An agent's whole transcript, a search over it, and a fork or a rewind at any message.
 import { api, events } from "./api.js";
 import { el, show, when } from "./dom.js";
 import { messageNode } from "./transcript.js";
+
+const TURN_ENDS = new Set(["final_answer", "error"]);
 
 export function historyPage(view, agentId) {
   const path = `/agents/${encodeURIComponent(agentId)}`;
@@ -9,6 +11,7 @@ export function historyPage(view, agentId) {
   const transcript = el("div", { class: "transcript", id: "history" });
   const hits = el("div", { id: "hits" });
   const problem = el("p", { class: "error-line" });
+  const notice = el("p", { id: "notice" });
   const query = el("input", { name: "q", type: "search", placeholder: "Search this agent's history", size: 40 });
 
   const fork = (seq) => async () => {
@@ -20,10 +23,28 @@ export function historyPage(view, agentId) {
     }
   };
 
+  // The forgotten messages stay readable in a branch agent, which the page then links to.
+  const rewind = (seq) => async () => {
+    if (!confirm(`Rewind this agent to message #${seq}? What came after stays readable in a branch agent.`)) return;
+    try {
+      const done = await api("POST", `${path}/rewind`, { to_sequence: Number(seq) });
+      const branch = `#/agents/${encodeURIComponent(done.branch_agent_id)}`;
+      [...transcript.querySelectorAll(".msg")].filter((node) => Number(node.dataset.seq) > Number(seq)).forEach((node) => node.remove());
+      notice.replaceChildren("Rewound. What came after is in ", el("a", { href: branch }, "its branch"), ".");
+      problem.textContent = "";
+    } catch (err) {
+      problem.textContent = err.message;
+    }
+  };
+
   function onEvent(kind, message) {
     const node = messageNode(kind, message);
     if (!node) return;
-    node.append(" ", el("button", { type: "button", class: "fork", onclick: fork(message.sequence_id) }, "Fork here"));
+    // A fork or a rewind keeps whole turns: offer them where a turn ends.
+    if (TURN_ENDS.has(kind)) {
+      node.append(" ", el("button", { type: "button", class: "fork", onclick: fork(message.sequence_id) }, "Fork here"),
+        " ", el("button", { type: "button", class: "fork", onclick: rewind(message.sequence_id) }, "Rewind here"));
+    }
     transcript.append(node);
   }
 
@@ -46,7 +67,7 @@ export function historyPage(view, agentId) {
 
   show(view, el("h1", {}, "History"),
     el("p", {}, el("a", { href: `#/agents/${encodeURIComponent(agentId)}` }, "Back to the chat")),
-    search, hits, problem, transcript);
+    search, hits, problem, notice, transcript);
   events(`${path}/events?include_history=true`, onEvent, stop.signal).catch((err) => {
     if (!stop.signal.aborted) problem.textContent = err.message;
   });
