@@ -3,8 +3,11 @@ transcript store holds the user's words or the model's reply; without keys they 
 
 from __future__ import annotations
 
+import base64
 import uuid
 from pathlib import Path
+
+import httpx2
 
 from engram.v1 import agent_pb2
 from tests.conftest import chat, create_agent, finals
@@ -19,9 +22,11 @@ def stored_bytes(data_dir: Path) -> bytes:
     return b"".join(p.read_bytes() for p in data_dir.rglob("*.db*") if p.is_file())
 
 
-def converse(data_dir: Path, llm: FakeLLM, keys: str = "") -> tuple[str, str]:
+def converse(data_dir: Path, llm: FakeLLM, keys: str = "") -> tuple[str, ...]:
     secret_word = f"zebra{uuid.uuid4().hex[:12]}"
     reply_word = f"okapi{uuid.uuid4().hex[:12]}"
+    http_word = f"lemur{uuid.uuid4().hex[:12]}"
+    file_word = f"tapir{uuid.uuid4().hex[:12]}"
     # A long reply: its stream messages go to the transcript store too.
     llm.reply = lambda messages: f"{reply_word} " + "tok " * 600
     engine = (
@@ -42,9 +47,24 @@ def converse(data_dir: Path, llm: FakeLLM, keys: str = "") -> tuple[str, str]:
             stub.Replay(agent_pb2.ReplayRequest(agent_id=agent_id, include_history=True))
         )
         assert replayed[0].user_message.content == f"The password is {secret_word}."
+        # The HTTP API (and the console on it) reads and writes through the same gateway.
+        with httpx2.Client(base_url=engine.http_url, timeout=60) as http:
+            attachment = {
+                "name": "note.txt",
+                "mime_type": "text/plain",
+                "data": base64.b64encode(f"The vault code is {file_word}.".encode()).decode(),
+            }
+            body = {"content": f"Over HTTP: {http_word}", "attachments": [attachment]}
+            sent = http.post(f"/agents/{agent_id}/messages", json=body)
+            assert sent.status_code == 200, sent.text
+            assert sent.json()["messages"][-1]["final_answer"]["content"].startswith(reply_word)
+            history = http.get(f"/agents/{agent_id}/history")
+            assert f"Over HTTP: {http_word}" in history.text
+        (asked,) = llm.requests_for(http_word)
+        assert file_word in str(asked["messages"])
     finally:
         engine.stop()
-    return secret_word, reply_word
+    return secret_word, reply_word, http_word, file_word
 
 
 def test_encrypted_at_rest(tmp_path: Path, llm: FakeLLM) -> None:
@@ -56,4 +76,6 @@ def test_encrypted_at_rest(tmp_path: Path, llm: FakeLLM) -> None:
     # The control: the same conversation without keys is there in plain text.
     words = converse(tmp_path / "plain", llm)
     plain = stored_bytes(tmp_path / "plain")
-    assert all(word.encode() in plain for word in words)
+    assert all(word.encode() in plain for word in words), [
+        w for w in words if w.encode() not in plain
+    ]
