@@ -11,7 +11,9 @@ alternating order:
      publishes the tokens on the workflow's stream, the client subscribes to it; a separate
      `temporal server start-dev` (configured as Engram's), the worker in this process;
   3. DBOS on SQLite: a workflow per turn whose step calls the LLM and writes each token with
-     DBOS.write_stream_async; the client reads them with DBOS.read_stream_async.
+     DBOS.write_stream_async; the client reads them with DBOS.read_stream_async;
+  4. LangGraph as a library with its SQLite checkpointer (AsyncSqliteSaver, durability "sync"):
+     a graph per conversation whose node streams the LLM through the custom stream writer.
 Each with the LLM's tokens unpaced and 20 ms apart. Reports the overhead over the baseline of the
 time to first token and to the end of the reply (p50/p99), prints a table and writes
 bench/results/peers-<date>.json. A system that cannot run gets its reason in both.
@@ -25,6 +27,7 @@ import contextlib
 import datetime
 import importlib
 import json
+import operator
 import os
 import signal
 import statistics
@@ -37,7 +40,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Annotated, Any, TypedDict, TypeVar, cast
 
 import openai
 from temporalio import activity, workflow
@@ -67,6 +70,7 @@ SETTINGS = {
     "paced_20ms": model(ttft_ms=0, delay_ms=20, tokens=20),
 }
 Messages = list[dict[str, str]]
+SYSTEMS = ["engram", "temporal_workflow_streams", "dbos", "langgraph"]
 
 
 @dataclass
@@ -339,6 +343,94 @@ class DbosConversation:
         return Turn(first, total, len(pieces), reply, last)
 
 
+# --- LangGraph ------------------------------------------------------------------------------------
+
+
+class ConversationState(TypedDict):
+    model: str
+    # Plain OpenAI messages, appended: what the LLM is sent, with no conversion on the way.
+    messages: Annotated[Messages, operator.add]
+
+
+StreamWriter = Callable[[Any], None]
+
+
+class LangGraphApp:
+    """LangGraph used as a library, as its persistence guide shows: a one-node graph whose state is
+    the conversation, compiled with AsyncSqliteSaver; each turn is one `astream` on the
+    conversation's thread with durability "sync" (the checkpoint is written before the next step
+    starts and before the run returns) and stream_mode "custom" for the node's tokens."""
+
+    def __init__(self, database: Path, llm_url: str) -> None:
+        # Imported by name: LangGraph is only installed for this benchmark (the `bench` extra).
+        graph_module: Any = importlib.import_module("langgraph.graph")
+        sqlite_module: Any = importlib.import_module("langgraph.checkpoint.sqlite.aio")
+        self.database = database
+        self.saver_class = sqlite_module.AsyncSqliteSaver
+        self.saver_context: Any = None
+        llm = llm_client(llm_url)
+
+        async def call_model(state: ConversationState, writer: StreamWriter) -> dict[str, Any]:
+            pieces: list[str] = []
+            async for token in stream_direct(llm, state["model"], state["messages"]):
+                writer(token)
+                pieces.append(token)
+            return {"messages": [{"role": "assistant", "content": "".join(pieces)}]}
+
+        builder = graph_module.StateGraph(ConversationState)
+        builder.add_node("call_model", call_model)
+        builder.add_edge(graph_module.START, "call_model")
+        builder.add_edge("call_model", graph_module.END)
+        self.builder = builder
+        self.graph: Any = None
+
+    async def open(self) -> None:
+        self.saver_context = self.saver_class.from_conn_string(str(self.database))
+        saver = await self.saver_context.__aenter__()
+        self.graph = self.builder.compile(checkpointer=saver)
+
+    async def close(self) -> None:
+        if self.saver_context is not None:
+            await self.saver_context.__aexit__(None, None, None)
+
+    def conversation(self, model_name: str) -> LangGraphConversation:
+        return LangGraphConversation(self, model_name)
+
+
+class LangGraphConversation:
+    def __init__(self, app: LangGraphApp, model_name: str) -> None:
+        self.app = app
+        self.model_name = model_name
+        self.config = {"configurable": {"thread_id": f"conversation-{uuid.uuid4().hex[:12]}"}}
+        self.started = False
+
+    async def turn(self, text: str) -> Turn:
+        update: dict[str, Any] = {"messages": [{"role": "user", "content": text}]}
+        if not self.started:
+            update = {
+                "model": self.model_name,
+                "messages": [{"role": "system", "content": SYSTEM_PROMPT}, *update["messages"]],
+            }
+        start = time.perf_counter()
+        pieces: list[str] = []
+        first = last = 0.0
+        async for token in self.app.graph.astream(
+            update, self.config, stream_mode="custom", durability="sync"
+        ):
+            pieces.append(str(token))
+            last = time.perf_counter() - start
+            first = first or last
+        total = time.perf_counter() - start
+        self.started = True
+        state = await self.app.graph.aget_state(self.config)
+        reply = state.values["messages"][-1]["content"]
+        if reply != "".join(pieces):
+            raise RuntimeError(
+                f"LangGraph: streamed {''.join(pieces)!r} differs from the checkpoint's {reply!r}"
+            )
+        return Turn(first, total, len(pieces), reply, last)
+
+
 # --- measuring -----------------------------------------------------------------------------------
 
 
@@ -530,11 +622,25 @@ async def measure_dbos(bench: Bench, data: Path, llm_url: str, plan: Plan) -> di
         app.destroy()
 
 
-def dbos_version() -> str:
+async def measure_langgraph(bench: Bench, data: Path, llm_url: str, plan: Plan) -> dict[str, Any]:
+    app = LangGraphApp(data / "langgraph.sqlite", llm_url)
+    await app.open()
+    try:
+        rows: dict[str, Any] = {}
+        for setting, model_name in SETTINGS.items():
+            conversation = app.conversation(model_name)
+            rows[setting] = row(await paired(bench, model_name, conversation.turn, plan))
+            print(f"langgraph {setting}: {rows[setting]}", flush=True)
+        return rows
+    finally:
+        await app.close()
+
+
+def bench_version(package: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("dbos")
+        return version(package)
     except PackageNotFoundError:
         return "not installed (pip install -e '.[bench]')"
 
@@ -561,7 +667,7 @@ def describe() -> dict[str, str]:
         "subscription for the whole conversation (default poll_cooldown 100 ms) read by a "
         "background task. Turn ends at the 'complete' item.",
         "dbos": "dbos "
-        + dbos_version()
+        + bench_version("dbos")
         + " on SQLite (temp file), in the benchmark's process. One workflow per turn (as DBOS's "
         "streaming guide), given the whole conversation; an async step calls the LLM and writes "
         "every token with DBOS.write_stream_async (one SQLite transaction per token, no "
@@ -569,6 +675,17 @@ def describe() -> dict[str, str]:
         f"DBOS.start_workflow_async and reads DBOS.read_stream_async, polling every "
         f"{DBOS_POLLING_INTERVAL * 1000:.0f} ms (SQLite has no LISTEN/NOTIFY). Turn ends when "
         "the stream is closed.",
+        "langgraph": "langgraph "
+        + bench_version("langgraph")
+        + " with langgraph-checkpoint-sqlite "
+        + bench_version("langgraph-checkpoint-sqlite")
+        + " (AsyncSqliteSaver on a temp file), as a library in the benchmark's process: a "
+        "one-node StateGraph per conversation (thread) whose state is the OpenAI messages "
+        "(appended with operator.add); each turn is graph.astream(user message, "
+        "stream_mode='custom', durability='sync'), the node streaming the LLM and handing each "
+        "token to the injected StreamWriter. The checkpoint of the turn's input is written "
+        "before the node runs and the reply's before astream ends. Turn ends when astream ends; "
+        "the reply is checked against the saved state.",
         "direct": "Bench.direct_turn: the openai AsyncOpenAI client, one client for the run, "
         "streaming the same conversation to the same fake LLM the way Engram's activity does "
         "(bench.run.stream_direct: the body posted as built, chunks read as JSON), as do the "
@@ -599,6 +716,7 @@ async def run(llm_url: str, plan: Plan, systems: list[str]) -> dict[str, Any]:
             "engram": lambda: measure_engram(bench, engine, plan),
             "temporal_workflow_streams": lambda: measure_temporal(bench, data, llm_url, plan),
             "dbos": lambda: measure_dbos(bench, data, llm_url, plan),
+            "langgraph": lambda: measure_langgraph(bench, data, llm_url, plan),
         }
         try:
             for name in systems:
@@ -663,7 +781,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["engram", "temporal_workflow_streams", "dbos"],
+        choices=SYSTEMS,
         help="run only this system (repeatable)",
     )
     parser.add_argument(
@@ -671,7 +789,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     turns = args.turns or (20 if args.quick else 100)
-    systems = args.only or ["engram", "temporal_workflow_streams", "dbos"]
+    systems = args.only or SYSTEMS
 
     load_before = os.getloadavg()
     llm_port = free_port()
