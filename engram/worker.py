@@ -23,6 +23,7 @@ import engram
 from engram import TASK_QUEUE
 from engram.activities.archive import ArchiveActivities
 from engram.activities.delegation import Delegation
+from engram.activities.early_start import EarlyStartInterceptor
 from engram.activities.llm_stream import LLMActivities
 from engram.activities.recall import RecallActivities
 from engram.activities.tenant_budget import TenantBudgets
@@ -194,6 +195,9 @@ def build_worker(
 ) -> Worker:
     budgets = TenantBudgets(store, tenant_daily_budget_usd)
     llm = LLMActivities(endpoint, temporal=client, store=store, prices=prices, budgets=budgets)
+    # The model's request leaves while the turn is being committed (activities/early_start.py),
+    # from the loop this worker's activities run on.
+    llm.early.bind(asyncio.get_running_loop())
     # Search by meaning, when an embeddings model is configured: archiving nudges the indexer,
     # recall searches by words and by meaning.
     hybrid = None
@@ -242,6 +246,7 @@ def build_worker(
             wake_up.watch_run,
         ],
         workflow_runner=workflow_runner(),
+        interceptors=[EarlyStartInterceptor(llm.early, TASK_QUEUE)],
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         # Cancel requests reach a streaming activity through heartbeats: keep them frequent.
         max_heartbeat_throttle_interval=timedelta(seconds=1),

@@ -176,6 +176,8 @@ class FakeLLM:
     api_key: str | None = None  # None: no key needed
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    # When each request arrived (time.time()), in the order of `requests`.
+    arrivals: list[float] = field(default_factory=list)
     disconnects: int = 0
     # Prompt tokens each streamed reply reports as cached (never more than the prompt), and the
     # usage objects it reported, in order.
@@ -234,6 +236,15 @@ class FakeLLM:
         with self.lock:
             return [r for r in self.requests if needle in _last_user_message(r)]
 
+    def arrivals_for(self, needle: str) -> list[float]:
+        """When the requests of requests_for(needle) arrived."""
+        with self.lock:
+            return [
+                at
+                for r, at in zip(self.requests, self.arrivals, strict=True)
+                if needle in _last_user_message(r)
+            ]
+
 
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -279,6 +290,7 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             with fake.lock:
                 fake.requests.append(body)
                 fake.headers.append({k.lower(): v for k, v in self.headers.items()})
+                fake.arrivals.append(time.time())
             if (
                 fake.api_key is not None
                 and self.headers.get("Authorization") != f"Bearer {fake.api_key}"

@@ -164,6 +164,9 @@ def test_an_engine_counts_traces_and_logs_its_turns(
     assert value(after, "engram_tool_calls_total", tool="add", outcome="ok") == 1
     assert value(after, "engram_relay_lag_seconds_count") >= texts
     assert value(after, "engram_llm_errors_total", code="LLM_UNAUTHENTICATED") == 0
+    # Both calls were sent while their workflow task was committed, and taken by their activity.
+    assert value(after, "engram_llm_early_requests_total", outcome="claimed") == 2
+    assert value(after, "engram_llm_early_requests_total", outcome="wasted") == 0
 
     # The endpoint now wants a key this engine does not send: 401.
     llm.api_key = "x"
@@ -171,6 +174,8 @@ def test_an_engine_counts_traces_and_logs_its_turns(
     assert [m.error.code for m in failed if m.HasField("error")] == ["LLM_UNAUTHENTICATED"]
     after = scrape(port)
     assert value(after, "engram_llm_errors_total", code="LLM_UNAUTHENTICATED") == 1
+    # The endpoint refused the early request, and that refusal was the activity's: asked once.
+    assert value(after, "engram_llm_early_requests_total", outcome="claimed") == 3
     assert value(after, "engram_turns_failed_total", code="LLM_UNAUTHENTICATED") == 1
     assert value(after, "engram_turns_started_total") == 2
     assert value(after, "engram_turn_duration_seconds_count", outcome="failed") == 1

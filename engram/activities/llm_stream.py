@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.activities import attachments, prompt_texts, reply_checkpoint, tenant_budget
+from engram.activities.early_start import EarlyStarts, Opened, key_of
 from engram.activities.failover import Breakers
 from engram.activities.llm_errors import LLMFailure, classify
 from engram.activities.relay_publisher import RelayChannels, TurnRelay, received
@@ -87,10 +88,12 @@ class LLMActivities:
         self.temporal = temporal
         self._clients: dict[str, openai.AsyncOpenAI] = {}
         self.client = self._client(self.endpoint)
+        # A new call's request, sent while its workflow task is committed (early_start.py).
+        self.early = EarlyStarts(self._open_early)
 
     def _client(self, endpoint: LLMEndpoint) -> openai.AsyncOpenAI:
         # By name too: two names for one server may hold different keys.
-        key = f"{endpoint.name}={endpoint.base_url}"
+        key = _endpoint_key(endpoint)
         client = self._clients.get(key)
         if client is None:
             client = openai.AsyncOpenAI(
@@ -107,6 +110,13 @@ class LLMActivities:
     @activity.defn(name="stream_chat")
     async def stream_chat(self, request: LLMRequest) -> LLMResult:
         info = activity.info()
+        try:
+            return await self._stream_chat_call(request, info)
+        finally:
+            # Unclaimed: the call was refused, or went to another model, before it was sent.
+            self.early.discard(key_of(info.workflow_id, info.workflow_run_id, request))
+
+    async def _stream_chat_call(self, request: LLMRequest, info: activity.Info) -> LLMResult:
         to_store: dict[str, bytes] = {}
         if prompt_texts.needs_store(request):
             try:
@@ -213,7 +223,7 @@ class LLMActivities:
         why = ""
         for index, name in enumerate(chain):
             endpoint, model = self._route(name)
-            breaker = self.breakers.of(f"{endpoint.name}={endpoint.base_url}")
+            breaker = self.breakers.of(_endpoint_key(endpoint))
             last = index == len(chain) - 1
             # The last model is called even while failing: there is nothing else to try.
             if not breaker.allow() and not last:
@@ -422,17 +432,36 @@ class LLMActivities:
         restart = max((i for i, p in enumerate(pieces) if p.kind == EventKind.RESTART), default=-1)
         return "".join(p.text for p in pieces[restart + 1 :] if p.kind == EventKind.TEXT)
 
-    async def _generate(
+    async def _open_early(self, request: LLMRequest) -> Opened | None:
+        """Send the request the activity's first attempt will send for `request` (as
+        stream_chat, _walk_chain and _generate build it), unless it would not be sent."""
+        if prompt_texts.needs_store(request):
+            request, _ = await asyncio.to_thread(prompt_texts.resolved, self.store, request)
+        priced_as = self.endpoint.serve_every_model_as or request.model
+        if quote.refused(self.prices, priced_as, request) is not None:
+            return None
+        endpoint, model = self._route(request.model)
+        if self.breakers.of(_endpoint_key(endpoint)).open:
+            return None
+        worst = quote.worst_case(self.prices, priced_as, request)
+        if not await self.budgets.allows(request.tenant, priced_as, worst):
+            return None
+        body = await self._body(request, endpoint, model, request.tools, "")
+        opened = Opened(_endpoint_key(endpoint), body)
+        try:
+            opened.response = await self._send(endpoint, body)
+        except _ENDPOINT_ERRORS as err:
+            opened.error = err
+        return opened
+
+    async def _body(
         self,
         request: LLMRequest,
         endpoint: LLMEndpoint,
         model: str,
-        publish: Any,
         tools: list[dict[str, Any]],
-        shown: str = "",
-    ) -> tuple[int, list[ToolCall]]:
-        """Stream the reply's text to `publish` (going on from `shown`, the part of it a cut-off
-        attempt streamed); the tokens used and the tools the model called."""
+        shown: str,
+    ) -> dict[str, Any]:
         messages = await self._chat_messages(request)
         extra: dict[str, Any] = {}
         if shown:
@@ -450,13 +479,16 @@ class LLMActivities:
             body["temperature"] = request.temperature
         if tools:
             body["tools"] = tools
+        return body
+
+    async def _send(self, endpoint: LLMEndpoint, body: dict[str, Any]) -> Any:
         # The prompt is already in wire form (plain dicts of strings): `chat.completions.create`
         # would walk every message of it again to validate it, about 0.1 ms a message, before
         # sending a byte, and build a pydantic model of every chunk (about 70 us each, most of
         # the engine's CPU on a long reply). The same client's `post` sends the request as it is
         # and streams each chunk as the JSON it came as, with the same auth, errors and SSE
         # handling.
-        stream = await self._client(endpoint).post(
+        return await self._client(endpoint).post(
             "/chat/completions",
             body=body,
             options={"security": {"bearer_auth": True}},
@@ -464,6 +496,25 @@ class LLMActivities:
             stream=True,
             stream_cls=openai.AsyncStream[object],
         )
+
+    async def _generate(
+        self,
+        request: LLMRequest,
+        endpoint: LLMEndpoint,
+        model: str,
+        publish: Any,
+        tools: list[dict[str, Any]],
+        shown: str = "",
+    ) -> tuple[int, list[ToolCall]]:
+        """Stream the reply's text to `publish` (going on from `shown`, the part of it a cut-off
+        attempt streamed); the tokens used and the tools the model called."""
+        body = await self._body(request, endpoint, model, tools, shown)
+        response = None
+        info = activity.info()
+        if info.attempt == 1 and not shown:
+            key = key_of(info.workflow_id, info.workflow_run_id, request)
+            response = await self.early.claim(key, _endpoint_key(endpoint), body)
+        stream = response or await self._send(endpoint, body)
         tokens = 0
         yielded = 0.0
         # Tool calls arrive in fragments, by index: the name first, the arguments in pieces.
@@ -582,6 +633,10 @@ def _streamed_since_restart(pieces: list[StreamPiece]) -> bool:
         if piece.kind in _COALESCED:
             return True
     return False
+
+
+def _endpoint_key(endpoint: LLMEndpoint) -> str:
+    return f"{endpoint.name}={endpoint.base_url}"
 
 
 def _count_text(pieces: list[StreamPiece]) -> int:

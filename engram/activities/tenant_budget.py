@@ -42,6 +42,14 @@ class TenantBudgets:
         # The daily budget of a tenant without one of its own (0: none).
         self.default_daily_usd = default_daily_usd
 
+    async def allows(self, tenant: str, model: str, worst_usd: float) -> bool:
+        """Whether a hold of `worst_usd` would be granted now (one is taken and given back)."""
+        try:
+            async with self.spending(tenant, model, worst_usd):
+                return True
+        except TenantBudgetExhausted:
+            return False
+
     @asynccontextmanager
     async def spending(self, tenant: str, model: str, worst_usd: float) -> AsyncIterator[Spending]:
         """Hold `worst_usd` of the tenant's day while the block sends the call (raises

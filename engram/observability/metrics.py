@@ -108,6 +108,13 @@ LLM_COST = Counter(
     "agent's tenant (empty with auth off) and model. increase(...[1d]) is a tenant's daily spend.",
     ["tenant", "model"],
 )
+LLM_EARLY_REQUESTS = Counter(
+    "engram_llm_early_requests_total",
+    "LLM requests sent while their turn's workflow task was being committed "
+    "(engram/activities/early_start.py), by outcome: claimed (the activity took the response) "
+    "or wasted (closed unread: the activity sent its own, or never came).",
+    ["outcome"],
+)
 TOOL_CALLS = Counter(
     "engram_tool_calls_total",
     "Attempts at worker and MCP tool calls, by tool and outcome.",
@@ -187,6 +194,10 @@ def llm_usage(prompt_tokens: int | None, completion_tokens: int | None) -> None:
 
 def llm_error(code: str) -> None:
     LLM_ERRORS.labels(code=code).inc()
+
+
+def llm_early_request(outcome: str) -> None:
+    LLM_EARLY_REQUESTS.labels(outcome=outcome).inc()
 
 
 def tool_call(tool: str, outcome: str) -> None:
