@@ -4,7 +4,8 @@ Starts its own engine (as `engram dev`) and the fake LLM in its own process, the
 against a baseline taken in the same run:
   1. time to the durability ack (`user_message`), first token and last token through Engram vs the
      same request sent straight to the LLM with the `openai` client (interleaved), for a 0 ms LLM,
-     tokens paced 20 ms apart and a 300 ms LLM;
+     tokens paced 20 ms apart, a 50 ms and a 300 ms LLM, and whether every turn was recorded
+     (its update accepted) before its first token reached the client;
   2. where a turn's milliseconds go, step by step (client clocks against the agent's history);
   3. CreateAgent, against a bare Temporal workflow start on the same server;
   4. history events and engine CPU per turn, and turns/s at 1 / 10 / 100 agents;
@@ -63,12 +64,19 @@ async def paired(bench: Bench, model_name: str, rounds: int) -> dict[str, Any]:
         else:
             direct.append(await bench.direct_turn(model_name, history))
             engram.append(await bench.clocked_turn(agent_id))
+    accepted = await accepted_times(bench, agent_id)
+    # The durability order, turn by turn: the message was recorded before its first token was
+    # shown (server and client clocks are the machine's one clock).
+    in_order = [
+        at < e.sent + e.first for at, e in zip(accepted[-len(engram) :], engram, strict=True)
+    ]
     ttft_over = [e.first - d[0] for e, d in zip(engram, direct, strict=True)]
     last_over = [e.last_text - d[1] for e, d in zip(engram, direct, strict=True)]
     end_over = [e.last - d[1] for e, d in zip(engram, direct, strict=True)]
     return {
         "ack_ms": summary([e.ack for e in engram]),
         "ack_before_first_token": sum(e.ack < e.first for e in engram) / len(engram),
+        "accepted_before_first_token": f"{sum(in_order)}/{len(in_order)}",
         "engram_ttft_ms": summary([e.first for e in engram]),
         "direct_ttft_ms": summary([d[0] for d in direct]),
         "ttft_overhead_ms": summary(ttft_over),
@@ -79,6 +87,19 @@ async def paired(bench: Bench, model_name: str, rounds: int) -> dict[str, Any]:
         "turn_end_overhead_ms": summary(end_over),
         "text_messages_per_turn": statistics.median(e.texts for e in engram),
     }
+
+
+async def accepted_times(bench: Bench, agent_id: str) -> list[float]:
+    """When the server recorded each of the agent's messages as accepted, in order."""
+    client = await Client.connect(f"127.0.0.1:{bench.engine.temporal_port}")
+    events = (
+        await client.get_workflow_handle(WORKFLOW_ID_PREFIX + agent_id).fetch_history()
+    ).events
+    return [
+        e.event_time.ToDatetime(datetime.UTC).timestamp()
+        for e in events
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+    ]
 
 
 async def profile(bench: Bench, model_name: str, rounds: int) -> dict[str, Any]:
@@ -297,6 +318,7 @@ async def run(engine: Engine, llm_url: str, quick: bool) -> dict[str, Any]:
         ("create", lambda: create_agent(bench, rounds)),
         ("llm_0ms", lambda: paired(bench, model(tokens=20), rounds)),
         ("llm_paced_20ms", lambda: paired(bench, model(delay_ms=20, tokens=20), rounds // 2)),
+        ("llm_50ms", lambda: paired(bench, model(ttft_ms=50, tokens=20), rounds // 2)),
         ("llm_300ms", lambda: paired(bench, model(ttft_ms=300, tokens=20), rounds // 4)),
         ("profile", lambda: profile(bench, model(tokens=20), rounds // 2)),
     ]
@@ -331,8 +353,11 @@ def table(results: dict[str, Any]) -> str:
     for key, label in (
         ("llm_0ms", "0 ms LLM"),
         ("llm_paced_20ms", "tokens 20 ms apart"),
+        ("llm_50ms", "50 ms LLM"),
         ("llm_300ms", "300 ms LLM"),
     ):
+        if key not in results:
+            continue
         r = results[key]
         rows.append(
             (
@@ -351,6 +376,12 @@ def table(results: dict[str, Any]) -> str:
             (
                 f"{label}: ack p50 (arrived before the first token)",
                 f"{r['ack_ms']['p50']} ms ({r['ack_before_first_token']:.0%})",
+            )
+        )
+        rows.append(
+            (
+                f"{label}: turns recorded (accepted) before their first token was shown",
+                r["accepted_before_first_token"],
             )
         )
     p = results["profile"]
