@@ -37,6 +37,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -620,6 +621,9 @@ async def measure_dbos(bench: Bench, data: Path, llm_url: str, plan: Plan) -> di
         return rows
     finally:
         app.destroy()
+        # DBOS made its own thread pool the loop's default executor, and destroy() shut it down:
+        # give the rows after it (asyncio.to_thread, aiosqlite) a working one again.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor())
 
 
 async def measure_langgraph(bench: Bench, data: Path, llm_url: str, plan: Plan) -> dict[str, Any]:
