@@ -113,6 +113,7 @@ async def profile(bench: Bench, model_name: str, rounds: int) -> dict[str, Any]:
     turns = [await bench.clocked_turn(agent_id) for _ in range(rounds)]
     events = (await handle.fetch_history()).events
     per_turn = (len(events) - before) / rounds
+    bytes_per_turn = sum(e.ByteSize() for e in events[before:]) / rounds
     marks: list[dict[str, float]] = []
     current: dict[str, float] = {}
     kinds: dict[str, int] = {}
@@ -141,6 +142,7 @@ async def profile(bench: Bench, model_name: str, rounds: int) -> dict[str, Any]:
 
     return {
         "events_per_turn": round(per_turn, 2),
+        "history_bytes_per_turn": round(bytes_per_turn),
         "events_by_kind": {k: round(v / rounds, 2) for k, v in sorted(kinds.items())},
         "steps_ms": {
             "send -> update accepted (recorded)": step([m["accepted"] - t.sent for t, m in pairs]),
@@ -386,6 +388,7 @@ def table(results: dict[str, Any]) -> str:
         )
     p = results["profile"]
     rows.append(("history events per turn", str(p["events_per_turn"])))
+    rows.append(("history bytes per turn", str(p.get("history_bytes_per_turn", "—"))))
     for step, ms in p["steps_ms"].items():
         rows.append((f"  step: {step}", f"{ms} ms"))
     for t in results["throughput"]:

@@ -134,6 +134,7 @@ class EarlyStarts:
         try:
             opened = await asyncio.shield(early.task)
         except asyncio.CancelledError:
+            self._wasted()
             self._close_when_done(early.task)
             raise
         if opened is None:
