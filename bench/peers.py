@@ -610,15 +610,22 @@ async def measure_temporal(bench: Bench, data: Path, llm_url: str, plan: Plan) -
             server.wait()
 
 
+async def measure_in_process(
+    name: str, bench: Bench, plan: Plan, conversation: Callable[[str], SystemTurn]
+) -> dict[str, Any]:
+    """A row per setting for a system running in the bench's process, one conversation each."""
+    rows: dict[str, Any] = {}
+    for setting, model_name in SETTINGS.items():
+        turn = conversation(model_name)
+        rows[setting] = row(await paired(bench, model_name, turn, plan))
+        print(f"{name} {setting}: {rows[setting]}", flush=True)
+    return rows
+
+
 async def measure_dbos(bench: Bench, data: Path, llm_url: str, plan: Plan) -> dict[str, Any]:
     app = DbosApp(data / "dbos.sqlite", llm_url)
     try:
-        rows: dict[str, Any] = {}
-        for setting, model_name in SETTINGS.items():
-            conversation = app.conversation(model_name)
-            rows[setting] = row(await paired(bench, model_name, conversation.turn, plan))
-            print(f"dbos {setting}: {rows[setting]}", flush=True)
-        return rows
+        return await measure_in_process("dbos", bench, plan, lambda m: app.conversation(m).turn)
     finally:
         app.destroy()
         # DBOS made its own thread pool the loop's default executor, and destroy() shut it down:
@@ -630,12 +637,9 @@ async def measure_langgraph(bench: Bench, data: Path, llm_url: str, plan: Plan) 
     app = LangGraphApp(data / "langgraph.sqlite", llm_url)
     await app.open()
     try:
-        rows: dict[str, Any] = {}
-        for setting, model_name in SETTINGS.items():
-            conversation = app.conversation(model_name)
-            rows[setting] = row(await paired(bench, model_name, conversation.turn, plan))
-            print(f"langgraph {setting}: {rows[setting]}", flush=True)
-        return rows
+        return await measure_in_process(
+            "langgraph", bench, plan, lambda m: app.conversation(m).turn
+        )
     finally:
         await app.close()
 
