@@ -17,7 +17,6 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from engram.activities.archive import ArchiveActivities
 from engram.vocabulary import (
-    STATUS_ATTRIBUTE,
     AgentStatus,
     Command,
     ErrorType,
@@ -34,8 +33,10 @@ from engram.workflows import (
     double_texting,
     edits,
     fork,
+    next_run,
     patches,
     quota_wait,
+    status_filing,
     ui,
 )
 from engram.workflows.agent_waits import Senders
@@ -119,8 +120,8 @@ class AgentWorkflow:
                     or self.rewinding is not None
                     or self._run_may_step()
                     or self._ready()
-                    or self._history_is_long()
-                    or self._upgrade_due()
+                    or next_run.history_is_long(self.state)
+                    or next_run.upgrade_due(self.upgrading, self.turn.active, self.state.run)
                     or self.senders.followers_due()
                 )
             )
@@ -139,7 +140,7 @@ class AgentWorkflow:
                 # and it continues as new between two steps, when nobody waits on a handler.
                 if self.upkeep.events_pile_up():
                     await self.upkeep.archive_events()
-                if self._history_is_long() and await self._handed_over():
+                if next_run.history_is_long(self.state) and await self._handed_over():
                     workflow.continue_as_new(self.state)
                 continue
             if self._ready():
@@ -147,7 +148,7 @@ class AgentWorkflow:
                 await self.senders.tell()
                 # About to continue-as-new? Then no await first: a client sending its next message
                 # right away would keep the run busy, and history growing, indefinitely.
-                if self.state.queue or not self._history_is_long():
+                if self.state.queue or not next_run.history_is_long(self.state):
                     await self.upkeep.between_turns()
                 continue
             # Handlers still waiting can only be waiting for a turn, which needs this loop.
@@ -170,7 +171,7 @@ class AgentWorkflow:
                 and self.rewinding is None
             ):
                 workflow.continue_as_new(
-                    self.state, initial_versioning_behavior=self._next_run_versioning()
+                    self.state, initial_versioning_behavior=next_run.versioning()
                 )
 
         ledger.drop_queue()
@@ -217,31 +218,6 @@ class AgentWorkflow:
             self.handing_over = False
         # A cancel or delete that came meanwhile is not part of the state: act on it here.
         return not self.turn.cancelling and not self.ledger.deleting
-
-    def _upgrade_due(self) -> bool:
-        """An upgrade was asked for (the signal, or a new current version of a versioned
-        worker's deployment) and the agent is between turns, with no run going on or waiting for
-        its user. Old histories never had the signal, nor unversioned ones a target version, so
-        this stays False on them."""
-        asked = self.upgrading or workflow.info().is_target_worker_deployment_version_changed()
-        return asked and not self.turn.active and self.state.run is None
-
-    @staticmethod
-    def _next_run_versioning() -> workflow.ContinueAsNewVersioningBehavior | None:
-        """Where the run continuing as new between turns lands. A versioned agent is PINNED to
-        its worker's version (engram/worker.py), and its new run would inherit that: it starts on
-        the deployment's current version instead, the one place an agent changes version. An
-        unversioned worker's command stays as it always was."""
-        if workflow.info().get_current_deployment_version() is None:
-            return None
-        return workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE
-
-    def _history_is_long(self) -> bool:
-        info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() > self.state.max_history_events
-        )
 
     # --- one turn, step by step ------------------------------------------------------------
 
@@ -708,26 +684,10 @@ class AgentWorkflow:
     def _set_status(self, status: AgentStatus) -> None:
         if status != self.state.status:
             self.state.status = status
-            self._file_under(status)
+            status_filing.file_under(status, paused=self.state.paused)
         self._touch()
         # What the Web UI shows as the agent's current details.
         workflow.set_current_details(ui.current_details(self.state, self.ledger.completed_turns()))
-
-    def _file_under(self, status: AgentStatus) -> None:
-        """Keep the status search attribute (what ListAgents filters on) at the lasting status;
-        the describe query reports the live one. Each upsert is a history event."""
-        if status == AgentStatus.THINKING or status == self._filed_under():
-            # Before the patch every status was filed, and a turn's end refiled a paused agent.
-            if not patches.check(patches.QUIET_THINKING):
-                workflow.upsert_search_attributes([STATUS_ATTRIBUTE.value_set(status)])
-                return
-        lasting = ui.lasting(status, paused=self.state.paused)
-        if lasting != self._filed_under():
-            workflow.upsert_search_attributes([STATUS_ATTRIBUTE.value_set(lasting)])
-
-    @staticmethod
-    def _filed_under() -> str | None:
-        return workflow.info().typed_search_attributes.get(STATUS_ATTRIBUTE)
 
     def _touch(self) -> None:
         self.state.updated_at = self._now()
