@@ -27,7 +27,8 @@ from tests.fake_llm import FakeLLM, ToolUse
 
 Stub = agent_pb2_grpc.AgentServiceStub
 # Only the short activities a waiting wake-up may have in flight for a moment.
-SHORT_ACTIVITIES = {"wake_up_follow_run", "wake_up_check_run"}
+FOLLOW_RUN = "wake_up_follow_run"
+SHORT_ACTIVITIES = {FOLLOW_RUN, "wake_up_check_run"}
 
 
 def ask_then_finish(messages: list[dict[str, Any]]) -> ToolUse:
@@ -64,6 +65,20 @@ async def held_activities(wake_up: WorkflowHandle[Any, Any]) -> list[list[str]]:
         samples.append([a.activity_type.name for a in described.raw_description.pending_activities])
         await asyncio.sleep(0.3)
     return samples
+
+
+async def follows_the_run(wake_up: WorkflowHandle[Any, Any]) -> bool:
+    """Whether the wake-up has told the agent it waits for the run (its follow_run activity
+    completed): from then on the agent signals it when the run ends."""
+    follows: set[int] = set()
+    async for event in wake_up.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            if event.activity_task_scheduled_event_attributes.activity_type.name == FOLLOW_RUN:
+                follows.add(event.event_id)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            if event.activity_task_completed_event_attributes.scheduled_event_id in follows:
+                return True
+    return False
 
 
 async def signalled(wake_up: WorkflowHandle[Any, Any]) -> list[str]:
@@ -127,6 +142,12 @@ def test_a_run_cancelled_while_it_waits_for_its_user_ends_its_wake_up(
     async def cancel_and_wait() -> tuple[dict[str, str], list[str]]:
         wake_up = await fire(engine, agent_id, "cancelled")
         eventually(lambda: waiting_for_user(stub, agent_id), what="the run asking its user")
+        # A run that ends before its wake-up follows it is found ended by follow_run itself, with
+        # no signal: cancel once the wake-up follows, as a person's cancel would come much later.
+        deadline = time.monotonic() + 20
+        while not await follows_the_run(wake_up):
+            assert time.monotonic() < deadline, "the wake-up never followed its run"
+            await asyncio.sleep(0.1)
         cancel = agent_pb2.ControlAgentRequest(agent_id=agent_id, cancel=agent_pb2.Cancel())
         stub.ControlAgent(cancel)
         outcome = await asyncio.wait_for(wake_up.result(), 20)
