@@ -514,7 +514,7 @@ class LLMActivities:
         if info.attempt == 1 and not shown:
             key = key_of(info.workflow_id, info.workflow_run_id, request)
             response = await self.early.claim(key, _endpoint_key(endpoint), body)
-        stream = response or await self._send(endpoint, body)
+        stream = response if response is not None else await self._send(endpoint, body)
         tokens = 0
         yielded = 0.0
         # Tool calls arrive in fragments, by index: the name first, the arguments in pieces.
