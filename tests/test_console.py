@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from tests.conftest import eventually
 from tests.fake_llm import FakeLLM, note_taker
@@ -171,6 +171,41 @@ def test_files_dropped_or_picked_go_to_the_model_with_the_message(
     expect(page.locator(".error-line")).to_contain_text("is not a image/png image")
     expect(page.locator("#agent-status")).to_have_text("idle")
     assert len(llm.requests) == asked
+
+
+def test_a_message_sent_while_the_transcript_loads_is_shown_once(
+    page: Page, tenants: Tenants
+) -> None:
+    """The chat follows a new turn from where the transcript ends, even when the message leaves
+    before the transcript has loaded (here, held back until the new turn has ended)."""
+    agent_id = agent_with_deploy(tenants)
+    with client(tenants.url, tenants.acme) as http:
+        sent = http.post(f"/agents/{agent_id}/messages", json={"content": "First."})
+        assert sent.status_code == 200, sent.text
+        eventually(lambda: http.get(f"/agents/{agent_id}").json()["status"] == "idle")
+    held: list[Route] = []
+    page.route("**/events?include_history=true", lambda route: held.append(route))
+    page.goto(f"/#/agents/{agent_id}")
+    for _ in range(200):  # Playwright hands over the request while the test waits in it
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the transcript was never asked for"
+    box = page.get_by_placeholder("Message the agent")
+    box.fill("Second.")
+    box.press("Enter")
+    with client(tenants.url, tenants.acme) as http:
+        eventually(
+            lambda: len(http.get(f"/agents/{agent_id}/history").json()["turns"]) == 2,
+            what="the second turn",
+        )
+    held[0].continue_()
+    # Once the transcript has loaded (its stream ends: no turn is in flight), nothing is doubled.
+    page.wait_for_load_state("networkidle")
+    transcript = page.locator("#transcript")
+    expect(transcript.locator(".msg.assistant").nth(1)).to_have_text("agentYou said: Second.")
+    expect(transcript.locator(".msg.assistant")).to_have_count(2)
+    expect(transcript.locator(".msg.user")).to_have_count(2)
 
 
 def test_approve_a_call_from_the_inbox_and_the_turn_finishes(

@@ -22,6 +22,7 @@ export function chatPage(view, agentId) {
   let last = 0;
   let following = false;
   let sending = 0;
+  let loaded; // the transcript so far, streamed once as the page opens
 
   const add = (node) => {
     transcript.append(node);
@@ -93,6 +94,9 @@ export function chatPage(view, agentId) {
     if (following) return;
     following = true;
     try {
+      // A message sent while the transcript still loads is followed from where it ends, not
+      // from its start: else the turns so far would be shown twice.
+      await loaded;
       for (;;) {
         await events(`${path}/events?after=${last}`, onEvent, stop.signal);
         const agent = await refreshAgent();
@@ -177,15 +181,13 @@ export function chatPage(view, agentId) {
       el("a", { href: `#/agents/${encodeURIComponent(agentId)}/history` }, "History and search")),
     transcript, chips, form, problem);
 
-  (async () => {
-    try {
-      await refreshAgent();
-      await events(`${path}/events?include_history=true`, onEvent, stop.signal);
-      follow();
-    } catch (err) {
-      if (!stop.signal.aborted) problem.textContent = err.message;
-    }
+  loaded = (async () => {
+    await refreshAgent();
+    await events(`${path}/events?include_history=true`, onEvent, stop.signal);
   })();
+  loaded.then(follow, (err) => {
+    if (!stop.signal.aborted) problem.textContent = err.message;
+  });
   const timer = setInterval(() => refreshAgent().catch(() => {}), 2000);
   return () => {
     stop.abort();
