@@ -4,7 +4,8 @@ A turn's followers share one `wait_for_turn` update, `wait-turn-<message id>`: T
 second request with the same id from the first, so any number of followers hold one of the
 agent's few updates in flight. When the agent already has as many waiters as it allows, it
 answers `later`; the caller then polls the `turn_state` query, which costs no update, and asks
-again once the turn runs or has ended.
+again once the turn runs or has ended. A caller that hears the turn's tokens (the gateway) takes
+them to mean the turn runs, at once, rather than on its next poll.
 """
 
 from __future__ import annotations
@@ -35,10 +36,15 @@ POLL_FIRST, POLL_MOST = 0.05, 1.0
 QUERY_TIMEOUT, QUERY_TRIES = timedelta(seconds=5), 6
 
 
+# Resolves once the turn's tokens have come: it runs, or has run.
+Heard = Callable[[], Awaitable[object]]
+
+
 async def turn_ended(
     handle: WorkflowHandle[Any, Any],
     message_id: str,
     first: Awaitable[TurnResult] | None = None,
+    heard: Heard | None = None,
 ) -> TurnResult:
     """The turn's whole record once it has ended (`first`: a wait already asked for, such as
     the `chat` update that sent the message). TurnGone if a caller told to come back `later`
@@ -46,7 +52,7 @@ async def turn_ended(
     result = await (first or wait_turn(handle, message_id))
     while result.continued or result.later:
         if result.later:
-            result = await _when_room(handle, message_id)
+            result = await _when_room(handle, message_id, heard)
         else:
             # A run that continued as new mid-turn: wait again, on the agent's next run.
             await asyncio.sleep(HAND_OVER_PAUSE)
@@ -130,28 +136,60 @@ class TurnGone(LookupError):
     new): its events are in the transcript store."""
 
 
-async def _when_room(handle: WorkflowHandle[Any, Any], message_id: str) -> TurnResult:
+async def _when_room(
+    handle: WorkflowHandle[Any, Any], message_id: str, heard: Heard | None
+) -> TurnResult:
     """Poll until the turn runs (then join its followers' shared wait, which the running turn
     always admits) or has ended (then an update of its own answers at once)."""
     delay = POLL_FIRST
     joined = False
     while True:
-        state = await _turn_state(handle, message_id)
+        state = await _state(handle, message_id, None if joined else heard)
         if state == TurnState.UNKNOWN:
             raise TurnGone(message_id)
         if state == TurnState.ENDED:
-            try:
-                return await wait_turn(handle, message_id, f"wait-turn-{message_id}-{uuid.uuid4()}")
-            except WorkflowUpdateFailedError:
-                # Archived meanwhile, or it will never be answered (withdrawn, deleted).
-                if await _turn_state(handle, message_id) != TurnState.UNKNOWN:
-                    raise
-                raise TurnGone(message_id) from None
+            return await _ended(handle, message_id, f"wait-turn-{message_id}-{uuid.uuid4()}")
         if state == TurnState.RUNNING and not joined:
             # Once only: Temporal keeps a shared update's answer, `later` included, for the run.
             joined = True
-            result = await wait_turn(handle, message_id)
+            result = await _ended(handle, message_id, f"wait-turn-{message_id}")
             if not result.later:
                 return result
-        await asyncio.sleep(delay)
+        await _first(asyncio.sleep(delay), None if joined else heard)
         delay = min(delay * 2, POLL_MOST)
+
+
+async def _state(handle: WorkflowHandle[Any, Any], message_id: str, heard: Heard | None) -> str:
+    """The turn's state; running, with no more asked, once its tokens are heard: under a stream
+    of updates Temporal can hold a query back for seconds, where an update is answered at once."""
+    query = asyncio.ensure_future(_turn_state(handle, message_id))
+    if await _first(query, heard):
+        return query.result()
+    return TurnState.RUNNING
+
+
+async def _first(work: Awaitable[object], heard: Heard | None) -> bool:
+    """Await `work` unless the turn is heard first (then `work` is cancelled); whether it ended."""
+    task = asyncio.ensure_future(work)
+    if heard is None:
+        await task
+        return True
+    tokens = asyncio.ensure_future(heard())
+    try:
+        await asyncio.wait([task, tokens], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        tokens.cancel()
+        finished = task.done()
+        task.cancel()
+    return finished
+
+
+async def _ended(handle: WorkflowHandle[Any, Any], message_id: str, update_id: str) -> TurnResult:
+    """The turn's record from a wait that its running, or ended, turn answers."""
+    try:
+        return await wait_turn(handle, message_id, update_id)
+    except WorkflowUpdateFailedError:
+        # Archived meanwhile, or it will never be answered (withdrawn, deleted).
+        if await _turn_state(handle, message_id) != TurnState.UNKNOWN:
+            raise
+        raise TurnGone(message_id) from None

@@ -579,7 +579,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             self.hub.release(feed)
             observed.abandon()
             raise
-        result = asyncio.ensure_future(turn_ended(handle, message_id, first))
+        result = asyncio.ensure_future(turn_ended(handle, message_id, first, feed.heard))
         return _PendingTurn(agent_id, message_id, feed, result, observed)
 
     async def _follow(
@@ -630,9 +630,9 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
             if live is None:
                 return
 
-            async def record() -> Messages:
+            async def record(feed: TurnFeed) -> Messages:
                 try:
-                    result = await turn_ended(handle, live.message_id)
+                    result = await turn_ended(handle, live.message_id, heard=feed.heard)
                 except TurnGone:
                     return await self._gone_turn(agent_id, live.message_id, last)
                 return await self._turn_messages(agent_id, result)
@@ -646,7 +646,7 @@ class AgentService(agent_pb2_grpc.AgentServiceServicer):
                     await agent_calls.relay_to(handle, live.message_id, self.reply_to)
                     merge.add(await self._stored_since(agent_id, last))
                 async for message in follow_turn(
-                    merge, feed, record(), functools.partial(self._stored_since, agent_id)
+                    merge, feed, record(feed), functools.partial(self._stored_since, agent_id)
                 ):
                     yield message
         except Exception as err:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -59,6 +59,10 @@ class TurnFeed:
     async def wait_past(self, version: int) -> None:
         async with self._changed:
             await self._changed.wait_for(lambda: self._version > version)
+
+    def heard(self) -> Awaitable[None]:
+        """Resolves once any message has come."""
+        return self.wait_past(0)
 
 
 class TokenHub:
