@@ -42,9 +42,16 @@ class _ListOf:
         self.item = item
 
 
+# How to convert to each hint, shared by every converter: Temporal makes a payload converter for
+# each workflow it runs, and planning Engram's types anew cost every new agent and every
+# continue-as-new about 2 ms of the worker's CPU. (A strict sandbox imports the workflows' own
+# classes again for each workflow: tests only, which run few.)
+_plans: dict[Any, _Fields | _ListOf | None] = {}
+
+
 class CachedDataclasses(JSONTypeConverter):
     def __init__(self) -> None:
-        self._plans: dict[Any, _Fields | _ListOf | None] = {}
+        self._plans = _plans
         self._converters: Sequence[JSONTypeConverter] = [self]
 
     def to_typed_value(self, hint: type, value: Any) -> Any | None:
