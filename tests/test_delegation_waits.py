@@ -18,6 +18,9 @@ from temporalio.client import Client
 
 from engram import WORKFLOW_ID_PREFIX
 from engram.activities.delegation import Delegation
+from engram.codec.claim_check import with_claim_check
+from engram.codec.payload_codec import PLAIN
+from engram.transcripts import open_transcript_store
 from engram.v1 import agent_pb2, agent_pb2_grpc
 from engram.workflows.types import AgentAnswer, Asked
 from tests.conftest import Reader, chat, chat_in_background, create_agent, user_message
@@ -123,7 +126,9 @@ def test_the_slow_check_answers_for_an_agent_that_never_signals(
         time.sleep(0.05)
 
     async def checks() -> list[AgentAnswer]:
-        client = await Client.connect(f"127.0.0.1:{engine.temporal_port}")
+        # As a worker connects: large payloads are read from the engine's blob store.
+        converter = with_claim_check(PLAIN, store)
+        client = await Client.connect(f"127.0.0.1:{engine.temporal_port}", data_converter=converter)
         delegation = Delegation(client)
         done = await delegation.check(Asked(agent_id=ended, message_id="m-ended", call_id="c1"))
         queued = Asked(agent_id=pending, message_id="m-queued", call_id="c2")
@@ -131,7 +136,11 @@ def test_the_slow_check_answers_for_an_agent_that_never_signals(
         await client.get_workflow_handle(WORKFLOW_ID_PREFIX + pending).terminate("gone")
         return [done, going, await delegation.check(queued)]
 
-    done, going, gone = asyncio.run(checks())
+    store = open_transcript_store(engine.data_dir / "transcripts.db")
+    try:
+        done, going, gone = asyncio.run(checks())
+    finally:
+        store.close()
     assert (done.outcome, done.reply, done.call_id) == (
         "completed",
         "You said: Anyone there?",
