@@ -35,7 +35,15 @@ from tests.fake_llm import FakeLLM, ToolUse
 from tests.tool_module import add
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CALL = 'call add {"a": 20, "b": 22}'
+# The agent's tool: `add` runs as a regular activity; `fast_add` (read-only, fast) as a local one.
+TOOLS = ("add", "fast_add")
+tool_name = "add"
+
+
+def call_text() -> str:
+    return f'call {tool_name} {{"a": 20, "b": 22}}'
+
+
 ADD_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
@@ -64,15 +72,15 @@ class Model:
             self.run_steps += 1
             if self.run_steps > self.steps:
                 return ToolUse([("finish", '{"answer": "done"}')])
-            return ToolUse([("add", f'{{"a": {self.run_steps}, "b": 1}}')])
+            return ToolUse([(tool_name, f'{{"a": {self.run_steps}, "b": 1}}')])
         if last["role"] == "tool":
             return f"The sum is {last['content']}."
-        return ToolUse([("add", '{"a": 20, "b": 22}')])
+        return ToolUse([(tool_name, '{"a": 20, "b": 22}')])
 
 
 async def engram_tool_turn(stub: agent_pb2_grpc.AgentServiceStub, agent_id: str) -> float:
     message = agent_pb2.ClientMessage(
-        agent_id=agent_id, user_input=agent_pb2.UserInput(content=CALL)
+        agent_id=agent_id, user_input=agent_pb2.UserInput(content=call_text())
     )
     start = time.perf_counter()
     async for reply in stub.Chat(iter([message])):
@@ -105,7 +113,7 @@ def tool_exchange(call_id: str, name: str, arguments: str, output: str) -> list[
 
 async def direct_tool_turn(client: openai.AsyncOpenAI) -> float:
     """The same exchange without Engram: stream, run the tool, stream again."""
-    messages: list[dict[str, Any]] = [{"role": "user", "content": CALL}]
+    messages: list[dict[str, Any]] = [{"role": "user", "content": call_text()}]
     start = time.perf_counter()
     stream = await client.chat.completions.create(
         model="m",
@@ -132,7 +140,7 @@ async def tool_overhead(engine: Engine, llm: FakeLLM, samples: int) -> dict[str,
         agent_id = (
             await stub.CreateAgent(
                 agent_pb2.CreateAgentRequest(
-                    goal="g", model="m", tools=[agent_pb2.Tool(name="add")]
+                    goal="g", model="m", tools=[agent_pb2.Tool(name=tool_name)]
                 )
             )
         ).agent_id
@@ -143,7 +151,7 @@ async def tool_overhead(engine: Engine, llm: FakeLLM, samples: int) -> dict[str,
         agent_id = (
             await stub.CreateAgent(
                 agent_pb2.CreateAgentRequest(
-                    goal="g", model="m", tools=[agent_pb2.Tool(name="add")]
+                    goal="g", model="m", tools=[agent_pb2.Tool(name=tool_name)]
                 )
             )
         ).agent_id
@@ -171,7 +179,7 @@ async def autonomous_run(engine: Engine, llm: FakeLLM, model: Model, steps: int)
             agent_pb2.CreateAgentRequest(
                 goal="Add numbers, one step at a time.",
                 model="m",
-                tools=[agent_pb2.Tool(name="add")],
+                tools=[agent_pb2.Tool(name=tool_name)],
                 config=agent_pb2.AgentConfig(autonomous=True, max_steps=steps + 10),
             )
         )
@@ -260,13 +268,15 @@ async def main(samples: int, steps: int) -> None:
     llm.stop()
     result = {
         "date": datetime.date.today().isoformat(),
+        "tool": tool_name,
         "tool_call_turn": overhead,
         "autonomous_run": run,
         "plain_python_loop": plain,
         "run_vs_plain_step_ratio": round(plain["steps_per_second"] / run["steps_per_second"], 1),
     }
     RESULTS.mkdir(exist_ok=True)
-    target = RESULTS / f"agents-act-{result['date']}.json"
+    suffix = "" if tool_name == "add" else f"-{tool_name}"
+    target = RESULTS / f"agents-act-{result['date']}{suffix}.json"
     target.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {target}")
 
@@ -275,5 +285,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--tool", choices=TOOLS, default="add", help="the agent's tool")
     options = parser.parse_args()
+    tool_name = options.tool
     asyncio.run(main(options.samples, options.steps))

@@ -367,6 +367,7 @@ SCENARIOS: dict[str, Callable[[Engine, FakeLLM], dict[str, str]]] = {
     "recall": lambda engine, llm: {"-recall": recall_scenario(engine, llm)},
     "code-mode": lambda engine, llm: {"-code-mode": code_mode_scenario(engine, llm)},
     "fork": lambda engine, llm: {"-fork": fork_scenario(engine, llm)},
+    "local-tools": lambda engine, llm: {"-local-tools": local_tools_scenario(engine, llm)},
     # WakeUpWorkflow histories (their workflow ids), not agents'.
     "wake-up": lambda engine, llm: {f"-{o}": w for o, w in wake_up_scenario(engine, llm).items()},
 }
@@ -401,6 +402,20 @@ def code_mode_scenario(engine: Engine, llm: FakeLLM) -> str:
     )
     approve_when_asked(stub, agent_id, approved=False, reason="no")
     chat(stub, agent_id, "call run_script " + json.dumps({"script": script}))
+    llm.reply = default_reply
+    return agent_id
+
+
+def local_tools_scenario(engine: Engine, llm: FakeLLM) -> str:
+    """Fast read-only tools (behind the local-fast-tools patch): `lookup` answers as a local
+    activity; `lookup_remote` fails there and answers as a regular activity."""
+    stub = engine.stub()
+    agent_id = create_agent(
+        stub, tools=[agent_pb2.Tool(name="lookup"), agent_pb2.Tool(name="lookup_remote")]
+    )
+    llm.reply = note_taker
+    chat(stub, agent_id, 'call lookup {"key": "abc"}')
+    chat(stub, agent_id, 'call lookup_remote {"key": "abcd"}')
     llm.reply = default_reply
     return agent_id
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Literal
 
 import pydantic
+from temporalio import activity
 
 from engram.tools import ToolContext, ToolError, tool
 from engram.tools.builtin import current_time as current_time  # enables the built-in
@@ -115,3 +116,47 @@ async def hangs() -> str:
     """Never answers."""
     await asyncio.sleep(3600)
     return "unreachable"
+
+
+@tool(read_only=True, fast=True, retries=0)
+def lookup(key: str) -> str:
+    """Look a key up in a small table held in memory (answers in moments).
+
+    Args:
+        key: what to look up
+    """
+    return f"{key}={len(key)}"
+
+
+@tool(read_only=True, fast=True, retries=0)
+def lookup_remote(key: str) -> str:
+    """Like `lookup`, but it cannot answer from the workflow's worker: its fallback answers.
+
+    Args:
+        key: what to look up
+    """
+    if activity.info().is_local:
+        raise ConnectionError("this table is not reachable from here")
+    return f"{key}={len(key)}"
+
+
+@tool(name="fast_add", read_only=True, fast=True)
+def fast_add(a: int, b: int) -> int:
+    """Add two integers.
+
+    Args:
+        a: the first number
+        b: the second number
+    """
+    return a + b
+
+
+@tool(read_only=True, fast=True, timeout=timedelta(seconds=60), retries=0)
+async def slow_lookup(seconds: float) -> str:
+    """A `fast` tool that is not: it takes `seconds`.
+
+    Args:
+        seconds: how long it takes
+    """
+    await asyncio.sleep(seconds)
+    return f"looked for {seconds} s"

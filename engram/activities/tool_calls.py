@@ -216,10 +216,12 @@ class ToolActivities:
                 await keep_alive
         attempts = _max_attempts(info.retry_policy, policy)
         logged = content_logs.withheld(failure, f"tool {call.name} failed")
-        if attempts == 0 or info.attempt < attempts:
+        # A local attempt (a fast tool) is never the last: a regular activity follows it.
+        if attempts == 0 or info.attempt < attempts or info.is_local:
             activity.logger.warning("%s (attempt %d, will retry)", logged, info.attempt)
-            # The tool's last progress, for the next attempt's ToolContext.previous_details.
-            activity.heartbeat(*context.latest_details())
+            if not info.is_local:
+                # The tool's last progress, for the next attempt's ToolContext.previous_details.
+                activity.heartbeat(*context.latest_details())
             raise ApplicationError(failure, type="ToolFailed")
         activity.logger.warning("%s (attempt %d, the last)", logged, info.attempt)
         return _error(
@@ -260,7 +262,10 @@ class ToolActivities:
 
 async def _keep_alive(context: ToolContext) -> None:
     # Every second, whatever the tool does: a lost worker is noticed within the heartbeat
-    # timeout, and a cancel request reaches the activity (it arrives with heartbeats).
+    # timeout, and a cancel request reaches the activity (it arrives with heartbeats). A local
+    # activity (a fast tool) has no heartbeat: it runs within its workflow task.
+    if activity.info().is_local:
+        return
     while True:
         activity.heartbeat(*context.latest_details())
         await asyncio.sleep(HEARTBEAT_EVERY)

@@ -46,10 +46,13 @@ LIST_TOOLS_ACTIVITY = "list_tools"
 TIMEOUT_GRACE = timedelta(seconds=10)
 # A worker that dies mid-call is noticed this fast (the activity heartbeats every second).
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+# A fast tool's local attempt holds its agent's workflow task at most this long.
+LOCAL_TIMEOUT = timedelta(seconds=5)
 
 __all__ = [
     "HEARTBEAT_TIMEOUT",
     "LIST_TOOLS_ACTIVITY",
+    "LOCAL_TIMEOUT",
     "TIMEOUT_GRACE",
     "TOOL_ACTIVITY_PREFIX",
     "ToolActivityOptions",
@@ -62,6 +65,7 @@ __all__ = [
     "ToolPolicy",
     "ToolRegistry",
     "WorkerTool",
+    "execute_local_tool_call",
     "execute_tool_call",
     "tool",
     "tool_activity_options",
@@ -162,3 +166,23 @@ async def execute_tool_call(call: ToolCallInput, policy: ToolPolicy) -> ToolCall
             raise
         message = f"tool {call.name} did not finish: {err.cause or err}"
         return ToolCallOutput(output=message, is_error=True, error_message=message)
+
+
+async def execute_local_tool_call(call: ToolCallInput, policy: ToolPolicy) -> ToolCallOutput:
+    """Run `call` once as a local activity, in the workflow's own worker; a FailureError if that
+    fails (the caller falls back to `execute_tool_call`), CancelledError if cancelled.
+
+    For read-only tools that answer in moments only: a local activity runs again if its workflow
+    task does, and holds that task while it runs (a message, an approval or a cancel waits for
+    it), so a tool slower than LOCAL_TIMEOUT is stopped here and left to the regular activity."""
+    output: ToolCallOutput = await workflow.execute_local_activity(
+        tool_activity_type(call.name),
+        call,
+        result_type=ToolCallOutput,
+        start_to_close_timeout=min(
+            LOCAL_TIMEOUT, tool_activity_options(policy).start_to_close_timeout
+        ),
+        retry_policy=RetryPolicy(maximum_attempts=1),
+        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    )
+    return output

@@ -26,6 +26,7 @@ def agent_tool(description: ToolDescription) -> AgentTool:
         retries=policy.retries,
         requires_confirmation=policy.requires_confirmation,
         read_only=policy.read_only,
+        fast=policy.fast,
     )
 
 

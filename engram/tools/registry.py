@@ -44,6 +44,9 @@ class ToolPolicy:
     requires_confirmation: bool = False
     # For the workflow: it changes nothing, so it is safe to run again or in parallel.
     read_only: bool = False
+    # For the workflow: it answers in moments, so a read-only one may run as a local activity,
+    # in the workflow's own worker, without a round trip through the server.
+    fast: bool = False
 
 
 @dataclass(kw_only=True)
@@ -159,6 +162,7 @@ def tool(
     retries: int = DEFAULT_RETRIES,
     requires_confirmation: bool = False,
     read_only: bool = False,
+    fast: bool = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -171,8 +175,13 @@ def tool(
     retries: int = DEFAULT_RETRIES,
     requires_confirmation: bool = False,
     read_only: bool = False,
+    fast: bool = False,
 ) -> F | Callable[[F], F]:
     """Mark a function as a tool; `@tool` or `@tool(name=..., timeout=..., retries=...)`.
+
+    `fast=True` (with `read_only=True`) says the tool answers in moments: it then runs as a local
+    activity in the workflow's worker, with a regular activity as fallback. A local activity may
+    run again if its workflow task does, hence read-only tools only.
 
     The function is returned unchanged (still callable as before); the registry finds the mark.
     """
@@ -180,11 +189,14 @@ def tool(
         raise ValueError("a tool's timeout must be positive")
     if retries < 0:
         raise ValueError("a tool's retries cannot be negative")
+    if fast and not read_only:
+        raise ValueError("a fast tool must be read_only: a local activity may run again")
     policy = ToolPolicy(
         timeout_seconds=timeout.total_seconds(),
         retries=retries,
         requires_confirmation=requires_confirmation,
         read_only=read_only,
+        fast=fast,
     )
 
     def mark(function: F) -> F:

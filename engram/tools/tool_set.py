@@ -50,7 +50,14 @@ from engram.workflows.types import AgentTool
 ALIVE_WINDOW = timedelta(seconds=75)
 _IDENTITY = re.compile(r"^(?P<pid>\d+)@(?P<host>\S+) tools:(?P<tools>[0-9a-f]+)$")
 # The AgentTool fields a worker's version of a tool decides.
-_COMPARED = ("function", "timeout_seconds", "retries", "requires_confirmation", "read_only")
+_COMPARED = (
+    "function",
+    "timeout_seconds",
+    "retries",
+    "requires_confirmation",
+    "read_only",
+    "fast",
+)
 
 
 class DifferentTools(Exception):
@@ -60,11 +67,18 @@ class DifferentTools(Exception):
 def fingerprint(tools: Iterable[ToolDescription], servers: Iterable[McpServerSpec]) -> str:
     """A short hash of a worker's tool set: the same tools and MCP servers, the same hash."""
     described = sorted(
-        ([t.name, t.function, asdict(t.policy)] for t in tools), key=lambda item: str(item[0])
+        ([t.name, t.function, _policy(t)] for t in tools), key=lambda item: str(item[0])
     )
     addressed = sorted([s.name, s.address] for s in servers)
     text = json.dumps([described, addressed], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _policy(tool: ToolDescription) -> dict[str, object]:
+    policy = asdict(tool.policy)
+    if not policy["fast"]:
+        del policy["fast"]  # the fingerprint workers from before `fast` have for the same tools
+    return policy
 
 
 def worker_identity(tool_set: str) -> str:

@@ -19,13 +19,19 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    is_cancelled_exception,
+)
 
 from engram.tools import (
     ToolCallInput,
     ToolCallOutput,
     ToolPolicy,
     approval_policy,
+    execute_local_tool_call,
     execute_tool_call,
 )
 from engram.tools.scripts import SCRIPT_TOOL, STEP_OUTPUT_CHARS, ScriptJournal, ScriptStep
@@ -428,11 +434,7 @@ class ToolUse:
             if answer is None:
                 raise TurnCancelled
             return ToolCallOutput(output=answer.output, is_error=answer.is_error)
-        self.running = asyncio.ensure_future(
-            execute_tool_call(
-                call_input, ToolPolicy(timeout_seconds=tool.timeout_seconds, retries=tool.retries)
-            )
-        )
+        self.running = asyncio.ensure_future(self._run_tool(tool, call_input))
         try:
             result = await self.running
         except asyncio.CancelledError:
@@ -448,6 +450,21 @@ class ToolUse:
         if result.unavailable:
             self._note(Notice.TOOL_UNAVAILABLE, result.error_message, message_id)
         return result
+
+    @staticmethod
+    async def _run_tool(tool: AgentTool, call: ToolCallInput) -> ToolCallOutput:
+        policy = ToolPolicy(timeout_seconds=tool.timeout_seconds, retries=tool.retries)
+        local = tool.kind == ToolKind.WORKER and tool.fast and tool.read_only
+        if local and patches.check(patches.LOCAL_FAST_TOOLS):
+            # In this worker, without a round trip through the server; it is read-only, so
+            # running it again as a regular activity after a failure here is safe.
+            try:
+                return await execute_local_tool_call(call, policy)
+            except FailureError as err:  # a local activity's failure may come unwrapped
+                if is_cancelled_exception(err):
+                    raise asyncio.CancelledError from err
+                workflow.logger.warning("%s failed here (%s): run as an activity", tool.name, err)
+        return await execute_tool_call(call, policy)
 
     # --- bookkeeping ----------------------------------------------------------------------
 

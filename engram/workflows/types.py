@@ -120,6 +120,8 @@ class AgentTool:
     retries: int = 2
     requires_confirmation: bool = False
     read_only: bool = False
+    # Read-only and answers in moments: run as a local activity (behind the local-fast-tools patch).
+    fast: bool = False
     # An ApprovalPolicy; "" asks when requires_confirmation, else runs without asking.
     approval: str = ""
     # How long an approval may wait; 0 waits as long as it takes. Past it the call is denied.
