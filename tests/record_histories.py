@@ -407,15 +407,15 @@ def code_mode_scenario(engine: Engine, llm: FakeLLM) -> str:
 
 
 def local_tools_scenario(engine: Engine, llm: FakeLLM) -> str:
-    """Fast read-only tools (behind the local-fast-tools patch): `lookup` answers as a local
-    activity; `lookup_remote` fails there and answers as a regular activity."""
+    """Fast read-only tools (behind the local-fast-tools patch): `fast_lookup` answers as a local
+    activity; `fast_lookup_remote` fails there and answers as a regular activity."""
     stub = engine.stub()
     agent_id = create_agent(
-        stub, tools=[agent_pb2.Tool(name="lookup"), agent_pb2.Tool(name="lookup_remote")]
+        stub, tools=[agent_pb2.Tool(name="fast_lookup"), agent_pb2.Tool(name="fast_lookup_remote")]
     )
     llm.reply = note_taker
-    chat(stub, agent_id, 'call lookup {"key": "abc"}')
-    chat(stub, agent_id, 'call lookup_remote {"key": "abcd"}')
+    chat(stub, agent_id, 'call fast_lookup {"key": "abc"}')
+    chat(stub, agent_id, 'call fast_lookup_remote {"key": "abcd"}')
     llm.reply = default_reply
     return agent_id
 

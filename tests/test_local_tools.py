@@ -2,7 +2,7 @@
 
 A worker tool declared `@tool(read_only=True, fast=True)` runs in the workflow's own worker,
 recorded as a marker, without a round trip through the server; one that fails there runs again as
-a regular activity. The tools are tests/tool_module.py's `lookup` and `lookup_remote`.
+a regular activity. The tools are tests/tool_module.py's `fast_lookup` and `fast_lookup_remote`.
 """
 
 from __future__ import annotations
@@ -56,14 +56,14 @@ def test_a_fast_read_only_tool_runs_in_the_workflows_worker(
     engine: Engine, stub: Stub, llm: FakeLLM
 ) -> None:
     llm.reply = note_taker
-    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="lookup")])
-    messages = chat(stub, agent_id, 'call lookup {"key": "abc"}')
+    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="fast_lookup")])
+    messages = chat(stub, agent_id, 'call fast_lookup {"key": "abc"}')
 
     assert finals(messages) == ["Done: abc=3."]
     kinds = [m.WhichOneof("payload") for m in messages]
     assert kinds.index("tool_call") < kinds.index("tool_result") < kinds.index("final_answer")
     events = history(engine, agent_id)
-    assert "tool:lookup" not in scheduled(events)
+    assert "tool:fast_lookup" not in scheduled(events)
     assert len(local_activities(events)) == 1
     assert scheduled(events).count("stream_chat") == 2
 
@@ -72,13 +72,13 @@ def test_a_fast_tool_that_fails_here_runs_again_as_an_activity(
     engine: Engine, stub: Stub, llm: FakeLLM
 ) -> None:
     llm.reply = note_taker
-    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="lookup_remote")])
-    messages = chat(stub, agent_id, 'call lookup_remote {"key": "abcd"}')
+    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="fast_lookup_remote")])
+    messages = chat(stub, agent_id, 'call fast_lookup_remote {"key": "abcd"}')
 
     assert finals(messages) == ["Done: abcd=4."]
     events = history(engine, agent_id)
     assert len(local_activities(events)) == 1  # the attempt here, failed
-    assert scheduled(events).count("tool:lookup_remote") == 1
+    assert scheduled(events).count("tool:fast_lookup_remote") == 1
     assert [m.tool_result.output for m in messages if m.HasField("tool_result")] == ["abcd=4"]
 
 
@@ -93,8 +93,8 @@ def test_a_tool_that_changes_things_cannot_be_fast() -> None:
 def test_cancel_while_a_fast_tool_runs(engine: Engine, stub: Stub, llm: FakeLLM) -> None:
     """The local activity is stopped and the turn ends cancelled; the agent lives on."""
     llm.reply = note_taker
-    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="slow_lookup")])
-    reader = chat_in_background(stub, agent_id, 'call slow_lookup {"seconds": 30}')
+    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="fast_but_slow")])
+    reader = chat_in_background(stub, agent_id, 'call fast_but_slow {"seconds": 30}')
     deadline = time.monotonic() + 20
     while not [m for m in reader.messages if m.HasField("tool_call")]:
         assert time.monotonic() < deadline and not reader.done.is_set(), reader.messages
@@ -113,10 +113,10 @@ def test_a_fast_tool_that_is_slow_is_left_to_a_regular_activity(
     engine: Engine, stub: Stub, llm: FakeLLM
 ) -> None:
     llm.reply = note_taker
-    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="slow_lookup")])
+    agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="fast_but_slow")])
     seconds = LOCAL_TIMEOUT.total_seconds() + 1
-    messages = chat(stub, agent_id, f'call slow_lookup {{"seconds": {seconds}}}')
+    messages = chat(stub, agent_id, f'call fast_but_slow {{"seconds": {seconds}}}')
     assert finals(messages) == [f"Done: looked for {seconds} s."]
     events = history(engine, agent_id)
     assert len(local_activities(events)) == 1
-    assert scheduled(events).count("tool:slow_lookup") == 1
+    assert scheduled(events).count("tool:fast_but_slow") == 1

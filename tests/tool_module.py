@@ -119,7 +119,7 @@ async def hangs() -> str:
 
 
 @tool(read_only=True, fast=True, retries=0)
-def lookup(key: str) -> str:
+def fast_lookup(key: str) -> str:
     """Look a key up in a small table held in memory (answers in moments).
 
     Args:
@@ -129,8 +129,8 @@ def lookup(key: str) -> str:
 
 
 @tool(read_only=True, fast=True, retries=0)
-def lookup_remote(key: str) -> str:
-    """Like `lookup`, but it cannot answer from the workflow's worker: its fallback answers.
+def fast_lookup_remote(key: str) -> str:
+    """Like `fast_lookup`, but it cannot answer from the workflow's worker: its fallback answers.
 
     Args:
         key: what to look up
@@ -152,7 +152,7 @@ def fast_add(a: int, b: int) -> int:
 
 
 @tool(read_only=True, fast=True, timeout=timedelta(seconds=60), retries=0)
-async def slow_lookup(seconds: float) -> str:
+async def fast_but_slow(seconds: float) -> str:
     """A `fast` tool that is not: it takes `seconds`.
 
     Args:
