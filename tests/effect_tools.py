@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -73,3 +74,13 @@ async def slow_effect(label: str, seconds: float, ctx: ToolContext) -> str:
 def deploy(service: str, ctx: ToolContext) -> str:
     """Deploy a service to production (asks a person first)."""
     return _apply(ctx, f"deployed {service}")
+
+
+@tool(read_only=True, fast=True, retries=3)
+def fast_read(label: str, seconds: float, ctx: ToolContext) -> str:
+    """Read for `seconds` (a fast tool's local activity), logging each attempt; changes nothing."""
+    with open(_log(), "a") as log:
+        fcntl.flock(log, fcntl.LOCK_EX)
+        log.write(f"attempt {ctx.agent_id}/{ctx.call_id} {ctx.attempt}\n")
+    time.sleep(seconds)
+    return f"{label}: read"

@@ -82,6 +82,36 @@ def test_kills_around_a_tool_call_leave_exactly_one_effect(tmp_path: Path, llm: 
         engine.stop()
 
 
+def test_kills_around_a_fast_tool_call_leave_one_answer(tmp_path: Path, llm: FakeLLM) -> None:
+    """The whole engine SIGKILLed before, during and after a fast tool's local activity (which
+    runs inside its workflow task, before that task is recorded): the call runs again, with the
+    same call id, and the turn ends with one answer, the client shown each message once."""
+    llm.reply = note_taker
+    llm.ttft = 0.6
+    call = 'call fast_read {"label": "config", "seconds": 1}'
+    log = tmp_path / "effects.log"
+    engine = tool_engine(tmp_path, llm, log)
+    try:
+        for point, delay in enumerate((0.3, 0.9, 1.5, 2.4)):
+            stub = engine.stub()
+            agent_id = create_agent(stub, tools=[agent_pb2.Tool(name="fast_read")])
+            message_id = f"fast-kill-{point}"
+            Reader(stub.Chat(iter([user_message(agent_id, call, message_id)]), timeout=60))
+            time.sleep(delay)
+            engine.kill()
+            engine.start()
+            messages = finish(engine.stub(), agent_id, call, message_id)
+            assert finals(messages) == ["Done: config: read."], (delay, messages)
+            seqs = [m.sequence_id for m in messages]
+            assert seqs == sorted(set(seqs)), (delay, messages)
+            assert len(of_kind(messages, "tool_result")) == 1, (delay, messages)
+            assert len({a.split()[1] for a in attempts(agent_id, log)}) == 1, delay
+            turns = engine.stub().GetHistory(agent_pb2.GetHistoryRequest(agent_id=agent_id)).turns
+            assert [(t.message_id, t.outcome) for t in turns] == [(message_id, "completed")]
+    finally:
+        engine.stop()
+
+
 def test_an_approval_survives_a_kill_of_the_whole_engine(tmp_path: Path, llm: FakeLLM) -> None:
     llm.reply = note_taker
     log = tmp_path / "effects.log"
