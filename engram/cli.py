@@ -110,7 +110,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if getattr(args, "terminal", None) is not None:
         # chat, agents, history, replay: clients of a gateway, with their own output.
-        raise SystemExit(args.terminal(args))
+        code = args.terminal(args)
+        if argv is None and getattr(args, "talks_to_temporal", False):
+            # A short-lived process with a Temporal client can abort in the interpreter's
+            # shutdown ("PyGILState_Release", temporalio/sdk-python#300), which would turn a
+            # command that did its work into a failed one. Nothing is left to clean up.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        raise SystemExit(code)
     observability.configure_logging(args)
     logging.getLogger("temporalio").setLevel(logging.WARNING)
     runners: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, None]]] = {

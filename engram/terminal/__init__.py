@@ -70,14 +70,14 @@ def add_commands(commands: Any) -> None:
     )
     # An operator's command: it talks to Temporal, not to a gateway.
     TemporalSettings.add_arguments(upgrade)
-    upgrade.set_defaults(terminal=_run("engram.upgrade", "run_upgrade"))
+    upgrade.set_defaults(terminal=_run("engram.upgrade", "run_upgrade"), talks_to_temporal=True)
     stop = actions.add_parser(
         "stop", help="the kill switch: pause every running agent of a tenant (or all) now"
     )
     stop.add_argument("--tenant", metavar="T", help="the tenant whose agents to pause")
     stop.add_argument("--all", action="store_true", help="every running agent, of every tenant")
     TemporalSettings.add_arguments(stop)
-    stop.set_defaults(terminal=_run("engram.terminal.stop", "run_stop"))
+    stop.set_defaults(terminal=_run("engram.terminal.stop", "run_stop"), talks_to_temporal=True)
     resume = actions.add_parser(
         "resume",
         help="resume every running agent of a tenant (or all): after stop, or once the tenant's "
@@ -86,7 +86,7 @@ def add_commands(commands: Any) -> None:
     resume.add_argument("--tenant", metavar="T", help="the tenant whose agents to resume")
     resume.add_argument("--all", action="store_true", help="every running agent, of every tenant")
     TemporalSettings.add_arguments(resume)
-    resume.set_defaults(terminal=_run("engram.terminal.stop", "run_resume"))
+    resume.set_defaults(terminal=_run("engram.terminal.stop", "run_resume"), talks_to_temporal=True)
     repair = actions.add_parser(
         "repair",
         help="unwedge agents whose workflow task keeps failing: reset each to its last good point",
@@ -105,7 +105,7 @@ def add_commands(commands: Any) -> None:
         help="drop the signals and updates the agent received after the point it is reset to",
     )
     TemporalSettings.add_arguments(repair)
-    repair.set_defaults(terminal=_run("engram.repair", "run_repair"))
+    repair.set_defaults(terminal=_run("engram.repair", "run_repair"), talks_to_temporal=True)
 
     deployment = commands.add_parser(
         "deployment", help="Worker Deployment Versioning: which worker version agents move to"
@@ -126,7 +126,9 @@ def add_commands(commands: Any) -> None:
         help="how long to wait for Temporal to see the version's workers (default 30)",
     )
     TemporalSettings.add_arguments(set_current)
-    set_current.set_defaults(terminal=_run("engram.deployment", "run_set_current"))
+    set_current.set_defaults(
+        terminal=_run("engram.deployment", "run_set_current"), talks_to_temporal=True
+    )
 
     history = commands.add_parser("history", help="an agent's transcript, turn by turn")
     history.add_argument("agent_id", metavar="ID")
